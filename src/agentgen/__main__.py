@@ -1,0 +1,3 @@
+from agentgen.cli import main
+
+main()

@@ -1,0 +1,72 @@
+"""The library's entry points: prompt/answers -> spec -> render -> validate -> write -> report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+from .errors import ValidationFailedError
+from .render import render
+from .spec import Spec, load_spec
+from .validate import Finding, Report, iter_files, validate_tree
+from .write import check_destination, git_init_commit, place, staging_dir
+
+
+@dataclass
+class Result:
+    """What `generate` did: the files (relative to dest) and the validation report."""
+
+    dest: Path
+    files: list[Path]
+    report: Report
+    written: bool
+    committed: bool = False
+    skipped: list[Finding] = field(default_factory=list)
+
+
+def generate(
+    spec: Spec | Mapping[str, Any],
+    dest: Path | str,
+    *,
+    force: bool = False,
+    git: bool = True,
+    dry_run: bool = False,
+) -> Result:
+    """Render `spec`, validate every artifact, then write it into `dest` atomically.
+
+    With `force`, a non-empty `dest` keeps every file the template does not own. With `git`, a new
+    repository gets an initial commit (an existing repository is left for the user to commit).
+    `dry_run` renders and validates but writes nothing.
+
+    Raises:
+        SpecError: the answers are invalid (when given as a mapping).
+        DestinationError: dest cannot take the project.
+        ValidationFailedError: a generated artifact failed validation; nothing was written.
+        GitError: the initial commit failed; nothing was written.
+    """
+    if not isinstance(spec, Spec):
+        spec = load_spec(spec)
+    dest = Path(dest)
+    check_destination(dest, force=force)
+    with staging_dir(dest) as scratch:
+        tree = scratch / "tree"
+        render(spec, tree)
+        report = validate_tree(tree)
+        if not report.ok:
+            raise ValidationFailedError(report.errors)
+        files = [Path(p) for p in iter_files(tree)]
+        if dry_run:
+            return Result(dest, files, report, written=False, skipped=report.skipped)
+        new_repo = git and not (dest / ".git").exists()
+        if new_repo:
+            git_init_commit(tree, f"Initial commit from agentgen {__version__}")
+        files = place(tree, dest, scratch=scratch)
+    return Result(dest, files, report, written=True, committed=new_repo, skipped=report.skipped)
+
+
+def validate(root: Path | str) -> Report:
+    """Run every validator on an existing project directory."""
+    return validate_tree(Path(root))

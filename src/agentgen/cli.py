@@ -1,0 +1,178 @@
+"""The command line: parses, calls the library, and maps errors to exit codes (in `_handle_errors`).
+
+Only typer is imported at start-up; every command imports what it needs, so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from ._version import __version__
+
+app = typer.Typer(
+    name="agentgen",
+    help="Generate a validated production deployment repository for a LangGraph agent.",
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Choices are spelled out here (not imported from the spec) to keep `--help` from importing it;
+# a test checks they match the spec's enums.
+SCALES = "dev, small, medium, large"
+TARGETS = "compose, kubernetes, helm, langgraph-platform"
+SECRETS = "env, kubernetes, sealed-secrets, aws-secrets-manager, vault, gcp-secret-manager, azure-key-vault"
+
+
+def _consoles() -> tuple[Any, Any]:
+    from rich.console import Console
+
+    return Console(), Console(stderr=True, highlight=False)
+
+
+def _handle_errors(func: F) -> F:
+    """User errors: one red line per problem on stderr and their exit code; Ctrl-C: exit 130."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from .errors import UserError
+
+        try:
+            return func(*args, **kwargs)
+        except UserError as exc:
+            _, err = _consoles()
+            for line in exc.lines():
+                err.print(f"[red]error:[/] {line}", markup=True, soft_wrap=True)
+            raise typer.Exit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            _, err = _consoles()
+            err.print("[red]aborted:[/] nothing was written")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"agentgen {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    """Generate a validated production deployment repository for a LangGraph agent."""
+
+
+@app.command()
+@_handle_errors
+def new(
+    dest: Annotated[Path | None, typer.Argument(help="Directory to create (default: ./NAME).",
+                                                show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Answers file (YAML); "
+                                                "see `agentgen schema`.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="Project name (default: DEST's name).",
+                                             show_default=False)] = None,
+    scale: Annotated[str | None, typer.Option(help=f"One of: {SCALES}.", show_default=False)] = None,
+    secrets: Annotated[str | None, typer.Option(help=f"One of: {SECRETS}.",
+                                                show_default=False)] = None,
+    target: Annotated[list[str] | None, typer.Option(help=f"Repeatable. One of: {TARGETS}.",
+                                                     show_default=False)] = None,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; unanswered "
+                                           "questions take their defaults.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Write into a non-empty DEST, replacing "
+                                        "only the files the template owns.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and validate; print the "
+                                          "files that would be written; write nothing.")] = False,
+    no_git: Annotated[bool, typer.Option("--no-git", help="Do not create a git repository.")] = False,
+) -> None:
+    """Create a new deployment repository (prompts on a terminal unless [bold]--no-input[/])."""
+    from .api import generate
+    from .errors import UserError
+    from .prompt import ask_missing
+    from .report import print_result
+    from .spec import load_spec, read_answers_file
+
+    out, err = _consoles()
+    answers = read_answers_file(config) if config else {}
+    flags = {"name": name, "scale": scale, "secrets": secrets, "targets": target or None}
+    answers.update({key: value for key, value in flags.items() if value is not None})
+    if "name" not in answers and dest is not None:
+        answers["name"] = dest.name
+    if not no_input and sys.stdin.isatty():
+        answers = ask_missing(answers, out)
+    if "name" not in answers:
+        raise UserError("name: is required (pass DEST, --name, or a config file with name)")
+    spec = load_spec(answers)
+    dest = dest if dest is not None else Path(spec.name)
+    with err.status("Rendering and validating…"):
+        result = generate(spec, dest, force=force, git=not no_git, dry_run=dry_run)
+    print_result(out, spec, result)
+
+
+@app.command()
+@_handle_errors
+def schema() -> None:
+    """Print the JSON Schema (draft 2020-12) that every answers file must match."""
+    import json
+
+    from .spec import spec_schema
+
+    typer.echo(json.dumps(spec_schema(), indent=2))
+
+
+@app.command()
+@_handle_errors
+def presets() -> None:
+    """Show the scale presets (override any value with `overrides:` in the answers file)."""
+    from rich.table import Table
+
+    from .spec import presets as load_presets
+
+    data = load_presets()
+    table = Table(title="Scale presets", show_lines=False)
+    table.add_column("setting", style="bold")
+    for scale_name in data:
+        table.add_column(scale_name, justify="right")
+    for key in next(iter(data.values())):
+        table.add_row(key, *(_cell(data[s][key]) for s in data))
+    _consoles()[0].print(table)
+
+
+def _cell(value: Any) -> str:
+    if isinstance(value, bool):
+        return "[green]yes[/]" if value else "[dim]no[/]"
+    return str(value)
+
+
+@app.command()
+@_handle_errors
+def validate(
+    directory: Annotated[Path, typer.Argument(help="Project directory.")] = Path("."),
+) -> None:
+    """Run every validator on an existing generated repository."""
+    from .api import validate as validate_dir
+    from .errors import UserError, ValidationFailedError
+    from .report import print_checks
+
+    if not directory.is_dir():
+        raise UserError(f"{directory}: not a directory")
+    report = validate_dir(directory)
+    print_checks(_consoles()[0], report)
+    if not report.ok:
+        raise ValidationFailedError(report.errors)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,387 @@
+"""The typed spec: what the user answered, validated against one JSON Schema (draft 2020-12).
+
+`load_spec(answers)` is the only way in: it fills derived defaults, validates the result with
+`jsonschema` (every problem reported with its field path), applies the cross-field rules, and returns a
+frozen `Spec`. `spec_schema()` is the schema `agentgen schema` prints and every answers file must match.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cache, cached_property
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+from ._resources import template_dir
+from .errors import ConfigFileError, FieldProblem, SpecError
+
+
+class Scale(StrEnum):
+    DEV = "dev"
+    SMALL = "small"
+    MEDIUM = "medium"
+    LARGE = "large"
+
+
+class Target(StrEnum):
+    COMPOSE = "compose"
+    KUBERNETES = "kubernetes"
+    HELM = "helm"
+    LANGGRAPH_PLATFORM = "langgraph-platform"
+
+
+class SecretsBackend(StrEnum):
+    ENV = "env"
+    KUBERNETES = "kubernetes"
+    SEALED_SECRETS = "sealed-secrets"
+    AWS_SECRETS_MANAGER = "aws-secrets-manager"
+    VAULT = "vault"
+    GCP_SECRET_MANAGER = "gcp-secret-manager"
+    AZURE_KEY_VAULT = "azure-key-vault"
+
+
+class LLMProvider(StrEnum):
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+    FAKE = "fake"
+
+
+PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+DEFAULT_MODELS = MappingProxyType(
+    {LLMProvider.OPENAI: "gpt-4o-mini", LLMProvider.ANTHROPIC: "claude-3-5-haiku-latest",
+     LLMProvider.FAKE: "echo"}
+)
+KUBERNETES_TARGETS = frozenset({Target.KUBERNETES, Target.HELM})
+# Backends whose values reach the pod only through Kubernetes objects (a Secret, a SealedSecret, or the
+# External Secrets Operator); they need a kubernetes or helm target.
+KUBERNETES_ONLY_BACKENDS = frozenset(
+    {SecretsBackend.KUBERNETES, SecretsBackend.SEALED_SECRETS, SecretsBackend.GCP_SECRET_MANAGER,
+     SecretsBackend.AZURE_KEY_VAULT}
+)
+
+NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+_NAME_RULE = "a DNS-1123 label of at most 40 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-'"
+_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
+_QUANTITY_FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
+                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+
+
+@cache
+def presets() -> Mapping[str, Mapping[str, Any]]:
+    """The scale presets, read from the template's `presets.yml` (the single source of truth)."""
+    data = yaml.safe_load((template_dir() / "presets.yml").read_text(encoding="utf-8"))
+    return data["scale_presets"]["default"]
+
+
+_PRESET_FIELDS: dict[str, dict[str, Any]] = {
+    "replicas": {"type": "integer", "minimum": 1, "maximum": 100,
+                 "description": "Replicas when autoscaling is off (and the compose scale)"},
+    "hpa_enabled": {"type": "boolean", "description": "Create a HorizontalPodAutoscaler"},
+    "hpa_min_replicas": {"type": "integer", "minimum": 1, "maximum": 100,
+                         "description": "HPA minimum replicas"},
+    "hpa_max_replicas": {"type": "integer", "minimum": 1, "maximum": 1000,
+                         "description": "HPA maximum replicas"},
+    "hpa_cpu_percent": {"type": "integer", "minimum": 10, "maximum": 100,
+                        "description": "HPA target average CPU utilisation (%)"},
+    "hpa_memory_percent": {"type": "integer", "minimum": 10, "maximum": 100,
+                           "description": "HPA target average memory utilisation (%)"},
+    "pdb_enabled": {"type": "boolean", "description": "Create a PodDisruptionBudget"},
+    "pdb_min_available": {"type": "integer", "minimum": 0,
+                          "description": "PodDisruptionBudget minAvailable"},
+    "cpu_request": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?m?$",
+                    "description": "Container CPU request (Kubernetes quantity)"},
+    "cpu_limit": {"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?m?$",
+                  "description": "Container CPU limit (Kubernetes quantity)"},
+    "memory_request": {"type": "string", "pattern": r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+                       "description": "Container memory request (Kubernetes quantity)"},
+    "memory_limit": {"type": "string", "pattern": r"^[0-9]+(Ki|Mi|Gi|Ti|k|M|G|T)?$",
+                     "description": "Container memory limit (Kubernetes quantity)"},
+    "uvicorn_workers": {"type": "integer", "minimum": 1, "maximum": 64,
+                        "description": "uvicorn worker processes per container"},
+    "db_pool_size": {"type": "integer", "minimum": 1, "maximum": 500,
+                     "description": "PostgreSQL pool size per worker"},
+    "db_pool_overflow": {"type": "integer", "minimum": 0, "maximum": 500,
+                         "description": "Extra PostgreSQL connections allowed above the pool size"},
+    "redis": {"type": "boolean", "description": "Run Redis (rate limiting, shared state)"},
+    "nginx": {"type": "boolean", "description": "Put nginx in front as a load balancer (compose)"},
+    "topology_spread": {"type": "boolean", "description": "Spread pods across nodes"},
+    "monitoring": {"type": "boolean",
+                   "description": "Prometheus ServiceMonitor, alert rules and Grafana dashboard"},
+}
+
+
+def _enum_values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
+
+
+@cache
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of an answers file."""
+    preset = {"type": "object", "properties": _PRESET_FIELDS, "additionalProperties": False}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://agentgen.dev/schema/spec.json",
+        "title": "agentgen answers",
+        "description": "Answers that fully determine a generated deployment repository.",
+        "type": "object",
+        "required": ["name"],
+        "additionalProperties": False,
+        "properties": {
+            "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 40,
+                     "description": f"Project name: {_NAME_RULE}"},
+            "package": {"type": "string", "pattern": r"^[a-z_][a-z0-9_]*$",
+                        "description": "Python package (default: name with '-' replaced by '_')"},
+            "description": {"type": "string", "maxLength": 500,
+                            "description": "One-line description of the agent"},
+            "python_version": {"enum": list(PYTHON_VERSIONS), "default": "3.12",
+                               "description": "Python version of the image"},
+            "scale": {"enum": _enum_values(Scale), "default": "dev",
+                      "description": "Scale preset; see `agentgen presets`"},
+            "targets": {"type": "array", "items": {"enum": _enum_values(Target)},
+                        "minItems": 1, "uniqueItems": True, "default": ["compose"],
+                        "description": "Deployment targets"},
+            "secrets": {"enum": _enum_values(SecretsBackend),
+                        "description": "Secrets backend (default: kubernetes with a Kubernetes target, else env)"},
+            "llm_provider": {"enum": _enum_values(LLMProvider), "default": "fake",
+                             "description": "Chat model provider (fake: offline, deterministic)"},
+            "llm_model": {"type": "string", "minLength": 1, "maxLength": 100,
+                          "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
+                          "description": "Chat model name (default depends on llm_provider)"},
+            "image_registry": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
+                               "default": "ghcr.io/example", "description": "Container registry"},
+            "image_repository": {"type": "string", "pattern": r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+                                 "description": "Image repository (default: name)"},
+            "image_digest": {"type": "string", "pattern": r"^(sha256:[a-f0-9]{64})?$", "default": "",
+                             "description": "Optional image digest sha256:<64 hex>; pins the image"},
+            "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
+                          "description": "Kubernetes namespace (default: name)"},
+            "ingress_host": {"type": "string",
+                             "pattern": r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
+                             "description": "Public host name (default: <name>.example.com)"},
+            "checkpoint_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650,
+                                          "default": 30,
+                                          "description": "Days of checkpoints kept by retention cleanup"},
+            "overrides": {**preset, "default": {},
+                          "description": "Preset values to override for this project"},
+        },
+    }
+
+
+_STATIC_DEFAULTS = {key: prop["default"] for key, prop in spec_schema()["properties"].items()
+                    if "default" in prop}
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec. Build it with `load_spec`; `to_answers()` gives copier's data."""
+
+    name: str
+    package: str
+    description: str
+    python_version: str
+    scale: Scale
+    targets: tuple[Target, ...]
+    secrets: SecretsBackend
+    llm_provider: LLMProvider
+    llm_model: str
+    image_registry: str
+    image_repository: str
+    image_digest: str
+    namespace: str
+    ingress_host: str
+    checkpoint_retention_days: int
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def preset(self) -> dict[str, Any]:
+        """The effective settings of the scale: the preset with the overrides applied."""
+        return {**presets()[self.scale], **self.overrides}
+
+    def to_answers(self) -> dict[str, Any]:
+        """The answers as plain data (copier's `data`, the answers file)."""
+        return {
+            "name": self.name,
+            "package": self.package,
+            "description": self.description,
+            "python_version": self.python_version,
+            "scale": self.scale.value,
+            "targets": [t.value for t in self.targets],
+            "secrets": self.secrets.value,
+            "llm_provider": self.llm_provider.value,
+            "llm_model": self.llm_model,
+            "image_registry": self.image_registry,
+            "image_repository": self.image_repository,
+            "image_digest": self.image_digest,
+            "namespace": self.namespace,
+            "ingress_host": self.ingress_host,
+            "checkpoint_retention_days": self.checkpoint_retention_days,
+            "overrides": dict(self.overrides),
+        }
+
+
+def _with_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
+    """Fill the defaults, including the ones derived from earlier answers."""
+    data = {**_STATIC_DEFAULTS, **answers}
+    name = data.get("name")
+    if isinstance(name, str):
+        data.setdefault("package", name.replace("-", "_"))
+        data.setdefault("image_repository", name)
+        data.setdefault("namespace", name)
+        data.setdefault("ingress_host", f"{name}.example.com")
+    data.setdefault("description", f"{name} - a LangGraph agent deployed with agentgen"
+                    if isinstance(name, str) else "")
+    targets = data.get("targets")
+    if isinstance(targets, list) and "secrets" not in data:
+        k8s = any(t in KUBERNETES_TARGETS for t in targets)
+        data["secrets"] = SecretsBackend.KUBERNETES.value if k8s else SecretsBackend.ENV.value
+    provider = data.get("llm_provider")
+    if provider in DEFAULT_MODELS and "llm_model" not in data:
+        data["llm_model"] = DEFAULT_MODELS[provider]
+    return data
+
+
+def _field_path(parts: Any) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _schema_problem(error: Any) -> FieldProblem:
+    path = _field_path(error.absolute_path)
+    schema = error.schema
+    kind = error.validator
+    if kind == "enum":
+        allowed = ", ".join(str(v) for v in schema["enum"])
+        return FieldProblem(path, f"{error.instance!r} is not one of: {allowed}")
+    if kind == "additionalProperties":
+        extra = sorted(set(error.instance) - set(schema.get("properties", {})))
+        allowed = ", ".join(schema.get("properties", {}))
+        where = f"{path}." if path else ""
+        return FieldProblem(
+            ", ".join(f"{where}{key}" for key in extra), f"unknown key (allowed: {allowed})"
+        )
+    if kind == "required":
+        missing = error.message.split("'")[1]
+        return FieldProblem(f"{path}.{missing}" if path else missing, "is required")
+    if kind == "type":
+        return FieldProblem(path, f"expected {schema['type']}, got {_type_name(error.instance)} "
+                                  f"{error.instance!r}")
+    if kind in {"pattern", "maxLength", "minLength"} and "description" in schema:
+        return FieldProblem(path, f"{error.instance!r} is invalid; expected {schema['description']}")
+    if kind == "uniqueItems":
+        return FieldProblem(path, f"{error.instance!r} lists a value more than once")
+    return FieldProblem(path, error.message)
+
+
+def _type_name(value: Any) -> str:
+    return {bool: "boolean", int: "integer", float: "number", str: "string", list: "array",
+            dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _quantity(value: str) -> float:
+    match = _QUANTITY.match(value)
+    assert match, value  # the schema's pattern already admitted it
+    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+
+
+def _cross_field_problems(data: Mapping[str, Any]) -> list[FieldProblem]:
+    """Rules that span fields (kept in this one function)."""
+    problems = []
+    targets = set(data["targets"])
+    secrets = data["secrets"]
+    k8s = bool(targets & KUBERNETES_TARGETS)
+    if secrets in KUBERNETES_ONLY_BACKENDS and not k8s:
+        problems.append(FieldProblem(
+            "secrets", f"{secrets!r} needs target kubernetes or helm; with targets "
+                       f"{', '.join(sorted(targets))} use one of: env, aws-secrets-manager, vault"))
+    if secrets == SecretsBackend.ENV and k8s:
+        problems.append(FieldProblem(
+            "secrets", "'env' cannot feed a kubernetes/helm target; use one of: kubernetes, "
+                       "sealed-secrets, aws-secrets-manager, vault, gcp-secret-manager, azure-key-vault"))
+    cfg = {**presets()[data["scale"]], **data["overrides"]}
+    if cfg["hpa_min_replicas"] > cfg["hpa_max_replicas"]:
+        problems.append(FieldProblem(
+            "overrides.hpa_min_replicas",
+            f"{cfg['hpa_min_replicas']} is greater than hpa_max_replicas {cfg['hpa_max_replicas']}"))
+    floor = cfg["hpa_min_replicas"] if cfg["hpa_enabled"] else cfg["replicas"]
+    if cfg["pdb_enabled"] and cfg["pdb_min_available"] >= floor:
+        problems.append(FieldProblem(
+            "overrides.pdb_min_available",
+            f"{cfg['pdb_min_available']} must be lower than the minimum replica count {floor}, "
+            "or no node could ever be drained"))
+    for resource in ("cpu", "memory"):
+        request, limit = cfg[f"{resource}_request"], cfg[f"{resource}_limit"]
+        if _quantity(request) > _quantity(limit):
+            problems.append(FieldProblem(
+                f"overrides.{resource}_request", f"{request} is above {resource}_limit {limit}"))
+    return problems
+
+
+def load_spec(answers: Mapping[str, Any]) -> Spec:
+    """Validate answers (missing ones take their defaults) and return the spec.
+
+    Raises:
+        SpecError: listing every invalid field with its path and the allowed values.
+    """
+    from jsonschema import Draft202012Validator
+
+    data = _with_defaults(answers)
+    validator = Draft202012Validator(spec_schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    if errors:
+        raise SpecError([_schema_problem(e) for e in errors])
+    problems = _cross_field_problems(data)
+    if problems:
+        raise SpecError(problems)
+    return Spec(
+        name=data["name"],
+        package=data["package"],
+        description=data["description"],
+        python_version=data["python_version"],
+        scale=Scale(data["scale"]),
+        targets=tuple(Target(t) for t in data["targets"]),
+        secrets=SecretsBackend(data["secrets"]),
+        llm_provider=LLMProvider(data["llm_provider"]),
+        llm_model=data["llm_model"],
+        image_registry=data["image_registry"],
+        image_repository=data["image_repository"],
+        image_digest=data["image_digest"],
+        namespace=data["namespace"],
+        ingress_host=data["ingress_host"],
+        checkpoint_retention_days=data["checkpoint_retention_days"],
+        overrides=MappingProxyType(dict(data["overrides"])),
+    )
+
+
+def read_answers_file(path: Path) -> dict[str, Any]:
+    """Read a YAML (or JSON) answers file; keys starting with `_` (copier's metadata) are dropped.
+
+    Raises:
+        ConfigFileError: unreadable file, YAML syntax error (with line:column), or not a mapping.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ConfigFileError(f"{path}: cannot read answers file: {reason}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise ConfigFileError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigFileError(f"{path}: invalid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigFileError(
+            f"{path}: an answers file must be a mapping of field: value, got {_type_name(data)}")
+    return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("_"))}

@@ -1,0 +1,113 @@
+"""Validate phase: one module per artifact kind, run over a rendered tree.
+
+Each module has `NAME`, `matches(rel_path) -> bool` and `check(path, ctx) -> list[Finding]`.
+A tool that is not installed yields a `skipped` finding naming its install command: never a pass.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path, PurePosixPath
+from typing import Any, Protocol
+
+import yaml
+
+
+class Level(StrEnum):
+    ERROR = "error"
+    SKIPPED = "skipped"
+
+
+@dataclass(frozen=True, order=True)
+class Finding:
+    path: str
+    validator: str
+    message: str
+    level: Level = Level.ERROR
+
+    def __str__(self) -> str:
+        prefix = "skipped: " if self.level is Level.SKIPPED else ""
+        return f"{self.path}: [{self.validator}] {prefix}{self.message}"
+
+
+@dataclass
+class Context:
+    """What validators may know about the tree besides a file: its root and recorded answers."""
+
+    root: Path
+
+    @cached_property
+    def answers(self) -> dict[str, Any]:
+        path = self.root / ".copier-answers.yml"
+        if not path.is_file():
+            return {}
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+
+
+class Validator(Protocol):
+    NAME: str
+
+    def matches(self, rel: PurePosixPath) -> bool: ...
+
+    def check(self, path: Path, ctx: Context) -> list[Finding]: ...
+
+
+@dataclass
+class Report:
+    findings: list[Finding] = field(default_factory=list)
+    checked: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def errors(self) -> list[Finding]:
+        return [f for f in self.findings if f.level is Level.ERROR]
+
+    @property
+    def skipped(self) -> list[Finding]:
+        return [f for f in self.findings if f.level is Level.SKIPPED]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def _validators() -> list[Validator]:
+    from . import compose, dockerfile, langgraph, leftovers, pyproject, syntax
+
+    return [syntax, leftovers, compose, dockerfile, langgraph, pyproject]  # type: ignore[list-item]
+
+
+def iter_files(root: Path) -> Iterable[PurePosixPath]:
+    """Every file under root, relative, sorted; `.git` is not part of a project's artifacts."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        for name in sorted(filenames):
+            yield PurePosixPath(Path(dirpath, name).relative_to(root).as_posix())
+
+
+def validate_tree(root: Path) -> Report:
+    """Run every validator on every file it matches under `root`."""
+    ctx = Context(root)
+    report = Report()
+    files = list(iter_files(root))
+    for validator in _validators():
+        for rel in files:
+            if validator.matches(rel):
+                report.checked[validator.NAME] = report.checked.get(validator.NAME, 0) + 1
+                report.findings.extend(validator.check(root / rel, ctx))
+    # A missing tool is reported once, not once per file.
+    report.findings = sorted(set(report.findings))
+    return report
+
+
+def finding(ctx: Context, path: Path, validator: str, message: str,
+            level: Level = Level.ERROR) -> Finding:
+    return Finding(path.relative_to(ctx.root).as_posix(), validator, message, level)
+
+
+def tool_missing(validator: str, tool: str, install: str) -> Finding:
+    return Finding("*", validator, f"{tool} is not installed ({install})", Level.SKIPPED)

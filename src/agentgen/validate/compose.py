@@ -1,0 +1,42 @@
+"""compose.yaml against the compose-spec JSON Schema (vendored by check-jsonschema)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import yaml
+
+from . import Context, Finding, finding
+
+NAME = "compose-spec"
+_NAMES = {"compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"}
+
+
+def matches(rel: PurePosixPath) -> bool:
+    return rel.name in _NAMES or (rel.name.startswith("compose.") and rel.suffix in {".yaml", ".yml"})
+
+
+@cache
+def _validator() -> Any:
+    from jsonschema.validators import validator_for
+
+    text = resources.files("check_jsonschema.builtin_schemas.vendor").joinpath(
+        "compose-spec.json").read_text(encoding="utf-8")
+    schema = json.loads(text)
+    return validator_for(schema)(schema)
+
+
+def check(path: Path, ctx: Context) -> list[Finding]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return []  # reported by the syntax validator
+    found = []
+    for error in sorted(_validator().iter_errors(doc), key=lambda e: list(e.absolute_path)):
+        where = ".".join(str(p) for p in error.absolute_path) or "(root)"
+        found.append(finding(ctx, path, NAME, f"{where}: {error.message}"))
+    return found

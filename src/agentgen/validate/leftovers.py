@@ -1,0 +1,47 @@
+"""No unrendered Jinja (`{{`, `{%`) left in generated files.
+
+Helm's Go templates, GitHub Actions' `${{ }}` expressions and the user's own free text (which renders
+literally, whatever it contains) are not leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path, PurePosixPath
+
+from . import Context, Finding, finding
+from ._paths import is_helm_template
+
+NAME = "unrendered-jinja"
+_MARKERS = re.compile(r"\{\{|\{%")
+_ACTIONS_EXPR = re.compile(r"\$\{\{.*?\}\}", re.DOTALL)
+
+
+def matches(rel: PurePosixPath) -> bool:
+    return not is_helm_template(rel) and rel.name != ".copier-answers.yml"
+
+
+def _free_text(ctx: Context) -> list[str]:
+    """The user's own strings and the escaped forms they take in generated JSON/YAML/TOML."""
+    forms: set[str] = set()
+    for value in ctx.answers.values():
+        if isinstance(value, str) and _MARKERS.search(value):
+            forms.update({value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
+    return sorted(forms, key=len, reverse=True)
+
+
+def check(path: Path, ctx: Context) -> list[Finding]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (UnicodeDecodeError, OSError):
+        return []  # binary files carry no template syntax
+    text = _ACTIONS_EXPR.sub("", text)
+    for literal in _free_text(ctx):
+        text = text.replace(literal, "")
+    found = []
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if _MARKERS.search(line):
+            found.append(finding(ctx, path, NAME, f"line {lineno}: unrendered template syntax: "
+                                                  f"{line.strip()[:80]}"))
+    return found
