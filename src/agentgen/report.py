@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.tree import Tree
 
 from .api import Result
@@ -30,7 +31,7 @@ def print_checks(console: Console, report: Report) -> None:
     checked = ", ".join(f"{name} ({count})" for name, count in sorted(report.checked.items()))
     console.print(f"[green]Validated:[/] {checked}")
     for skipped in report.skipped:
-        console.print(f"[yellow]{skipped}[/]")
+        console.print(f"[yellow]{escape(str(skipped))}[/]")
 
 
 def print_result(console: Console, spec: Spec, result: Result) -> None:
