@@ -29,7 +29,7 @@ def file_tree(root_label: str, files: list[Path]) -> Tree:
 
 def print_checks(console: Console, report: Report) -> None:
     checked = ", ".join(f"{name} ({count})" for name, count in sorted(report.checked.items()))
-    console.print(f"[green]Validated:[/] {checked}")
+    console.print(f"[green]Validated:[/] {checked}", soft_wrap=True)
     for skipped in report.skipped:
         console.print(f"[yellow]{escape(str(skipped))}[/]")
 
@@ -39,7 +39,7 @@ def print_result(console: Console, spec: Spec, result: Result) -> None:
     console.print(file_tree(str(result.dest), result.files))
     print_checks(console, result.report)
     console.print(f"[bold green]{verb} {len(result.files)} files[/] to {result.dest}"
-                  + (" (initial commit created)" if result.committed else ""))
+                  + (" (initial commit created)" if result.committed else ""), soft_wrap=True)
     if not result.written:
         return
     steps = [f"cd {result.dest}"]

@@ -229,13 +229,14 @@ def _with_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
     """Fill the defaults, including the ones derived from earlier answers."""
     data = {**_STATIC_DEFAULTS, **answers}
     name = data.get("name")
-    if isinstance(name, str):
+    valid_name = isinstance(name, str) and re.match(NAME_PATTERN, name) is not None
+    if valid_name:  # an invalid name is reported once, not again through every derived field
         data.setdefault("package", name.replace("-", "_"))
         data.setdefault("image_repository", name)
         data.setdefault("namespace", name)
         data.setdefault("ingress_host", f"{name}.example.com")
     data.setdefault("description", f"{name} - a LangGraph agent deployed with agentgen"
-                    if isinstance(name, str) else "")
+                    if valid_name else "")
     targets = data.get("targets")
     if isinstance(targets, list) and "secrets" not in data:
         k8s = any(t in KUBERNETES_TARGETS for t in targets)
@@ -336,7 +337,11 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
     validator = Draft202012Validator(spec_schema())
     errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
     if errors:
-        raise SpecError([_schema_problem(e) for e in errors])
+        by_field: dict[str, FieldProblem] = {}
+        for error in errors:  # one line per field: `name` breaking two rules is one problem
+            problem = _schema_problem(error)
+            by_field.setdefault(problem.field, problem)
+        raise SpecError(list(by_field.values()))
     problems = _cross_field_problems(data)
     if problems:
         raise SpecError(problems)

@@ -30,9 +30,13 @@ def check_destination(dest: Path, *, force: bool) -> None:
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise DestinationError(
             f"{dest}: destination is not empty (use --force to replace the files agentgen owns)")
-    probe = dest if dest.is_dir() else _existing_ancestor(dest)
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise DestinationError(f"{probe}: directory is not writable")
+    # Really try: permission bits say nothing for root on a read-only or virtual file system.
+    for directory in {dest if dest.is_dir() else _existing_ancestor(dest), _staging_base(dest)}:
+        try:
+            os.rmdir(tempfile.mkdtemp(prefix=".agentgen-probe-", dir=directory))
+        except OSError as exc:
+            raise DestinationError(f"{directory}: directory is not writable "
+                                   f"({exc.strerror or exc})") from None
 
 
 def _existing_ancestor(path: Path) -> Path:
@@ -44,11 +48,14 @@ def _existing_ancestor(path: Path) -> Path:
     raise DestinationError(f"{path}: no existing parent directory")
 
 
+def _staging_base(dest: Path) -> Path:
+    return dest.parent if dest.parent.is_dir() else _existing_ancestor(dest)
+
+
 @contextmanager
 def staging_dir(dest: Path) -> Iterator[Path]:
     """A scratch directory on dest's file system (so the final move is a rename), always removed."""
-    base = dest.parent if dest.parent.exists() else _existing_ancestor(dest)
-    path = Path(tempfile.mkdtemp(prefix=".agentgen-", dir=base))
+    path = Path(tempfile.mkdtemp(prefix=".agentgen-", dir=_staging_base(dest)))
     try:
         yield path
     finally:
