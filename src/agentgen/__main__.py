@@ -1,3 +1,4 @@
 from agentgen.cli import main
 
-main()
+if __name__ == "__main__":  # guarded: multiprocessing's spawn re-imports the main module
+    main()

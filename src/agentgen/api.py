@@ -11,7 +11,7 @@ from ._version import __version__
 from .errors import ValidationFailedError
 from .render import render
 from .spec import Spec, load_spec
-from .validate import Finding, Report, iter_files, validate_tree
+from .validate import Finding, Report, iter_files, validate_tree, validator_process
 from .write import check_destination, git_init_commit, place, staging_dir
 
 
@@ -51,10 +51,10 @@ def generate(
         spec = load_spec(spec)
     dest = Path(dest)
     check_destination(dest, force=force)
-    with staging_dir(dest) as scratch:
+    with staging_dir(dest) as scratch, validator_process() as validate_in_worker:
         tree = scratch / "tree"
         render(spec, tree)
-        report = validate_tree(tree)
+        report = validate_in_worker(tree)
         if not report.ok:
             raise ValidationFailedError(report.errors)
         files = [Path(p) for p in iter_files(tree)]

@@ -6,9 +6,11 @@ A tool that is not installed yields a `skipped` finding naming its install comma
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path, PurePosixPath
@@ -74,6 +76,16 @@ class Report:
     def ok(self) -> bool:
         return not self.errors
 
+    def to_json(self) -> str:
+        return json.dumps({"findings": [asdict(f) for f in self.findings], "checked": self.checked})
+
+    @classmethod
+    def from_json(cls, text: str) -> Report:
+        data = json.loads(text)
+        findings = [Finding(f["path"], f["validator"], f["message"], Level(f["level"]))
+                    for f in data["findings"]]
+        return cls(findings, data["checked"])
+
 
 def _validators() -> list[Validator]:
     from . import compose, dockerfile, langgraph, leftovers, pyproject, syntax
@@ -111,3 +123,36 @@ def finding(ctx: Context, path: Path, validator: str, message: str,
 
 def tool_missing(validator: str, tool: str, install: str) -> Finding:
     return Finding("*", validator, f"{tool} is not installed ({install})", Level.SKIPPED)
+
+
+def warm_up() -> None:
+    """Import every validator and build its schemas (what costs time, not the checks themselves)."""
+    for validator in _validators():
+        prepare = getattr(validator, "prepare", None)
+        if prepare is not None:
+            prepare()
+
+
+@contextmanager
+def validator_process() -> Iterator[Callable[[Path], Report]]:
+    """A worker process (`python -m agentgen.validate._worker`) that warms the validators up while
+    the caller renders, on another core, then validates the rendered tree:
+    `with validator_process() as run: ...render...; report = run(tree)`."""
+    import subprocess
+    import sys
+
+    worker = subprocess.Popen([sys.executable, "-m", "agentgen.validate._worker"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+    def run(root: Path) -> Report:
+        out, _ = worker.communicate(f"{root}\n")
+        if worker.returncode != 0:
+            raise RuntimeError(f"validator worker failed with exit code {worker.returncode}")
+        return Report.from_json(out)
+
+    try:
+        yield run
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()

@@ -25,3 +25,7 @@ def check(path: Path, ctx: Context) -> list[Finding]:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         return [finding(ctx, path, NAME, " ".join(message.split()))]
     return []
+
+
+def prepare() -> None:
+    import langgraph_cli.config  # noqa: F401

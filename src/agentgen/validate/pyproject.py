@@ -35,3 +35,8 @@ def check(path: Path, ctx: Context) -> list[Finding]:
     except ValidationError as exc:
         return [finding(ctx, path, NAME, " ".join(str(exc.message).split()))]
     return []
+
+
+def prepare() -> None:
+    # The first call compiles the schemas; do it on a minimal document while the template renders.
+    _validator()({"project": {"name": "warm-up", "version": "0"}})
