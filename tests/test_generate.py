@@ -114,10 +114,13 @@ def test_rendering_twice_is_byte_identical(render):
 
 @pytest.mark.parametrize("failure", [RuntimeError("injected"), KeyboardInterrupt()])
 def test_failure_before_writing_leaves_a_new_destination_absent(tmp_path, monkeypatch, failure):
-    def boom(root):
+    real_render = agentgen.api.render
+
+    def render_then_fail(spec, out):
+        real_render(spec, out)
         raise failure
 
-    monkeypatch.setattr(agentgen.api, "validate_tree", boom)
+    monkeypatch.setattr(agentgen.api, "render", render_then_fail)
     with pytest.raises(type(failure)):
         generate(load_spec({"name": "demo"}), tmp_path / "a" / "demo")
     assert list(tmp_path.iterdir()) == []
@@ -149,10 +152,15 @@ def test_failure_while_replacing_files_restores_every_one(tmp_path, monkeypatch,
 
 
 def test_validation_failure_writes_nothing(tmp_path, monkeypatch):
-    from agentgen.validate import Finding
+    from contextlib import contextmanager
 
-    monkeypatch.setattr(agentgen.api, "validate_tree", lambda root: type(
-        "R", (), {"ok": False, "errors": [Finding("compose.yaml", "x", "bad")]})())
+    from agentgen.validate import Finding, Report
+
+    @contextmanager
+    def failing_validators():
+        yield lambda root: Report([Finding("compose.yaml", "compose-spec", "bad")])
+
+    monkeypatch.setattr(agentgen.api, "validator_process", failing_validators)
     with pytest.raises(ValidationFailedError):
         generate(load_spec({"name": "demo"}), tmp_path / "demo")
     assert list(tmp_path.iterdir()) == []
