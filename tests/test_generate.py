@@ -183,3 +183,18 @@ def test_force_into_an_existing_repo_leaves_changes_for_review(tmp_path):
     status = subprocess.run(["git", "status", "--porcelain"], cwd=dest, capture_output=True,
                             text=True).stdout
     assert "compose.yaml" in status
+
+
+@pytest.mark.parametrize(("secrets", "provider"), [("vault", "openai"),
+                                                   ("aws-secrets-manager", "anthropic"),
+                                                   ("env", "fake")])
+def test_generated_code_passes_its_own_lint_and_tests(render, secrets, provider):
+    out = render({"secrets": secrets, "llm_provider": provider, "scale": "large"})
+    ruff = venv_tool("ruff", "pip install ruff")
+    lint = subprocess.run([ruff, "check", "--no-cache", "."], cwd=out, capture_output=True,
+                          text=True)
+    assert lint.returncode == 0, lint.stdout
+    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                           cwd=out, capture_output=True, text=True)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    assert " passed" in tests.stdout

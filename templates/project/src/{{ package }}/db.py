@@ -10,8 +10,8 @@ from .settings import Settings
 
 def create_pool(settings: Settings) -> AsyncConnectionPool:
     """A closed pool: `await pool.open()` it. `db_pool_size` connections are kept, and up to
-    `db_pool_overflow` more are opened under load. Connections are checked before use, so a restarted
-    database costs no failed request."""
+    `db_pool_overflow` more are opened under load. Connections are checked before use, so a
+    restarted database costs no failed request."""
     return AsyncConnectionPool(
         settings.database_conninfo(),
         min_size=settings.db_pool_size,

@@ -1,7 +1,7 @@
 """`python -m <package>.doctor`: check the environment before (or instead of) starting the service.
 
-Prints one line per problem and exits 1 when there is any: settings that do not parse, a secret store
-that cannot be read, a required key missing, PostgreSQL or Redis unreachable.
+Prints one line per problem and exits 1 when there is any: settings that do not parse, a secret
+store that cannot be read, a required key missing, PostgreSQL or Redis unreachable.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""The chat model named by the settings. `fake` is an offline, deterministic model for tests and dev."""
+"""The chat model named by the settings.
+
+`fake` is an offline, deterministic model for tests and development.
+"""
 
 from __future__ import annotations
 
