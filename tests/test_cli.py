@@ -13,8 +13,6 @@ from typer.testing import CliRunner
 
 from agentgen.cli import app
 
-from .conftest import snapshot
-
 runner = CliRunner()
 
 

@@ -13,8 +13,15 @@ from pathlib import Path
 
 import pytest
 
-from .servers import (free_port, http_status, port_open, postgres_cluster, process, venv_tool,
-                      wait_until)
+from .servers import (
+    free_port,
+    http_status,
+    port_open,
+    postgres_cluster,
+    process,
+    venv_tool,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 

@@ -6,8 +6,7 @@ import pytest
 import yaml
 from jsonschema import Draft202012Validator
 
-from agentgen import SpecError, load_spec, presets, spec_schema
-from agentgen import cli
+from agentgen import SpecError, cli, load_spec, presets, spec_schema
 from agentgen._resources import template_dir
 from agentgen.spec import LLMProvider, Scale, SecretsBackend, Target
 

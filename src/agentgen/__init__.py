@@ -12,8 +12,14 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .api import Result, generate, validate
-    from .errors import (AgentgenError, ConfigFileError, DestinationError, SpecError, UserError,
-                         ValidationFailedError)
+    from .errors import (
+        AgentgenError,
+        ConfigFileError,
+        DestinationError,
+        SpecError,
+        UserError,
+        ValidationFailedError,
+    )
     from .spec import Spec, load_spec, presets, read_answers_file, spec_schema
 
 __all__ = [

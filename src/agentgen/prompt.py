@@ -13,8 +13,15 @@ from rich.console import Console
 from rich.prompt import Prompt
 
 from .errors import SpecError
-from .spec import (KUBERNETES_ONLY_BACKENDS, KUBERNETES_TARGETS, Scale, SecretsBackend, Target,
-                   load_spec, presets)
+from .spec import (
+    KUBERNETES_ONLY_BACKENDS,
+    KUBERNETES_TARGETS,
+    Scale,
+    SecretsBackend,
+    Target,
+    load_spec,
+    presets,
+)
 
 Ask = Callable[..., str]
 

@@ -66,7 +66,8 @@ KUBERNETES_ONLY_BACKENDS = frozenset(
 )
 
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
-_NAME_RULE = "a DNS-1123 label of at most 40 characters: lowercase letters, digits and '-', starting with a letter and not ending with '-'"
+_NAME_RULE = ("a DNS-1123 label of at most 40 characters: lowercase letters, digits and '-', "
+              "starting with a letter and not ending with '-'")
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _QUANTITY_FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
                      "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -147,13 +148,15 @@ def spec_schema() -> dict[str, Any]:
                         "minItems": 1, "uniqueItems": True, "default": ["compose"],
                         "description": "Deployment targets"},
             "secrets": {"enum": _enum_values(SecretsBackend),
-                        "description": "Secrets backend (default: kubernetes with a Kubernetes target, else env)"},
+                        "description": "Secrets backend (default: kubernetes with a Kubernetes "
+                                       "target, else env)"},
             "llm_provider": {"enum": _enum_values(LLMProvider), "default": "fake",
                              "description": "Chat model provider (fake: offline, deterministic)"},
             "llm_model": {"type": "string", "minLength": 1, "maxLength": 100,
                           "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
                           "description": "Chat model name (default depends on llm_provider)"},
-            "image_registry": {"type": "string", "pattern": r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
+            "image_registry": {"type": "string",
+                               "pattern": r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
                                "default": "ghcr.io/example", "description": "Container registry"},
             "image_repository": {"type": "string", "pattern": r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
                                  "description": "Image repository (default: name)"},

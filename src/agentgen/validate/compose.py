@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from functools import cache
-import importlib.util
 from pathlib import Path, PurePosixPath
 from typing import Any
 
