@@ -4,6 +4,7 @@ moto, and the generated service. Each is bound to 127.0.0.1 on a free port and a
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -162,3 +163,35 @@ def venv_tool(name: str, install: str) -> str:
     if not found:
         pytest.skip(f"{name} is not installed ({install})")
     return found
+
+
+_VENVS: dict[str, Path] = {}
+
+
+def project_python(project: Path, *extra: str) -> str:
+    """The Python of a fresh virtualenv with the generated project installed as its README says
+    (`pip install -c constraints.txt -e '.[dev]'`, done with uv), plus `extra` requirements.
+    Virtualenvs are shared by projects with the same dependencies."""
+    import hashlib
+    import tomllib
+
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.is_file():
+        pytest.skip("uv is not installed (pip install uv)")
+    project_meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
+    key = hashlib.sha256(json.dumps(
+        [project_meta["name"], project_meta["dependencies"], sorted(extra),
+         (project / "constraints.txt").read_text()]).encode()).hexdigest()[:16]
+    if key not in _VENVS:
+        venv = Path(tempfile.gettempdir()) / f"agentgen-test-venv-{key}"
+        if not (venv / "bin" / "python").is_file():
+            subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)],
+                           check=True)
+        subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                        "-c", str(project / "constraints.txt"), "-e", f"{project}[dev]", *extra],
+                       check=True)
+        _VENVS[key] = venv
+    else:  # same dependencies, another checkout: point the editable install at this one
+        subprocess.run([str(uv), "pip", "install", "--quiet", "--no-deps", "--python",
+                        str(_VENVS[key] / "bin" / "python"), "-e", str(project)], check=True)
+    return str(_VENVS[key] / "bin" / "python")

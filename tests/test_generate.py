@@ -7,7 +7,6 @@ import itertools
 import json
 import os
 import subprocess
-import sys
 import tomllib
 
 import pytest
@@ -20,7 +19,7 @@ from agentgen.spec import Scale
 from agentgen.validate import validate_tree
 
 from .conftest import snapshot
-from .servers import venv_tool
+from .servers import project_python, venv_tool
 
 TARGET_SETS = [["compose"], ["langgraph-platform"], ["compose", "langgraph-platform"],
                ["kubernetes"], ["helm"], ["compose", "kubernetes", "helm", "langgraph-platform"]]
@@ -84,10 +83,9 @@ def test_env_example_lists_every_setting(render):
     out = render({"secrets": "vault"})
     names = {line.lstrip("# ").split("=")[0] for line in (out / ".env.example").read_text().splitlines()
              if "=" in line and not line.startswith("# ---")}
-    proc = subprocess.run([sys.executable, "-c", "import json; from demo.settings import Settings; "
+    proc = subprocess.run([project_python(out), "-c", "import json; from demo.settings import Settings; "
                            "print(json.dumps(list(Settings.model_fields)))"],
-                          env={**os.environ, "PYTHONPATH": str(out / "src")}, capture_output=True,
-                          text=True, check=True)
+                          capture_output=True, text=True, check=True)
     fields = {name.upper() for name in json.loads(proc.stdout)}
     assert len(fields) > 30 and fields <= names, fields - names
 
@@ -188,12 +186,13 @@ def test_force_into_an_existing_repo_leaves_changes_for_review(tmp_path):
                                                    ("aws-secrets-manager", "anthropic"),
                                                    ("env", "fake")])
 def test_generated_code_passes_its_own_lint_and_tests(render, secrets, provider):
+    """Installed in a fresh virtualenv as its README says, the project lints clean and its tests pass."""
     out = render({"secrets": secrets, "llm_provider": provider, "scale": "large"})
-    ruff = venv_tool("ruff", "pip install ruff")
-    lint = subprocess.run([ruff, "check", "--no-cache", "."], cwd=out, capture_output=True,
-                          text=True)
+    python = project_python(out)
+    lint = subprocess.run([python, "-m", "ruff", "check", "--no-cache", "."], cwd=out,
+                          capture_output=True, text=True)
     assert lint.returncode == 0, lint.stdout
-    tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+    tests = subprocess.run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
                            cwd=out, capture_output=True, text=True)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout

@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from .servers import (
     port_open,
     postgres_cluster,
     process,
+    project_python,
     venv_tool,
     wait_until,
 )
@@ -27,13 +27,14 @@ pytestmark = pytest.mark.slow
 
 
 def service_env(project: Path, **extra: str) -> dict[str, str]:
-    return {"PYTHONPATH": str(project / "src"), "SECRETS_DIR": str(project / "no-secrets"),
-            "LLM_PROVIDER": "fake", "WORKERS": "1", "LOG_LEVEL": "WARNING", **extra}
+    return {"SECRETS_DIR": str(project / "no-secrets"), "LLM_PROVIDER": "fake", "WORKERS": "1",
+            "LOG_LEVEL": "WARNING", **extra}
 
 
 def python_in(project: Path, code: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=project, capture_output=True, text=True,
-                          env={**os.environ, **service_env(project, **env)}, timeout=60)
+    """Run code with the generated project installed in its own virtualenv."""
+    return subprocess.run([project_python(project), "-c", code], cwd=project, capture_output=True,
+                          text=True, env={**os.environ, **service_env(project, **env)}, timeout=60)
 
 
 def test_health_and_ready_follow_the_database(render):
@@ -43,7 +44,7 @@ def test_health_and_ready_follow_the_database(render):
         port = free_port()
         env = service_env(project, DATABASE_URL=url, PORT=str(port), DB_CONNECT_TIMEOUT="2")
         base = f"http://127.0.0.1:{port}"
-        with process([sys.executable, "-m", "demo"], cwd=project, env=env, what="service",
+        with process([project_python(project), "-m", "demo"], cwd=project, env=env, what="service",
                      ready=lambda: http_status(f"{base}/health") == 200):
             wait_until(lambda: http_status(f"{base}/ready") == 200, 20, "ready")
             pg.stop()
@@ -68,7 +69,7 @@ def test_the_service_starts_even_when_the_database_is_down(render):
     env = service_env(project, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
                       PORT=str(port), DB_CONNECT_TIMEOUT="1")
     base = f"http://127.0.0.1:{port}"
-    with process([sys.executable, "-m", "demo"], cwd=project, env=env, what="service",
+    with process([project_python(project), "-m", "demo"], cwd=project, env=env, what="service",
                  ready=lambda: http_status(f"{base}/health") == 200):
         import urllib.error
         import urllib.request
@@ -163,11 +164,11 @@ def test_aws_source_reads_a_moto_secret(render):
 
 
 def test_langgraph_dev_serves_the_generated_graph(render):
-    langgraph = venv_tool("langgraph", "pip install 'langgraph-cli[inmem]'")
-    pytest.importorskip("langgraph_api", reason="pip install 'langgraph-cli[inmem]'")
     from langgraph_sdk import get_client
 
     project = render({"targets": ["compose", "langgraph-platform"]})
+    python = project_python(project, "langgraph-cli[inmem]")
+    langgraph = str(Path(python).parent / "langgraph")
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {**service_env(project), "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"}
