@@ -184,3 +184,60 @@ def test_langgraph_dev_serves_the_generated_graph(render):
 
         result = asyncio.run(run())
     assert result["messages"][-1]["content"] == "Echo: hi"
+
+
+def test_maintenance_migrate_cleanup_backup_restore(render, postgres, tmp_path):
+    """The commands the Kubernetes Job and CronJobs run, against a real database."""
+    project = render()
+    url = postgres.create_database("maint")
+    run = lambda *args: subprocess.run(  # noqa: E731
+        [project_python(project), "-m", "demo.maintenance", *args], cwd=project, capture_output=True,
+        text=True, env={**os.environ, **service_env(project, DATABASE_URL=url)}, timeout=120)
+    migrate = run("migrate")
+    assert migrate.returncode == 0, migrate.stderr
+    assert run("migrate").returncode == 0  # idempotent
+    seed = python_in(project, (
+        "import asyncio\n"
+        "from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver\n"
+        "from demo.graph import build_graph\n"
+        "async def main():\n"
+        "    async with AsyncPostgresSaver.from_conn_string(URL) as saver:\n"
+        "        graph = build_graph().compile(checkpointer=saver)\n"
+        "        for t in ('t1', 't2'):\n"
+        "            await graph.ainvoke({'messages': [('user', 'hi')]}, {'configurable': {'thread_id': t}})\n"
+        "asyncio.run(main())\n").replace("URL", repr(url)))
+    assert seed.returncode == 0, seed.stderr
+    kept = run("cleanup", "--older-than-days", "1")
+    assert kept.returncode == 0 and "deleted 0 thread(s)" in kept.stdout, kept.stderr
+    dry = run("cleanup", "--older-than-days", "0", "--dry-run")
+    assert "would delete 2 thread(s)" in dry.stdout, dry.stderr
+
+    backups = tmp_path / "backups"
+    dump = run("backup", "--dir", str(backups), "--keep-days", "7")
+    assert dump.returncode == 0, dump.stderr
+    (archive,) = backups.glob("maint-*.sql.gz")
+    import gzip
+
+    assert b"CREATE TABLE public.checkpoints" in gzip.decompress(archive.read_bytes())
+
+    gone = run("cleanup", "--older-than-days", "0")
+    assert "deleted 2 thread(s)" in gone.stdout, gone.stderr
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        assert conn.execute("select count(*) from checkpoints").fetchone()[0] == 0
+
+    restored_url = postgres.create_database("restored")
+    restore = subprocess.run([str(project / "scripts" / "restore.sh"), str(archive)],
+                             env={**os.environ, "DATABASE_URL": restored_url}, capture_output=True,
+                             text=True)
+    assert restore.returncode == 0, restore.stderr
+    with psycopg.connect(restored_url) as conn:
+        threads = conn.execute("select count(distinct thread_id) from checkpoints").fetchone()[0]
+    assert threads == 2
+
+    bad = subprocess.run([project_python(project), "-m", "demo.maintenance", "migrate"], cwd=project,
+                         capture_output=True, text=True, env={**os.environ, **service_env(
+                             project, DATABASE_URL=f"postgresql://x@127.0.0.1:{free_port()}/x",
+                             DB_CONNECT_TIMEOUT="1")})
+    assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "migrate failed" in bad.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
@@ -19,16 +20,26 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         open=False,
         timeout=settings.db_connect_timeout,
         check=AsyncConnectionPool.check_connection,
-        # What langgraph-checkpoint-postgres requires of its connections.
-        kwargs={"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row},
+        kwargs=CONNECTION_KWARGS,
         name="agent",
     )
 
 
-async def setup_schema(pool: AsyncConnectionPool) -> None:
+# What langgraph-checkpoint-postgres requires of its connections.
+CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+async def connect(settings: Settings) -> AsyncConnection:
+    """One connection, for one-off commands (maintenance) that need no pool."""
+    return await AsyncConnection.connect(
+        settings.database_conninfo(), connect_timeout=max(1, int(settings.db_connect_timeout)),
+        **CONNECTION_KWARGS)
+
+
+async def setup_schema(conn: AsyncConnectionPool | AsyncConnection) -> None:
     """Create or migrate the checkpointer and store tables (idempotent)."""
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
-    await AsyncPostgresSaver(pool).setup()
-    await AsyncPostgresStore(pool).setup()
+    await AsyncPostgresSaver(conn).setup()
+    await AsyncPostgresStore(conn).setup()
