@@ -55,7 +55,8 @@ async def cleanup(settings: Settings, older_than_days: int, dry_run: bool) -> st
 
 def backup(settings: Settings, directory: Path, keep_days: int) -> str:
     """pg_dump in plain SQL, gzipped; the password goes through the environment, not argv."""
-    if shutil.which("pg_dump") is None:
+    pg_dump = shutil.which("pg_dump")
+    if pg_dump is None:
         raise RuntimeError("pg_dump is not installed (apt-get install postgresql-client)")
     params = conninfo_to_dict(settings.database_conninfo())
     env = {**os.environ}
@@ -65,15 +66,18 @@ def backup(settings: Settings, directory: Path, keep_days: int) -> str:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     target = directory / f"{params.get('dbname', 'database')}-{stamp}.sql.gz"
     partial = target.with_name(target.name + ".partial")
-    cmd = ["pg_dump", "--no-owner", "--no-privileges", "--dbname", make_conninfo(**params)]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) as proc:
-        assert proc.stdout is not None
+    cmd = [pg_dump, "--no-owner", "--no-privileges", "--dbname", make_conninfo(**params)]
+    # A fixed argument list without a shell; the connection string comes from our own settings.
+    with subprocess.Popen(  # noqa: S603
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as proc:
         with gzip.open(partial, "wb") as out:
-            shutil.copyfileobj(proc.stdout, out)
+            shutil.copyfileobj(proc.stdout, out)  # type: ignore[arg-type]
         error = proc.stderr.read().decode(errors="replace").strip() if proc.stderr else ""
     if proc.returncode != 0:
         partial.unlink(missing_ok=True)
-        raise RuntimeError(f"pg_dump failed: {error.splitlines()[-1] if error else proc.returncode}")
+        reason = error.splitlines()[-1] if error else f"exit status {proc.returncode}"
+        raise RuntimeError(f"pg_dump failed: {reason}")
     partial.rename(target)
     cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=keep_days)
     removed = 0
