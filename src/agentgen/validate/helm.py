@@ -27,11 +27,21 @@ def check(path: Path, ctx: Context) -> list[Finding]:
     chart = path.parent
     lint = run([helm, "lint", "--strict", "--namespace", namespace(ctx), str(chart)])
     if lint.returncode != 0:
-        lines = [line.strip() for line in lint.stdout.splitlines()
-                 if line.startswith(("[ERROR]", "[WARNING]"))] or [lint.stderr.strip()[-400:]]
-        return [finding(ctx, path, NAME, f"helm lint --strict: {line}") for line in lines]
+        return [finding(ctx, path, NAME, f"helm lint --strict: {problem}")
+                for problem in _lint_problems(lint.stdout) or [lint.stderr.strip()[-400:]]]
     docs, error = helm_template(ctx, chart, namespace(ctx))
     if docs is None:
         return [finding(ctx, path, NAME, f"helm template failed: {error}")]
     problems, reasons = check_documents(docs)
     return [finding(ctx, path, NAME, p) for p in problems] + [skipped(NAME, r) for r in reasons]
+
+
+def _lint_problems(output: str) -> list[str]:
+    """helm lint's [ERROR]/[WARNING] entries, each with its indented continuation lines, one line each."""
+    problems: list[str] = []
+    for line in output.splitlines():
+        if line.startswith(("[ERROR]", "[WARNING]")):
+            problems.append(line.strip())
+        elif problems and line.startswith((" ", "\t")) and line.strip():
+            problems[-1] += " " + line.strip()
+    return problems

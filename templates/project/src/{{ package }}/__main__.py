@@ -1,13 +1,21 @@
-"""`python -m <package>`: serve the API with uvicorn (host, port and workers from the settings)."""
+"""`python -m <package> [COMMAND]`: the image's entry point.
+
+  serve (default)   the API under uvicorn (host, port, workers from the settings)
+  maintenance ...   database chores (see maintenance.py): migrate, cleanup, backup
+  doctor            check the environment, one line per problem
+  healthcheck [URL] exit 0 when URL (default: this container's /health) answers 200
+"""
 
 from __future__ import annotations
 
-import uvicorn
-
-from .settings import get_settings
+import sys
 
 
-def main() -> None:
+def serve() -> int:
+    import uvicorn
+
+    from .settings import get_settings
+
     settings = get_settings()
     uvicorn.run(
         f"{__package__}.app:create_app",
@@ -20,7 +28,29 @@ def main() -> None:
         # In-flight runs get this long to finish on SIGTERM (keep it under the pod's grace period).
         timeout_graceful_shutdown=int(settings.run_timeout_seconds),
     )
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    command, rest = (args[0], args[1:]) if args else ("serve", [])
+    if command == "serve":
+        return serve()
+    if command == "maintenance":
+        from .maintenance import main as maintenance
+
+        return maintenance(rest)
+    if command == "doctor":
+        from .doctor import main as doctor
+
+        return doctor()
+    if command == "healthcheck":
+        from .healthcheck import main as healthcheck
+
+        return healthcheck(rest)
+    print(__doc__, file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
