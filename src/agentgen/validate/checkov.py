@@ -1,7 +1,8 @@
 """checkov over what is deployed: the rendered kustomize overlays and Helm charts (scanned as
 Kubernetes objects, with the chart's namespace), and the Dockerfile. 0 failed checks are allowed.
-The one tolerated skip is CKV_K8S_43 (image by digest) while no digest was given, written as an
-annotation with its reason in the generated repository; with a digest, no skip at all."""
+The one tolerated skip is CKV_K8S_43 (image by digest) on an object whose images are not pinned by
+digest, written as an annotation with its reason in the generated repository; any other skip, or a
+skip on an object whose images all have digests, is an error."""
 
 from __future__ import annotations
 
@@ -14,29 +15,55 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import Context, Finding, skipped, tool_missing
+from . import Context, Finding, tool_missing
 from ._k8s import INSTALL_TOOLS, helm_template, kustomize, run
 from ._tools import which
 
 NAME = "checkov"
-TOLERATED_WITHOUT_DIGEST = {"CKV_K8S_43"}
+TOLERATED_WITHOUT_DIGEST = "CKV_K8S_43"
 
 
-def _manifests(ctx: Context, files: list[PurePosixPath]) -> dict[str, list]:
-    """Rendered manifests by file name; failures to render are other validators' to report."""
+def _manifests(ctx: Context, files: list[PurePosixPath]) -> tuple[dict[str, list], bool]:
+    """Rendered manifests by file name, and whether a renderer (kubectl, helm) was missing.
+    Failures to render are the kubernetes and helm validators' to report."""
     from .helm import namespace
 
     manifests: dict[str, list] = {}
+    missing_tool = False
     for rel in files:
         if rel.name == "kustomization.yaml" and rel.parts[:3] == ("deploy", "kubernetes", "overlays"):
-            docs, _ = kustomize(ctx, ctx.root / rel.parent)
-            if docs:
-                manifests[f"kustomize-{rel.parent.name}.yaml"] = docs
+            docs, error = kustomize(ctx, ctx.root / rel.parent)
+            name = f"kustomize-{rel.parent.name}.yaml"
         elif rel.name == "Chart.yaml" and len(rel.parts) == 4 and rel.parts[:2] == ("deploy", "helm"):
-            docs, _ = helm_template(ctx, ctx.root / rel.parent, namespace(ctx))
-            if docs:
-                manifests[f"helm-{rel.parent.name}.yaml"] = docs
-    return manifests
+            docs, error = helm_template(ctx, ctx.root / rel.parent, namespace(ctx))
+            name = f"helm-{rel.parent.name}.yaml"
+        else:
+            continue
+        missing_tool |= docs is None and error is None
+        if docs:
+            manifests[name] = docs
+    return manifests, missing_tool
+
+
+def _pinned(manifests: dict[str, list]) -> set[str]:
+    """checkov's ids (Kind.namespace.name) of the objects whose every image is pinned by digest."""
+    pinned = set()
+    for docs in manifests.values():
+        for doc in docs:
+            images = _images(doc)
+            if images and all("@sha256:" in image for image in images):
+                meta = doc.get("metadata") or {}
+                pinned.add(f"{doc.get('kind')}.{meta.get('namespace', 'default')}.{meta.get('name')}")
+    return pinned
+
+
+def _images(node: object) -> list[str]:
+    if isinstance(node, dict):
+        found = [node["image"]] if isinstance(node.get("image"), str) else []
+        return found + [image for value in node.values() for image in _images(value)]
+    if isinstance(node, list):
+        return [image for item in node for image in _images(item)]
+    return []
 
 
 def check_tree(ctx: Context, files: list[PurePosixPath]) -> tuple[list[Finding], int]:
@@ -48,9 +75,12 @@ def check_tree(ctx: Context, files: list[PurePosixPath]) -> tuple[list[Finding],
     checkov = which("checkov")
     if checkov is None:
         return [tool_missing(NAME, "checkov", INSTALL_TOOLS)], 0
-    manifests = _manifests(ctx, files)
+    manifests, missing_tool = _manifests(ctx, files)
+    if missing_tool:
+        return [tool_missing(NAME, "kubectl or helm (needed to render what checkov scans)",
+                             INSTALL_TOOLS)], 0
     if not manifests:
-        return [skipped(NAME, "no rendered Kubernetes manifests to scan (kubectl/helm missing?)")], 0
+        return [Finding("*", NAME, "the Kubernetes manifests rendered no objects: nothing to scan")], 0
     with tempfile.TemporaryDirectory(prefix="agentgen-checkov-") as scan:
         for name, docs in manifests.items():
             Path(scan, name).write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
@@ -61,10 +91,10 @@ def check_tree(ctx: Context, files: list[PurePosixPath]) -> tuple[list[Finding],
         frameworks = ["kubernetes"] + (["dockerfile"] if dockerfiles else [])
         proc = run([checkov, "-d", scan, "--framework", *frameworks, "-o", "json",
                     "--skip-download"], env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    return _findings(proc, bool(ctx.answers.get("image_digest")), frameworks)
+    return _findings(proc, _pinned(manifests), frameworks)
 
 
-def _findings(proc: subprocess.CompletedProcess[str], has_digest: bool,
+def _findings(proc: subprocess.CompletedProcess[str], pinned: set[str],
               frameworks: list[str]) -> tuple[list[Finding], int]:
     try:
         reports = json.loads(proc.stdout)
@@ -86,7 +116,7 @@ def _findings(proc: subprocess.CompletedProcess[str], has_digest: bool,
             found.append(Finding(_where(failed), NAME, f"{failed['check_id']} {failed['check_name']} "
                                                         f"({failed['resource']})"))
         for skip in report["results"].get("skipped_checks", []):
-            if has_digest or skip["check_id"] not in TOLERATED_WITHOUT_DIGEST:
+            if skip["check_id"] != TOLERATED_WITHOUT_DIGEST or skip["resource"] in pinned:
                 found.append(Finding(_where(skip), NAME, f"{skip['check_id']} skipped "
                                                           f"({skip['resource']}), which is not allowed"))
     return found, resources
