@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up agentgen in ./.venv (idempotent): agentgen, then every external validator it runs
-# (scripts/install-validators.sh). With --test, also what the test suite needs: the test extras and
-# the PostgreSQL server binaries (Debian package; needs root or sudo when missing).
+# (scripts/install-validators.sh). With --test, also what the test suite needs: the test extras, the
+# PostgreSQL server binaries, podman and debootstrap (Debian packages; root or sudo when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,8 +23,12 @@ missing=""
 command -v git >/dev/null || missing="$missing git"
 command -v npm >/dev/null || missing="$missing nodejs npm"
 command -v unzip >/dev/null || missing="$missing unzip"
-if [ "$want_test" = 1 ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
-    missing="$missing postgresql"
+if [ "$want_test" = 1 ]; then
+    ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+    # the container test builds the generated image and runs it with `podman kube play`
+    for tool in podman buildah runc debootstrap; do
+        command -v "$tool" >/dev/null || missing="$missing $tool"
+    done
 fi
 if [ -n "$missing" ]; then
     sudo=""
