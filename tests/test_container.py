@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from .servers import free_port, http_status, wait_until
+from .servers import free_port, http_status, venv_tool, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.container]
 INSTALL = "apt-get install -y podman buildah runc debootstrap"
@@ -62,9 +62,10 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
     inspect = podman("image", "inspect", image, "--format", "{{.Config.User}} {{.Config.Healthcheck}}")
     assert inspect.stdout.startswith("10001:10001") and "healthcheck" in inspect.stdout
 
-    rendered = subprocess.run(["kubectl", "kustomize", str(project / "deploy/kubernetes/overlays/production")],
-                              capture_output=True, text=True, check=True, env={
-                                  **os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ['PATH']}"})
+    kubectl = venv_tool("kubectl", "scripts/install-validators.sh")
+    overlay = project / "deploy/kubernetes/overlays/production"
+    rendered = subprocess.run([kubectl, "kustomize", str(overlay)], capture_output=True, text=True,
+                              check=True)
     docs = [d for d in yaml.safe_load_all(rendered.stdout) if d]
     port = free_port()
     database = postgres.create_database("kubeplay")

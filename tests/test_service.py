@@ -204,7 +204,8 @@ def test_maintenance_migrate_cleanup_backup_restore(render, postgres, tmp_path):
         "    async with AsyncPostgresSaver.from_conn_string(URL) as saver:\n"
         "        graph = build_graph().compile(checkpointer=saver)\n"
         "        for t in ('t1', 't2'):\n"
-        "            await graph.ainvoke({'messages': [('user', 'hi')]}, {'configurable': {'thread_id': t}})\n"
+        "            config = {'configurable': {'thread_id': t}}\n"
+        "            await graph.ainvoke({'messages': [('user', 'hi')]}, config)\n"
         "asyncio.run(main())\n").replace("URL", repr(url)))
     assert seed.returncode == 0, seed.stderr
     kept = run("cleanup", "--older-than-days", "1")
