@@ -12,11 +12,21 @@ import sys
 
 
 def serve() -> int:
+    import os
+    import shutil
+    import tempfile
+
     import uvicorn
 
     from .settings import get_settings
 
     settings = get_settings()
+    if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        # Several worker processes: their metrics are aggregated through files (prometheus-client).
+        directory = os.path.join(tempfile.gettempdir(), "prometheus-multiproc")
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     uvicorn.run(
         f"{__package__}.app:create_app",
         factory=True,
@@ -24,6 +34,7 @@ def serve() -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
+        log_config=None,  # the app logs JSON (observability.configure_logging)
         proxy_headers=True,
         # In-flight runs get this long to finish on SIGTERM (keep it under the pod's grace period).
         timeout_graceful_shutdown=int(settings.run_timeout_seconds),

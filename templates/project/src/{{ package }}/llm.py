@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -21,9 +22,11 @@ from .settings import Settings
 
 
 class EchoChatModel(BaseChatModel):
-    """Answers `Echo: <last user message>`; reports token usage as whitespace-separated words."""
+    """Answers `Echo: <last user message>`; reports token usage as whitespace-separated words.
+    `latency_seconds` simulates a remote model's response time (load tests, timeouts)."""
 
     model_name: str = "echo"
+    latency_seconds: float = 0.0
 
     @property
     def _llm_type(self) -> str:
@@ -51,6 +54,8 @@ class EchoChatModel(BaseChatModel):
     async def _agenerate(self, messages: list[BaseMessage], stop: list[str] | None = None,
                          run_manager: AsyncCallbackManagerForLLMRun | None = None,
                          **kwargs: Any) -> ChatResult:
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
         return self._result(messages)
 
     def _chunks(self, messages: list[BaseMessage]) -> Iterator[ChatGenerationChunk]:
@@ -75,6 +80,8 @@ class EchoChatModel(BaseChatModel):
     async def _astream(self, messages: list[BaseMessage], stop: list[str] | None = None,
                        run_manager: AsyncCallbackManagerForLLMRun | None = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        if self.latency_seconds:
+            await asyncio.sleep(self.latency_seconds)
         for chunk in self._chunks(messages):
             if run_manager:
                 await run_manager.on_llm_new_token(chunk.text, chunk=chunk)
@@ -84,7 +91,8 @@ class EchoChatModel(BaseChatModel):
 def get_chat_model(settings: Settings) -> BaseChatModel:
     """Build the configured chat model. Provider packages are imported only when chosen."""
     if settings.llm_provider == "fake":
-        return EchoChatModel(model_name=settings.llm_model)
+        return EchoChatModel(model_name=settings.llm_model,
+                             latency_seconds=settings.llm_fake_latency_seconds)
     if settings.llm_provider == "openai":
         from langchain_openai import ChatOpenAI
 
