@@ -127,7 +127,8 @@ class Service:
         self.stateless = {gid: g.compiled for gid, g in graphs.items()}
         self.busy: set[str] = set()  # threads with a run in progress in this process
         self.background: dict[str, asyncio.Task[Any]] = {}
-        self._owners: dict[str, str] = {}  # thread id -> owner; immutable once created
+        # thread id -> (owner, graph id of its runs): cached, as owners never change
+        self._threads: dict[str, tuple[str, str | None]] = {}
 
     # --- assistants -------------------------------------------------------------------------
     def graph_for(self, assistant_id: str) -> Graph:
@@ -156,7 +157,7 @@ class Service:
             if body.if_exists == "raise":
                 raise HTTPException(409, f"thread {thread_id} already exists")
             return self.thread_json(existing)
-        self._owners[thread_id] = owner
+        self._threads[thread_id] = (owner, None)
         return {"thread_id": thread_id, "created_at": _iso(row["created_at"]),
                 "updated_at": _iso(row["updated_at"]), "metadata": body.metadata, "status": "idle",
                 "values": None, "interrupts": {}}
@@ -170,19 +171,37 @@ class Service:
             raise HTTPException(404, f"thread {thread_id} not found")
         return row
 
-    async def authorize(self, owner: str, thread_id: str) -> None:
-        """404 unless the thread exists and belongs to the caller (cached: owners never change)."""
-        if self._owners.get(thread_id) == owner:
+    async def authorize(self, owner: str, thread_id: str) -> str | None:
+        """404 unless the thread exists and belongs to the caller; the graph its runs use."""
+        cached = self._threads.get(thread_id)
+        if cached is not None and cached[0] == owner:
+            return cached[1]
+        row = await self.thread_row(owner, thread_id)
+        self._threads[thread_id] = (owner, row["metadata"].get("graph_id"))
+        return self._threads[thread_id][1]
+
+    async def bind_thread(self, owner: str, thread_id: str, graph_id: str) -> None:
+        """Record which graph a thread runs (its state can only be read through that graph)."""
+        if self._threads.get(thread_id) == (owner, graph_id):
             return
-        await self.thread_row(owner, thread_id)
-        self._owners[thread_id] = owner
+        async with self.pool.connection() as conn:
+            await conn.execute(
+                "UPDATE agent_threads SET metadata = metadata || %s, updated_at = now() "
+                "WHERE thread_id = %s", (Jsonb({"graph_id": graph_id}), thread_id))
+        self._threads[thread_id] = (owner, graph_id)
+
+    def graph_of(self, row_or_graph_id: dict[str, Any] | str | None) -> Any:
+        graph_id = (row_or_graph_id.get("metadata", {}).get("graph_id")
+                    if isinstance(row_or_graph_id, dict) else row_or_graph_id)
+        return self.bound.get(graph_id or "", next(iter(self.bound.values())))
 
     def thread_json(self, row: dict[str, Any], state: Any = None) -> dict[str, Any]:
         status = "busy" if row["thread_id"] in self.busy else "idle"
         interrupts = {}
-        if state is not None and state.interrupts:
-            status = "interrupted"
+        if state is not None:
             interrupts = {task.id: jsonable(task.interrupts) for task in state.tasks if task.interrupts}
+            if interrupts:
+                status = "interrupted"
         return {"thread_id": row["thread_id"], "created_at": _iso(row["created_at"]),
                 "updated_at": _iso(row["updated_at"]), "metadata": row["metadata"], "status": status,
                 "values": jsonable(state.values) if state is not None else None,
@@ -193,10 +212,11 @@ class Service:
         await next(iter(self.bound.values())).checkpointer.adelete_thread(thread_id)
         async with self.pool.connection() as conn:
             await conn.execute("DELETE FROM agent_threads WHERE thread_id = %s", (thread_id,))
-        self._owners.pop(thread_id, None)
+        self._threads.pop(thread_id, None)
 
-    async def state(self, thread_id: str, checkpoint_id: str | None = None) -> Any:
-        graph = next(iter(self.bound.values()))
+    async def state(self, thread_id: str, graph_id: str | None,
+                    checkpoint_id: str | None = None) -> Any:
+        graph = self.graph_of(graph_id)
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
         if checkpoint_id:
             config["configurable"]["checkpoint_id"] = checkpoint_id
@@ -407,7 +427,7 @@ def build_router(authenticate: Any) -> APIRouter:
     async def get_thread(thread_id: str, request: Request) -> dict[str, Any]:
         service = _service(request)
         row = await service.thread_row(_owner(request), thread_id)
-        return service.thread_json(row, await service.state(thread_id))
+        return service.thread_json(row, await service.state(thread_id, row["metadata"].get("graph_id")))
 
     @router.delete("/threads/{thread_id}", status_code=204)
     async def delete_thread(thread_id: str, request: Request) -> Response:
@@ -419,22 +439,22 @@ def build_router(authenticate: Any) -> APIRouter:
     async def get_state(thread_id: str, request: Request,
                         checkpoint_id: str | None = None) -> dict[str, Any]:
         service = _service(request)
-        await service.authorize(_owner(request), thread_id)
-        return Service.state_json(await service.state(thread_id, checkpoint_id))
+        graph_id = await service.authorize(_owner(request), thread_id)
+        return Service.state_json(await service.state(thread_id, graph_id, checkpoint_id))
 
     @router.post("/threads/{thread_id}/state")
     async def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
         service = _service(request)
-        await service.authorize(_owner(request), thread_id)
-        graph = next(iter(service.bound.values()))
+        graph = service.graph_of(await service.authorize(_owner(request), thread_id))
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
         if body.checkpoint_id:
             config["configurable"]["checkpoint_id"] = body.checkpoint_id
         new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
         return {"checkpoint": new_config["configurable"]}
 
-    async def history(service: Service, thread_id: str, query: HistoryQuery) -> list[dict]:
-        graph = next(iter(service.bound.values()))
+    async def history(service: Service, thread_id: str, graph_id: str | None,
+                      query: HistoryQuery) -> list[dict]:
+        graph = service.graph_of(graph_id)
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id,
                                                    **(query.checkpoint or {})}}
         before = ({"configurable": query.before if isinstance(query.before, dict)
@@ -445,14 +465,14 @@ def build_router(authenticate: Any) -> APIRouter:
     @router.post("/threads/{thread_id}/history")
     async def post_history(thread_id: str, body: HistoryQuery, request: Request) -> list[dict]:
         service = _service(request)
-        await service.authorize(_owner(request), thread_id)
-        return await history(service, thread_id, body)
+        graph_id = await service.authorize(_owner(request), thread_id)
+        return await history(service, thread_id, graph_id, body)
 
     @router.get("/threads/{thread_id}/history")
     async def get_history(thread_id: str, request: Request, limit: int = 10) -> list[dict]:
         service = _service(request)
-        await service.authorize(_owner(request), thread_id)
-        return await history(service, thread_id, HistoryQuery(limit=limit))
+        graph_id = await service.authorize(_owner(request), thread_id)
+        return await history(service, thread_id, graph_id, HistoryQuery(limit=limit))
 
     async def prepare(request: Request, body: RunCreate, thread_id: str | None) -> tuple[Service, str]:
         service = _service(request)
@@ -464,6 +484,7 @@ def build_router(authenticate: Any) -> APIRouter:
                 if body.if_not_exists != "create":
                     raise
                 await service.create_thread(_owner(request), ThreadCreate(thread_id=thread_id))
+            await service.bind_thread(_owner(request), thread_id, graph.graph_id)
         return service, graph.graph_id
 
     async def wait(request: Request, body: RunCreate, thread_id: str | None) -> JSONResponse:
@@ -550,7 +571,7 @@ def build_router(authenticate: Any) -> APIRouter:
         row = await service.run_row(thread_id, run_id)
         if row["status"] == "error":
             return {"__error__": {"error": "RunError", "message": row["error"]}}
-        state = await service.state(thread_id)
+        state = await service.state(thread_id, service.graph_for(row["assistant_id"]).graph_id)
         values = jsonable(state.values)
         if state.interrupts:
             values["__interrupt__"] = jsonable(state.interrupts)
