@@ -9,7 +9,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import threading
 import time
 import urllib.error
@@ -43,15 +42,15 @@ def database() -> Iterator:
 
 
 @contextlib.contextmanager
-def server(project: Path, url: str, **settings: str) -> Iterator[str]:
+def server(project: Path, url: str, **settings: str) -> Iterator[tuple[str, Any]]:
     port = free_port()
     env = {"DATABASE_URL": url, "PORT": str(port), "WORKERS": "1", "API_KEYS": KEYS,
            "SECRETS_DIR": str(project / "no-secrets"), "LOG_LEVEL": "WARNING",
            "DB_CONNECT_TIMEOUT": "2", **settings}
     base = f"http://127.0.0.1:{port}"
     with process([project_python(project), "-m", "demo"], cwd=project, env=env, what="service",
-                 ready=lambda: http_status(f"{base}/health") == 200):
-        yield base
+                 ready=lambda: http_status(f"{base}/health") == 200) as proc:
+        yield base, proc
 
 
 def call(base: str, path: str, body: object = None, key: str | None = "key-one",
@@ -72,7 +71,7 @@ HELLO = {"messages": [{"role": "user", "content": "hello"}]}
 
 def test_sdk_end_to_end(project, database):
     pg, url = database
-    with server(project, url) as base:
+    with server(project, url) as (base, _):
         async def scenario() -> None:
             client = get_client(url=base, api_key="key-one")
             assistants = await client.assistants.search()
@@ -145,12 +144,12 @@ def test_sdk_end_to_end(project, database):
 
 def test_state_survives_restart_and_database_outage(project, database):
     pg, url = database
-    with server(project, url) as base:
+    with server(project, url) as (base, _):
         status, thread, _ = call(base, "/threads", {})
         tid = thread["thread_id"]
         status, _, _ = call(base, f"/threads/{tid}/runs/wait", {"assistant_id": "agent", "input": HELLO})
         assert status == 200
-    with server(project, url) as base:  # a new process: only PostgreSQL remembers
+    with server(project, url) as (base, _):  # a new process: only PostgreSQL remembers
         status, state, _ = call(base, f"/threads/{tid}/state")
         assert status == 200 and state["values"]["messages"][-1]["content"] == "Echo: hello"
         pg.stop()
@@ -168,7 +167,7 @@ def test_state_survives_restart_and_database_outage(project, database):
 
 def test_protective_status_codes(project, database):
     _, url = database
-    with server(project, url, RATE_LIMIT_PER_MINUTE="5", MAX_REQUEST_BYTES="4096") as base:
+    with server(project, url, RATE_LIMIT_PER_MINUTE="5", MAX_REQUEST_BYTES="4096") as (base, _):
         assert call(base, "/threads", {}, key=None)[0] == 401
         assert call(base, "/threads", {}, key="wrong")[0] == 401
         assert call(base, "/threads", raw=b"x" * 10_000)[0] == 413
@@ -182,14 +181,14 @@ def test_protective_status_codes(project, database):
         status, _, headers = call(base, "/threads", {}, key="key-limited")
         assert status == 429 and 1 <= int(headers["Retry-After"]) <= 60
         assert call(base, "/threads", {}, key="key-two")[0] == 200  # limits are per key
-    with server(project, url, LLM_FAKE_LATENCY_SECONDS="2", RUN_TIMEOUT_SECONDS="0.3") as base:
+    with server(project, url, LLM_FAKE_LATENCY_SECONDS="2", RUN_TIMEOUT_SECONDS="0.3") as (base, _):
         status, body, _ = call(base, "/runs/wait", {"assistant_id": "agent", "input": HELLO})
         assert status == 504 and "0.3" in body["detail"]
 
 
 def test_streaming_is_incremental_and_shutdown_is_graceful(project, database):
     _, url = database
-    with server(project, url, LLM_FAKE_LATENCY_SECONDS="0.8") as base:
+    with server(project, url, LLM_FAKE_LATENCY_SECONDS="0.8") as (base, proc):
         async def stream() -> list[tuple[float, str]]:
             client = get_client(url=base, api_key="key-one")
             tid = (await client.threads.create())["thread_id"]
@@ -208,8 +207,7 @@ def test_streaming_is_incremental_and_shutdown_is_graceful(project, database):
             base, f"/threads/{thread['thread_id']}/runs/wait", {"assistant_id": "agent", "input": HELLO})))
         worker.start()
         time.sleep(0.3)
-        pids = subprocess.run(["pgrep", "-f", "-n", "python -m demo"], capture_output=True, text=True)
-        os.kill(int(pids.stdout.split()[0]), signal.SIGTERM)
+        os.kill(proc.pid, signal.SIGTERM)
         worker.join(10)
         assert outcome["result"][0] == 200
         assert outcome["result"][1]["messages"][-1]["content"] == "Echo: hello"

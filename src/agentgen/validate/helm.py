@@ -13,7 +13,9 @@ NAME = "helm"
 
 
 def matches(rel: PurePosixPath) -> bool:
-    return rel.name == "Chart.yaml" and len(rel.parts) == 4 and rel.parts[:2] == ("deploy", "helm")
+    from .checkov import _is_chart
+
+    return _is_chart(rel)
 
 
 def namespace(ctx: Context) -> str:
