@@ -25,6 +25,7 @@ command -v npm >/dev/null || missing="$missing nodejs npm"
 command -v unzip >/dev/null || missing="$missing unzip"
 if [ "$want_test" = 1 ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
+    command -v redis-server >/dev/null || missing="$missing redis-server"
     # the container test builds the generated image and runs it with `podman kube play`
     for tool in podman buildah runc debootstrap; do
         command -v "$tool" >/dev/null || missing="$missing $tool"
