@@ -122,27 +122,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Start even when the database is down: /ready reports it, and the pool keeps reconnecting.
         await app.state.pool.open(wait=False)
         redis = None
-        if settings.redis_enabled:
-            from redis.asyncio import Redis
+        try:
+            if settings.redis_enabled:
+                from redis.asyncio import Redis
 
-            redis = Redis.from_url(settings.redis_url.get_secret_value(),
-                                   socket_timeout=READY_TIMEOUT_SECONDS)
-        app.state.redis = redis
-        app.state.limiter = RateLimiter(settings.rate_limit_per_minute, redis)
-        app.state.service = Service(settings, app.state.pool, load_graphs(),
-                                    measured_saver(app.state.pool), AsyncPostgresStore(app.state.pool))
-        try:
-            await app.state.checks.checkpointer()
-        except Exception as exc:  # noqa: BLE001
-            log.warning("checkpointer schema not set up yet (database unavailable?): %s", exc)
-        try:
+                redis = Redis.from_url(settings.redis_url.get_secret_value(),
+                                       socket_timeout=READY_TIMEOUT_SECONDS)
+            app.state.redis = redis
+            app.state.limiter = RateLimiter(settings.rate_limit_per_minute, redis)
+            app.state.service = Service(settings, app.state.pool, load_graphs(),
+                                        measured_saver(app.state.pool),
+                                        AsyncPostgresStore(app.state.pool))
+            try:
+                await app.state.checks.checkpointer()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("checkpointer schema not set up yet (database unavailable?): %s", exc)
             yield
-        finally:
             # Graceful shutdown: background runs get the run timeout to finish.
             pending = list(app.state.service.background.values())
             if pending:
                 log.info("waiting for %d background run(s) to finish", len(pending))
                 await asyncio.wait(pending, timeout=settings.run_timeout_seconds)
+        finally:
             if redis is not None:
                 await redis.aclose()
             await app.state.pool.close()
