@@ -1,0 +1,192 @@
+"""The generated service under load, against `langgraph dev` serving the same graph, in one run on
+loopback, with the same load generator (the generated repo's scripts/load_test.py): 1 and 16
+concurrent clients of `runs/wait` on the offline `fake` model.
+
+Prints throughput, p50/p95/p99, errors, checkpoint write/read p95 (from the service's own metrics)
+and idle RSS for both, with ratios, and checks that every finished run's state is in PostgreSQL.
+
+Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1]
+(needs the test extras and PostgreSQL server binaries: ./scripts/setup.sh --test)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from agentgen import generate, load_spec  # noqa: E402
+from tests.servers import (  # noqa: E402
+    free_port,
+    http_status,
+    postgres_cluster,
+    process,
+    project_python,
+)
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of a process and its children (uvicorn workers), in MB."""
+    pids = [pid] + [int(p) for p in subprocess.run(["pgrep", "-P", str(pid)], capture_output=True,
+                                                   text=True).stdout.split()]
+    total = 0
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except FileNotFoundError:
+            pass
+    return total / 1024
+
+
+def load(python: str, project: Path, url: str, requests: int, concurrency: int) -> dict:
+    out = subprocess.run([python, str(project / "scripts" / "load_test.py"), "--url", url,
+                          "--requests", str(requests), "--concurrency", str(concurrency),
+                          "--api-key", "bench-key", "--json", "--max-seconds", "240"],
+                         capture_output=True, text=True, check=False)
+    if not out.stdout.strip():
+        raise RuntimeError(f"load test failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout)
+
+
+def buckets(metrics: str, name: str, label: str) -> dict[float, float]:
+    """Cumulative bucket counts of a Prometheus histogram for one `operation` label."""
+    found = {}
+    for line in metrics.splitlines():
+        if line.startswith(f"{name}_bucket{{") and f'operation="{label}"' in line:
+            bound = line.split('le="')[1].split('"')[0]
+            found[float("inf") if bound == "+Inf" else float(bound)] = float(line.split()[-1])
+    return found
+
+
+def p95_ms(after: dict[float, float], before: dict[float, float]) -> float | None:
+    """p95 (the upper bound of its bucket, ms) of the observations made between two scrapes."""
+    delta = sorted((bound, count - before.get(bound, 0.0)) for bound, count in after.items())
+    if not delta or delta[-1][1] == 0:
+        return None
+    return next(bound * 1000 for bound, count in delta if count >= 0.95 * delta[-1][1])
+
+
+def durable_messages(python: str, project: Path, url: str) -> tuple[int, int]:
+    """(messages, threads) in PostgreSQL, read back through the checkpointer by a fresh process."""
+    code = (
+        "import asyncio, json, sys\n"
+        "import psycopg\n"
+        "from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver\n"
+        "from bench.graph import build_graph\n"
+        "async def main(url):\n"
+        "    with psycopg.connect(url) as conn:\n"
+        "        ids = [r[0] for r in conn.execute('select thread_id from agent_threads')]\n"
+        "    async with AsyncPostgresSaver.from_conn_string(url) as saver:\n"
+        "        graph = build_graph().compile(checkpointer=saver)\n"
+        "        total = 0\n"
+        "        for tid in ids:\n"
+        "            state = await graph.aget_state({'configurable': {'thread_id': tid}})\n"
+        "            total += len(state.values.get('messages', []))\n"
+        "    print(json.dumps([total, len(ids)]))\n"
+        "asyncio.run(main(sys.argv[1]))\n")
+    out = subprocess.run([python, "-c", code, url], cwd=project, capture_output=True, text=True,
+                         check=True)
+    messages, threads = json.loads(out.stdout)
+    return messages, threads
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="agentgen-svc-bench-"))
+    project = work / "bench"
+    generate(load_spec({"name": "bench", "scale": "dev", "targets": ["compose", "langgraph-platform"]}),
+             project, git=False)
+    python = project_python(project, "langgraph-cli[inmem]")
+    results: dict[str, dict] = {}
+    c1_requests = max(200, args.requests // 4)
+    with postgres_cluster() as pg:
+        url = pg.create_database("bench")
+        port = free_port()
+        env = {"DATABASE_URL": url, "PORT": str(port), "WORKERS": str(args.workers),
+               "API_KEYS": "bench-key", "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none"),
+               "RATE_LIMIT_PER_MINUTE": "1000000", "DB_POOL_SIZE": "20", "DB_POOL_OVERFLOW": "10"}
+        base = f"http://127.0.0.1:{port}"
+        with process([python, "-m", "bench"], cwd=project, env=env, what="service",
+                     ready=lambda: http_status(f"{base}/ready") == 200) as proc:
+            time.sleep(1)
+            name = "agent_checkpointer_operation_duration_seconds"
+
+            def scrape() -> dict[str, dict[float, float]]:
+                text = subprocess.run(["curl", "-s", f"{base}/metrics"], capture_output=True,
+                                      text=True).stdout
+                return {op: buckets(text, name, op) for op in ("write", "read")}
+
+            results["service"] = {"idle_rss_mb": round(rss_mb(proc.pid), 1)}
+            before = scrape()
+            results["service"]["c1"] = load(python, project, base, c1_requests, 1)
+            middle = scrape()
+            results["service"]["c16"] = load(python, project, base, args.requests, 16)
+            after = scrape()
+            for op in ("write", "read"):
+                results["service"][f"checkpoint_{op}_p95_ms"] = (
+                    f"{p95_ms(middle[op], before[op])} / {p95_ms(after[op], middle[op])}")
+        # The server is gone: every finished run's two messages must be in PostgreSQL.
+        answered, threads = durable_messages(python, project, url)
+    ok_runs = sum(results["service"][c]["requests"] + results["service"][c]["warmup_requests"]
+                  for c in ("c1", "c16"))
+
+    port = free_port()
+    peer = f"http://127.0.0.1:{port}"
+    langgraph = str(Path(python).parent / "langgraph")
+    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
+                  "127.0.0.1"], cwd=project, what="langgraph dev",
+                 env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
+                      "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none")},
+                 ready=lambda: http_status(f"{peer}/ok") == 200, timeout=120) as proc:
+        time.sleep(2)
+        results["langgraph dev"] = {"idle_rss_mb": round(rss_mb(proc.pid), 1),
+                                    "c1": load(python, project, peer, c1_requests, 1),
+                                    "c16": load(python, project, peer, args.requests, 16),
+                                    "checkpoint_write_p95_ms": None, "checkpoint_read_p95_ms": None}
+
+    print(f"\nservice: FastAPI + AsyncPostgresSaver ({args.workers} worker(s), durability exit); "
+          "peer: langgraph dev (in-memory)\n")
+    header = f"{'':34}{'service':>14}{'langgraph dev':>16}{'ratio':>9}"
+    print(header)
+    rows = [("throughput c16 (req/s)", "c16", "throughput_rps"), ("p50 c16 (ms)", "c16", "p50_ms"),
+            ("p95 c16 (ms)", "c16", "p95_ms"), ("p99 c16 (ms)", "c16", "p99_ms"),
+            ("errors c16", "c16", "errors"), ("throughput c1 (req/s)", "c1", "throughput_rps"),
+            ("p50 c1 (ms)", "c1", "p50_ms"), ("p95 c1 (ms)", "c1", "p95_ms"),
+            ("p99 c1 (ms)", "c1", "p99_ms"), ("errors c1", "c1", "errors")]
+    for label, run, key in rows:
+        ours, theirs = results["service"][run][key], results["langgraph dev"][run][key]
+        ratio = f"{ours / theirs:.2f}x" if isinstance(theirs, (int, float)) and theirs else "-"
+        print(f"{label:34}{ours:>14}{theirs:>16}{ratio:>9}")
+    for label, key in [("idle RSS (MB)", "idle_rss_mb"),
+                       ("checkpoint write p95 c1/c16 (ms)", "checkpoint_write_p95_ms"),
+                       ("checkpoint read p95 c1/c16 (ms)", "checkpoint_read_p95_ms")]:
+        ours, theirs = results["service"][key], results["langgraph dev"][key]
+        ratio = f"{ours / theirs:.2f}x" if isinstance(ours, float) and theirs else "-"
+        print(f"{label:34}{ours!s:>14}{theirs!s:>16}{ratio:>9}")
+    c16 = results["service"]["c16"]
+    print(f"\ntargets: c16 throughput >= 2x peer: "
+          f"{c16['throughput_rps'] / results['langgraph dev']['c16']['throughput_rps']:.2f}x; "
+          f"c1 p95 <= 10 ms: {results['service']['c1']['p95_ms']}; "
+          f"c16 p99 <= 3x p50: {c16['p99_ms'] / c16['p50_ms']:.2f}x; "
+          f"checkpoint write p95 <= 5 ms (c1 / c16): {results['service']['checkpoint_write_p95_ms']}; "
+          f"idle RSS <= 150 MB: {results['service']['idle_rss_mb']}; errors: "
+          f"{c16['errors'] + results['service']['c1']['errors']}")
+    print(f"durability: {ok_runs} finished runs on {threads} threads; read back from PostgreSQL after "
+          f"the server stopped: {answered} messages ({'OK' if answered == 2 * ok_runs else 'MISSING'}: "
+          f"2 per run)")
+
+
+if __name__ == "__main__":
+    main()
