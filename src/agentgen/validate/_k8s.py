@@ -109,34 +109,27 @@ def _check_custom(items: list[tuple[dict[str, Any], str]]) -> tuple[list[str], s
             if error], None
 
 
+def _rendered(ctx: Any, key: str, tool: str, args: list[str]) -> tuple[list[dict[str, Any]] | None,
+                                                                     str | None]:
+    """(objects, None); (None, error) when rendering fails; (None, None) when the tool is missing.
+    Cached in the context: the kubernetes, helm and checkov validators share each render."""
+    if key not in ctx.renders:
+        executable = which(tool)
+        if executable is None:
+            ctx.renders[key] = (None, None)
+        else:
+            proc = run([executable, *args])
+            ctx.renders[key] = ((load_documents(proc.stdout), None) if proc.returncode == 0
+                                else (None, " ".join(proc.stderr.split())[-400:]))
+    return ctx.renders[key]
+
+
 def kustomize(ctx: Any, directory: Path) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """(objects, None); (None, error) when kustomize fails; (None, None) when kubectl is missing."""
-    key = f"kustomize:{directory}"
-    if key not in ctx.renders:
-        kubectl = which("kubectl")
-        if kubectl is None:
-            ctx.renders[key] = (None, None)
-        else:
-            proc = run([kubectl, "kustomize", str(directory)])
-            ctx.renders[key] = ((load_documents(proc.stdout), None) if proc.returncode == 0
-                                else (None, " ".join(proc.stderr.split())[-400:]))
-    return ctx.renders[key]
+    return _rendered(ctx, f"kustomize:{directory}", "kubectl", ["kustomize", str(directory)])
 
 
-def helm_template(ctx: Any, chart: Path, namespace: str,
-                  values: Path | None = None) -> tuple[list[dict[str, Any]] | None, str | None]:
-    """`helm template` of a chart (namespace set, as a real install would): like `kustomize`."""
-    key = f"helm:{chart}:{namespace}:{values}"
-    if key not in ctx.renders:
-        helm = which("helm")
-        if helm is None:
-            ctx.renders[key] = (None, None)
-        else:
-            cmd = [helm, "template", chart.name, str(chart), "--namespace", namespace,
-                   "--kube-version", f"{KUBE_VERSIONS[0]}.0"]
-            if values is not None:
-                cmd += ["--values", str(values)]
-            proc = run(cmd)
-            ctx.renders[key] = ((load_documents(proc.stdout), None) if proc.returncode == 0
-                                else (None, " ".join(proc.stderr.split())[-400:]))
-    return ctx.renders[key]
+def helm_template(ctx: Any, chart: Path, namespace: str) -> tuple[list[dict[str, Any]] | None, str | None]:
+    """`helm template` of a chart with its namespace set, as a real install would."""
+    return _rendered(ctx, f"helm:{chart}:{namespace}", "helm",
+                     ["template", chart.name, str(chart), "--namespace", namespace,
+                      "--kube-version", f"{KUBE_VERSIONS[0]}.0"])
