@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Load test of the agent API (or any LangGraph-API server): N `runs/wait` requests from C concurrent
-clients, each holding conversations of --turns runs on a thread, bounded in count and time. Prints throughput, latency percentiles
-and errors (or --json). Loopback only unless --allow-remote: never point it at servers you do not own.
+clients, each holding conversations of --turns runs on a thread, bounded in count and time.
+Prints throughput, latency percentiles and errors (or --json). Loopback only unless --allow-remote:
+never point it at servers you do not own.
 
   python scripts/load_test.py --requests 2000 --concurrency 16 [--url http://127.0.0.1:8000]
 """
