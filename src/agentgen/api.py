@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +11,7 @@ from ._version import __version__
 from .errors import ValidationFailedError
 from .render import render
 from .spec import Spec, load_spec
-from .validate import Finding, Report, iter_files, validate_tree, validator_process
+from .validate import Report, iter_files, validate_tree, validator_process
 from .write import check_destination, git_init_commit, place, staging_dir
 
 
@@ -24,7 +24,6 @@ class Result:
     report: Report
     written: bool
     committed: bool = False
-    skipped: list[Finding] = field(default_factory=list)
 
 
 def generate(
@@ -59,12 +58,12 @@ def generate(
             raise ValidationFailedError(report.errors)
         files = [Path(p) for p in iter_files(tree)]
         if dry_run:
-            return Result(dest, files, report, written=False, skipped=report.skipped)
+            return Result(dest, files, report, written=False)
         new_repo = git and not (dest / ".git").exists()
         if new_repo:
             git_init_commit(tree, f"Initial commit from agentgen {__version__}")
         files = place(tree, dest, scratch=scratch)
-    return Result(dest, files, report, written=True, committed=new_repo, skipped=report.skipped)
+    return Result(dest, files, report, written=True, committed=new_repo)
 
 
 def validate(root: Path | str) -> Report:
