@@ -17,6 +17,7 @@ import yaml
 
 from . import Context, Finding, tool_missing
 from ._k8s import INSTALL_TOOLS, helm_template, kustomize, run
+from ._paths import is_chart, is_overlay
 from ._tools import which
 
 NAME = "checkov"
@@ -31,10 +32,10 @@ def _manifests(ctx: Context, files: list[PurePosixPath]) -> tuple[dict[str, list
     manifests: dict[str, list] = {}
     missing_tool = False
     for rel in files:
-        if _is_overlay(rel):
+        if is_overlay(rel):
             docs, error = kustomize(ctx, ctx.root / rel.parent)
             name = f"kustomize-{rel.parent.name}.yaml"
-        elif _is_chart(rel):
+        elif is_chart(rel):
             docs, error = helm_template(ctx, ctx.root / rel.parent, namespace(ctx))
             name = f"helm-{rel.parent.name}.yaml"
         else:
@@ -43,14 +44,6 @@ def _manifests(ctx: Context, files: list[PurePosixPath]) -> tuple[dict[str, list
         if docs:
             manifests[name] = docs
     return manifests, missing_tool
-
-
-def _is_overlay(rel: PurePosixPath) -> bool:
-    return rel.name == "kustomization.yaml" and rel.parts[:3] == ("deploy", "kubernetes", "overlays")
-
-
-def _is_chart(rel: PurePosixPath) -> bool:
-    return rel.name == "Chart.yaml" and len(rel.parts) == 4 and rel.parts[:2] == ("deploy", "helm")
 
 
 def _pinned(manifests: dict[str, list]) -> set[str]:
@@ -77,7 +70,7 @@ def _images(node: object) -> list[str]:
 def check_tree(ctx: Context, files: list[PurePosixPath]) -> tuple[list[Finding], int]:
     # checkov takes seconds: it runs for projects that deploy to Kubernetes (where its checks matter
     # most); a compose-only project's Dockerfile is covered by hadolint.
-    if not any(_is_overlay(rel) or _is_chart(rel) for rel in files):
+    if not any(is_overlay(rel) or is_chart(rel) for rel in files):
         return [], 0
     dockerfiles = [rel for rel in files if rel.name == "Dockerfile"]
     checkov = which("checkov")

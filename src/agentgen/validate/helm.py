@@ -7,15 +7,14 @@ from pathlib import Path, PurePosixPath
 
 from . import Context, Finding, finding, skipped, tool_missing
 from ._k8s import INSTALL_TOOLS, check_documents, helm_template, run
+from ._paths import is_chart
 from ._tools import which
 
 NAME = "helm"
 
 
 def matches(rel: PurePosixPath) -> bool:
-    from .checkov import _is_chart
-
-    return _is_chart(rel)
+    return is_chart(rel)
 
 
 def namespace(ctx: Context) -> str:
