@@ -56,7 +56,9 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
     volumes = []
     if Path("/etc/ssl/certs/ca-certificates.crt").is_file():  # the registry proxy's CA, if any
         volumes = ["-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]
-    build = podman("build", "--format", "docker", "--pull=never", "--network=host", *volumes,
+    # --layers=false: no intermediate-layer cache, whose state an interrupted earlier build can corrupt
+    build = podman("build", "--format", "docker", "--pull=never", "--network=host", "--layers=false",
+                   *volumes,
                    "-t", image, str(project), check=False)
     assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
     inspect = podman("image", "inspect", image, "--format", "{{.Config.User}} {{.Config.Healthcheck}}")

@@ -117,8 +117,10 @@ def test_vault_source_reads_a_real_openbao_secret(render, tmp_path):
     project = render({"secrets": "vault"})
     port = free_port()
     addr = f"http://127.0.0.1:{port}"
+    home = tmp_path / "bao-home"  # dev mode writes ~/.vault-token: keep it out of the real home
+    home.mkdir()
     with process([bao, "server", "-dev", "-dev-root-token-id=root",
-                  f"-dev-listen-address=127.0.0.1:{port}"], what="openbao",
+                  f"-dev-listen-address=127.0.0.1:{port}"], what="openbao", env={"HOME": str(home)},
                  ready=lambda: http_status(f"{addr}/v1/sys/health") == 200):
         client = hvac.Client(url=addr, token="root")
         client.secrets.kv.v2.create_or_update_secret(
