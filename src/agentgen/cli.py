@@ -40,8 +40,11 @@ def _consoles() -> tuple[Any, Any]:
     return Console(), Console(stderr=True, highlight=False)
 
 
-def _handle_errors(func: F) -> F:
-    """User errors: one red line per problem on stderr and their exit code; Ctrl-C: exit 130."""
+def _handle_errors(func: F, *, exit_code: int | None = None) -> F:
+    """User errors: one red line per problem on stderr and their exit code; Ctrl-C: exit 130.
+
+    `exit_code` replaces every user error's own code (for commands whose codes mean something else).
+    """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -55,7 +58,7 @@ def _handle_errors(func: F) -> F:
             _, err = _consoles()
             for line in exc.lines():
                 err.print(f"[red]error:[/] {escape(line)}", soft_wrap=True)
-            raise typer.Exit(exc.exit_code) from None
+            raise typer.Exit(exit_code or exc.exit_code) from None
         except KeyboardInterrupt:
             _, err = _consoles()
             err.print("[red]aborted:[/] nothing was written")
@@ -175,6 +178,82 @@ def validate(
     print_checks(_consoles()[0], report)
     if not report.ok:
         raise ValidationFailedError(report.errors)
+
+
+@app.command()
+@_handle_errors
+def render(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Answers file (YAML), e.g. an "
+                                         "examples/*.yml or a project's .copier-answers.yml.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Directory to write; an existing one "
+                                      "keeps the files the template does not own.")],
+    template_version: Annotated[str | None, typer.Option(
+        "--template-version", help="Template release to render (default: this agentgen's).",
+        show_default=False)] = None,
+) -> None:
+    """Render an answers file non-interactively (same bytes on every run; no git), for CI jobs."""
+    from .api import generate
+    from .report import print_result
+    from .spec import load_spec, read_answers_file
+
+    out_console, err = _consoles()
+    spec = load_spec(read_answers_file(config))
+    with err.status("Rendering and validating…"):
+        result = generate(spec, out, force=True, git=False, template_version=template_version)
+    print_result(out_console, spec, result)
+
+
+@app.command()
+@_handle_errors
+def update(
+    directory: Annotated[Path, typer.Argument(help="Generated repository.")] = Path("."),
+    to: Annotated[str | None, typer.Option("--to", help="Template version, e.g. v0.2.0 "
+                                           "(default: the latest).", show_default=False)] = None,
+    data: Annotated[list[str] | None, typer.Option("--data", "-d", help="Change an answer: "
+                                                   "KEY=VALUE (VALUE is YAML). Repeatable.",
+                                                   show_default=False)] = None,
+) -> None:
+    """Update a generated repository to a newer template, keeping your edits (3-way merge).
+
+    Exit 1 when conflicts are left (inline markers); nothing is committed.
+    """
+    from .lifecycle import update as run_update
+    from .report import print_update
+    from .spec import parse_data_options
+
+    out, err = _consoles()
+    with err.status("Updating…"):
+        result = run_update(directory, to=to, data=parse_data_options(data or []))
+    print_update(out, result)
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+@functools.partial(_handle_errors, exit_code=3)
+def check(
+    directory: Annotated[Path, typer.Argument(help="Generated repository.")] = Path("."),
+    fmt: Annotated[str, typer.Option("--format", help="text or json.")] = "text",
+) -> None:
+    """Check for drift from the recorded answers and template version (for CI).
+
+    Exit 0: clean; 1: a file the template owns was changed or removed (diff printed); 2: nothing
+    drifted but a newer template version exists; 3: the check could not run.
+    """
+    from .errors import UserError
+    from .lifecycle import check as run_check
+    from .report import print_check
+
+    if fmt not in ("text", "json"):
+        raise UserError(f"--format: {fmt!r} is not one of: text, json")
+    result = run_check(directory)
+    if fmt == "json":
+        import json
+
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_check(_consoles()[0], result)
+    raise typer.Exit(result.exit_code)
 
 
 def main() -> None:

@@ -9,6 +9,7 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from .api import Result
+from .lifecycle import CheckResult, UpdateResult
 from .spec import Spec
 from .validate import Report
 
@@ -47,3 +48,45 @@ def print_result(console: Console, spec: Spec, result: Result) -> None:
         steps += ["./scripts/init-secrets.sh", "docker compose up --build"]
     steps.append("less README.md  # configuration, deployment, operations")
     console.print("[bold]Next steps:[/]\n" + "\n".join(f"  {s}" for s in steps))
+
+
+_CHANGE_STYLES = {"A": "green", "M": "yellow", "D": "red", "U": "bold red"}
+
+
+def print_update(console: Console, result: UpdateResult) -> None:
+    if not result.changes:
+        console.print(f"{result.root} is at template {result.to_version}: nothing to update")
+        return
+    console.print(f"[bold]Updated {result.root}[/] from template {result.from_version} to "
+                  f"{result.to_version}: {len(result.changes)} path(s) changed", soft_wrap=True)
+    for letter, path in result.changes:
+        console.print(f"  [{_CHANGE_STYLES[letter]}]{letter}[/] {escape(path)}", soft_wrap=True)
+    for old, new in result.carried:
+        console.print(f"[cyan]Moved your edits[/] of {escape(old)} (removed by the template) "
+                      f"into {escape(new)}", soft_wrap=True)
+    for conflict in result.conflicts:
+        console.print(f"[bold red]conflict:[/] {escape(conflict.path)}: {escape(conflict.reason)}",
+                      soft_wrap=True)
+    if result.conflicts:
+        console.print(f"[bold red]{len(result.conflicts)} conflicted file(s)[/]: resolve them, then "
+                      "git add -A && git commit")
+    else:
+        console.print("Review with git diff, run agentgen validate, then git add -A && git commit")
+
+
+def print_check(console: Console, result: CheckResult) -> None:
+    for drift in result.drift:
+        console.print(escape(drift.diff), end="", soft_wrap=True, highlight=False)
+    status = result.status
+    if status == "drift":
+        names = ", ".join(d.path for d in result.drift)
+        console.print(f"[bold red]drift:[/] {len(result.drift)} of {result.compared} template-owned "
+                      f"file(s) differ from template {result.version}: {escape(names)} "
+                      "(restore them, or change the answers and run agentgen update)",
+                      soft_wrap=True)
+    elif status == "outdated":
+        console.print(f"[yellow]outdated:[/] no drift from template {result.version}, but "
+                      f"{result.latest} is available: agentgen update --to {result.latest}")
+    else:
+        console.print(f"[green]clean:[/] {result.compared} template-owned files match template "
+                      f"{result.version}")

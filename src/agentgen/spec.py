@@ -8,7 +8,7 @@ frozen `Spec`. `spec_schema()` is the schema `agentgen schema` prints and every 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cache, cached_property
@@ -393,3 +393,21 @@ def read_answers_file(path: Path) -> dict[str, Any]:
         raise ConfigFileError(
             f"{path}: an answers file must be a mapping of field: value, got {_type_name(data)}")
     return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("_"))}
+
+
+def parse_data_options(options: Sequence[str]) -> dict[str, Any]:
+    """`--data KEY=VALUE` options as answers; VALUE is YAML (`targets=[helm]`, `replicas=3`).
+
+    Raises:
+        ConfigFileError: an option without `=`, or a VALUE that is not YAML.
+    """
+    data: dict[str, Any] = {}
+    for option in options:
+        key, sep, value = option.partition("=")
+        if not sep or not key.strip():
+            raise ConfigFileError(f"--data {option!r}: expected KEY=VALUE")
+        try:
+            data[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+        except yaml.YAMLError as exc:
+            raise ConfigFileError(f"--data {key}: value is not YAML: {exc}") from None
+    return data

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._git import git
 from .errors import DestinationError, GitError
 from .validate import iter_files
 
@@ -121,15 +122,6 @@ def _merge(tree: Path, dest: Path, files: list[Path], backup: Path) -> None:
         raise
 
 
-def _git(cwd: Path, *args: str) -> str:
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    proc = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True,
-                          check=False)
-    if proc.returncode != 0:
-        raise GitError(f"git {args[0]} failed: {(proc.stderr or proc.stdout).strip()}")
-    return proc.stdout
-
-
 def git_init_commit(tree: Path, message: str) -> None:
     """`git init` + one commit of everything in `tree`.
 
@@ -138,10 +130,10 @@ def git_init_commit(tree: Path, message: str) -> None:
     """
     if shutil.which("git") is None:
         raise GitError("git is not installed (apt-get install git), or pass --no-git")
-    _git(tree, "init", "--quiet", "--initial-branch=main")
-    _git(tree, "add", "--all")
+    git("init", "--quiet", "--initial-branch=main", cwd=tree)
+    git("add", "--all", cwd=tree)
     configured = subprocess.run(["git", "config", "user.email"], cwd=tree, capture_output=True,
                                 text=True, check=False).stdout.strip()
     # Without a configured identity git refuses to commit; sign as agentgen rather than fail.
     identity = () if configured else ("-c", "user.name=agentgen", "-c", "user.email=agentgen@localhost")
-    _git(tree, *identity, "commit", "--quiet", "--no-verify", "-m", message)
+    git(*identity, "commit", "--quiet", "--no-verify", "-m", message, cwd=tree)

@@ -1,0 +1,271 @@
+"""A generated repository over time: `agentgen update`, plain `copier update`, `agentgen check`.
+
+Each test builds a template history in a git repository the way a release does (the current
+`templates/` tagged v1.0.0, then a changed copy tagged v2.0.0) and points agentgen at it with
+AGENTGEN_TEMPLATE_HISTORY, as a company mirror would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agentgen import load_spec
+from agentgen.cli import app
+from agentgen.history import HISTORY_ENV, PUBLIC_SOURCE
+from agentgen.lifecycle import check, update
+from agentgen.render import render
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATES = ROOT / "templates"
+ANSWERS = {"name": "demo", "scale": "dev", "targets": ["compose"], "secrets": "env"}
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, **IDENTITY}).stdout
+
+
+def commit_all(repo: Path, message: str, tag: str | None = None) -> None:
+    git(repo, "add", "--all", "--force")
+    git(repo, "commit", "--quiet", "-m", message)
+    if tag:
+        git(repo, "tag", tag)
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+def v2_changes(template: Path) -> None:
+    """The release after v1: changes a line, adds a file, removes a file."""
+    project = template / "project"
+    edit(project / "README.md.jinja", "## ", "## (v2) ")
+    (project / "docs" / "upgrading.md").write_text("# Upgrading\n\nRun agentgen update.\n")
+    (project / "scripts" / "lock.sh").unlink()
+
+
+@pytest.fixture
+def history(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]:
+    """Build a v1.0.0 (current templates) -> v2.0.0 history; returns the repository."""
+    for key, value in IDENTITY.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("COPIER_CACHE_DIR", str(tmp_path / "copier-cache"))
+
+    def build(change: Callable[[Path], None] = v2_changes) -> Path:
+        repo = tmp_path / "history"
+        shutil.copytree(TEMPLATES, repo, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        git(repo, "init", "--quiet")
+        commit_all(repo, "v1", "v1.0.0")
+        change(repo)
+        commit_all(repo, "v2", "v2.0.0")
+        monkeypatch.setenv(HISTORY_ENV, str(repo))
+        return repo
+
+    return build
+
+
+def generated_repo(tmp_path: Path, version: str = "v1.0.0", answers: dict | None = None) -> Path:
+    """A project rendered from `version` of the history and committed, as `agentgen new` leaves it."""
+    from agentgen.history import template_at
+
+    dest = tmp_path / "demo"
+    spec = load_spec(answers or ANSWERS)
+    with template_at(version) as template:
+        render(spec, dest, template=template, version=version)
+    git(dest, "init", "--quiet", "--initial-branch=main")
+    commit_all(dest, "generated")
+    return dest
+
+
+def user_edits(repo: Path) -> None:
+    """Two generated files edited (one of them also changed by v2, on another line), one added."""
+    readme = repo / "README.md"
+    readme.write_text(readme.read_text() + "\n## Our runbook\n\nPage the on-call.\n")
+    edit(repo / "Dockerfile", "ENTRYPOINT", "# our base image policy: see wiki\nENTRYPOINT")
+    (repo / "notes.txt").write_text("ours\n")
+    commit_all(repo, "our edits")
+
+
+def assert_updated_keeping_edits(repo: Path) -> None:
+    readme = (repo / "README.md").read_text()
+    assert "## (v2) " in readme  # v2's change
+    assert "## Our runbook" in readme  # the user's, in the same file
+    assert "# our base image policy: see wiki" in (repo / "Dockerfile").read_text()
+    assert (repo / "docs" / "upgrading.md").read_text().startswith("# Upgrading")  # added by v2
+    assert not (repo / "scripts" / "lock.sh").exists()  # removed by v2
+    assert (repo / "notes.txt").read_text() == "ours\n"  # the user's own file
+    recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    assert recorded["_commit"] == "v2.0.0"
+    assert recorded["_src_path"] == PUBLIC_SOURCE
+    assert "<<<<<<<" not in readme
+
+
+def test_update_keeps_user_edits_and_applies_the_new_template(tmp_path, history):
+    history()
+    repo = generated_repo(tmp_path)
+    user_edits(repo)
+
+    result = update(repo)
+
+    assert result.ok and (result.from_version, result.to_version) == ("v1.0.0", "v2.0.0")
+    assert_updated_keeping_edits(repo)
+    changes = dict((path, letter) for letter, path in result.changes)
+    assert changes["README.md"] == "M" and changes["docs/upgrading.md"] == "A"
+    assert changes["scripts/lock.sh"] == "D" and "notes.txt" not in changes
+    # Against v2, the only differences left are the user's edits.
+    assert {d.path for d in check(repo).drift} == {"README.md", "Dockerfile"}
+
+
+def test_plain_copier_update_against_the_published_git_source(tmp_path, history):
+    """`copier update` alone, with the recorded public URL served by a local git repository."""
+    source = history()
+    repo = generated_repo(tmp_path)
+    user_edits(repo)
+    env = {**os.environ, "GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.{source}.insteadOf",
+           "GIT_CONFIG_VALUE_0": PUBLIC_SOURCE}
+    env.pop(HISTORY_ENV)
+    copier = Path(sys.executable).with_name("copier")
+    proc = subprocess.run([str(copier), "update", "--defaults", "--conflict", "inline", str(repo)],
+                          env=env, capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert_updated_keeping_edits(repo)
+
+
+def test_conflicting_edit_leaves_markers_lists_the_file_and_exits_1(tmp_path, history):
+    history(lambda t: edit(t / "project" / "Dockerfile.jinja", "ENTRYPOINT", "# v2 says\nENTRYPOINT"))
+    repo = generated_repo(tmp_path)
+    edit(repo / "Dockerfile", "ENTRYPOINT", "# we say\nENTRYPOINT")
+    commit_all(repo, "ours")
+
+    result = CliRunner().invoke(app, ["update", str(repo)])
+
+    assert result.exit_code == 1, result.output
+    assert "conflict" in result.output and "Dockerfile" in result.output
+    dockerfile = (repo / "Dockerfile").read_text()
+    assert "<<<<<<< before updating" in dockerfile and ">>>>>>> after updating" in dockerfile
+    assert "# we say" in dockerfile and "# v2 says" in dockerfile
+
+
+def test_a_renamed_file_carries_the_users_edits(tmp_path, history):
+    def rename(template: Path) -> None:
+        scripts = template / "project" / "scripts"
+        (scripts / "restore.sh").rename(scripts / "restore-database.sh")
+
+    history(rename)
+    repo = generated_repo(tmp_path)
+    edit(repo / "scripts" / "restore.sh", "set -", "# restores need a ticket\nset -")
+    commit_all(repo, "ours")
+
+    result = update(repo)
+
+    moved = (repo / "scripts" / "restore-database.sh").read_text()
+    assert "# restores need a ticket" in moved
+    assert result.carried == [("scripts/restore.sh", "scripts/restore-database.sh")]
+
+
+def test_a_removed_file_the_user_edited_is_kept_as_a_conflict(tmp_path, history):
+    history(lambda t: (t / "project" / "scripts" / "lock.sh").unlink())
+    repo = generated_repo(tmp_path)
+    (repo / "scripts" / "lock.sh").write_text("#!/bin/sh\necho our lock\n")
+    commit_all(repo, "ours")
+
+    result = CliRunner().invoke(app, ["update", str(repo)])
+
+    assert result.exit_code == 1, result.output
+    assert "scripts/lock.sh" in result.output
+    assert (repo / "scripts" / "lock.sh").read_text() == "#!/bin/sh\necho our lock\n"
+
+
+def test_update_with_data_grows_the_scale(tmp_path, history):
+    history()
+    repo = generated_repo(tmp_path, answers={**ANSWERS, "scale": "small"})
+    result = CliRunner().invoke(app, ["update", str(repo), "--to", "v1.0.0", "--data", "scale=large"])
+    assert result.exit_code == 0, result.output
+    recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
+    assert recorded["scale"] == "large" and recorded["_commit"] == "v1.0.0"
+    assert "nginx" in (repo / "compose.yaml").read_text()  # large runs nginx in front
+    assert check(repo).status == "outdated"
+
+
+@pytest.mark.parametrize("case", ["dirty", "not-git", "downgrade", "no-answers", "bad-data"])
+def test_update_refuses_with_one_line(tmp_path, history, case):
+    history()
+    repo = generated_repo(tmp_path, version="v2.0.0")
+    args, needle, code = ["update", str(repo)], "", 1
+    if case == "dirty":
+        (repo / "Dockerfile").write_text("changed\n")
+        needle = "uncommitted changes"
+    elif case == "not-git":
+        shutil.rmtree(repo / ".git")
+        needle = "not a git repository"
+    elif case == "downgrade":
+        args += ["--to", "v1.0.0"]
+        needle = "refusing to downgrade from v2.0.0 to v1.0.0"
+    elif case == "no-answers":
+        (repo / ".copier-answers.yml").unlink()
+        commit_all(repo, "drop answers")
+        needle = "no .copier-answers.yml"
+    else:
+        args += ["--data", "scale=huge"]
+        needle, code = "scale", 2
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+    result = CliRunner().invoke(app, args)
+
+    assert result.exit_code == code, result.output
+    assert needle in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+    assert after == before
+
+
+def test_check_exit_codes_and_json(tmp_path, history):
+    history()
+    repo = generated_repo(tmp_path, version="v2.0.0")
+    runner = CliRunner()
+
+    assert runner.invoke(app, ["check", str(repo)]).exit_code == 0
+
+    # User-owned files (the graph) and the user's own files are not drift.
+    (repo / "src" / "demo" / "graph.py").write_text("# our agent\n")
+    (repo / "notes.txt").write_text("ours\n")
+    assert runner.invoke(app, ["check", str(repo)]).exit_code == 0
+
+    edit(repo / "Dockerfile", "ENTRYPOINT", "USER root\nENTRYPOINT")
+    (repo / "scripts" / "backup.sh").unlink()
+    result = runner.invoke(app, ["check", str(repo)])
+    assert result.exit_code == 1
+    assert "+USER root" in result.output and "--- a/Dockerfile (template v2.0.0)" in result.output
+    report = json.loads(runner.invoke(app, ["check", str(repo), "--format", "json"]).output)
+    assert report["status"] == "drift"
+    assert {(d["path"], d["kind"]) for d in report["drift"]} == {
+        ("Dockerfile", "modified"), ("scripts/backup.sh", "missing")}
+
+
+def test_check_reports_a_newer_template_with_exit_2(tmp_path, history):
+    history()
+    repo = generated_repo(tmp_path, version="v1.0.0")
+    result = CliRunner().invoke(app, ["check", str(repo), "--format", "json"])
+    assert result.exit_code == 2, result.output
+    report = json.loads(result.output)
+    assert (report["status"], report["recorded_version"], report["latest_version"]) == (
+        "outdated", "v1.0.0", "v2.0.0")
+
+
+def test_check_cannot_run_exits_3(tmp_path):
+    result = CliRunner().invoke(app, ["check", str(tmp_path)])
+    assert result.exit_code == 3 and "no .copier-answers.yml" in result.output
