@@ -92,10 +92,21 @@ class Report:
 
 
 def _validators() -> list[Validator]:
-    from . import checkov, compose, dockerfile, helm, kubernetes, langgraph, leftovers, pyproject, syntax
+    from . import (
+        checkov,
+        compose,
+        dockerfile,
+        helm,
+        kubernetes,
+        langgraph,
+        leftovers,
+        pyproject,
+        syntax,
+        workflows,
+    )
 
-    return [syntax, leftovers, compose, dockerfile, langgraph, pyproject,  # type: ignore[list-item]
-            kubernetes, helm, checkov]
+    return [syntax, leftovers, compose, workflows, dockerfile, langgraph,  # type: ignore[list-item]
+            pyproject, kubernetes, helm, checkov]
 
 
 def iter_files(root: Path) -> Iterable[PurePosixPath]:

@@ -19,3 +19,8 @@ def is_overlay(rel: PurePosixPath) -> bool:
 def is_chart(rel: PurePosixPath) -> bool:
     """A Helm chart's Chart.yaml, deploy/helm/<chart>/Chart.yaml."""
     return rel.name == "Chart.yaml" and len(rel.parts) == 4 and rel.parts[:2] == ("deploy", "helm")
+
+
+def is_workflow(rel: PurePosixPath) -> bool:
+    """A GitHub Actions workflow, .github/workflows/*.yml."""
+    return rel.parent == PurePosixPath(".github/workflows") and rel.suffix in {".yml", ".yaml"}

@@ -1,5 +1,6 @@
 """checkov over what is deployed: the rendered kustomize overlays and Helm charts (scanned as
-Kubernetes objects, with the chart's namespace), and the Dockerfile. 0 failed checks are allowed.
+Kubernetes objects, with the chart's namespace), the Dockerfile and the GitHub workflows. 0 failed
+checks are allowed.
 The one tolerated skip is CKV_K8S_43 (image by digest) on an object whose images are not pinned by
 digest, written as an annotation with its reason in the generated repository; any other skip, or a
 skip on an object whose images all have digests, is an error."""
@@ -17,7 +18,7 @@ import yaml
 
 from . import Context, Finding, tool_missing
 from ._k8s import INSTALL_TOOLS, helm_template, kustomize, run
-from ._paths import is_chart, is_overlay
+from ._paths import is_chart, is_overlay, is_workflow
 from ._tools import which
 
 NAME = "checkov"
@@ -89,7 +90,13 @@ def check_tree(ctx: Context, files: list[PurePosixPath]) -> tuple[list[Finding],
             target = Path(scan, "docker", *rel.parts)
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(ctx.root / rel, target)
-        frameworks = ["kubernetes"] + (["dockerfile"] if dockerfiles else [])
+        workflows = [rel for rel in files if is_workflow(rel)]
+        for rel in workflows:
+            target = Path(scan, *rel.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(ctx.root / rel, target)
+        frameworks = (["kubernetes"] + (["dockerfile"] if dockerfiles else [])
+                      + (["github_actions"] if workflows else []))
         proc = run([checkov, "-d", scan, "--framework", *frameworks, "-o", "json",
                     "--skip-download"], env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
     return _findings(proc, _pinned(manifests), frameworks)
@@ -107,8 +114,11 @@ def _findings(proc: subprocess.CompletedProcess[str], pinned: set[str],
     resources = 0
     for framework in frameworks:
         report = by_type.get(framework)
-        count = report["summary"]["resource_count"] if report else 0
-        if count == 0:
+        summary = report["summary"] if report else {}
+        count = summary.get("resource_count", 0)
+        # github_actions reports no resource_count: that it ran checks is the evidence it parsed.
+        ran = count or sum(summary.get(key, 0) for key in ("passed", "failed", "skipped"))
+        if not ran:
             found.append(Finding("*", NAME, f"checkov scanned 0 {framework} resources: the render "
                                             "is empty or checkov could not parse it"))
             continue
