@@ -1,0 +1,15 @@
+#!/usr/bin/env sh
+# Create ./secrets for docker compose: one file per secret value, never committed (.gitignore).
+# The directory is private to you (0700); the files are readable (0644) so that the container's
+# unprivileged user can read its bind-mounted copies.
+set -eu
+cd "$(dirname "$0")/.."
+umask 022
+mkdir -p secrets
+chmod 700 secrets
+
+if [ ! -s secrets/database_password ]; then
+    python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' > secrets/database_password
+    echo "created secrets/database_password (random)"
+fi
+[ -f .env ] || { cp .env.example .env && echo "created .env from .env.example"; }

@@ -1,0 +1,104 @@
+"""PostgreSQL: the connection pool (sized from the settings) and the checkpointer/store schema."""
+
+from __future__ import annotations
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from .settings import Settings
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool:
+    """A closed pool: `await pool.open()` it. `db_pool_size` connections are kept, and up to
+    `db_pool_overflow` more are opened under load. Connections are checked before use, so a
+    restarted database costs no failed request."""
+    return AsyncConnectionPool(
+        settings.database_conninfo(),
+        min_size=settings.db_pool_size,
+        max_size=settings.db_pool_size + settings.db_pool_overflow,
+        open=False,
+        timeout=settings.db_connect_timeout,
+        check=AsyncConnectionPool.check_connection,
+        kwargs=CONNECTION_KWARGS,
+        name="agent",
+    )
+
+
+# What langgraph-checkpoint-postgres requires of its connections.
+CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+async def connect(settings: Settings) -> AsyncConnection:
+    """One connection, for one-off commands (maintenance) that need no pool."""
+    return await AsyncConnection.connect(
+        settings.database_conninfo(), connect_timeout=max(1, int(settings.db_connect_timeout)),
+        **CONNECTION_KWARGS)
+
+
+# Threads and background runs of the API; checkpoints live in the checkpointer's own tables.
+API_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent_threads (
+    thread_id text PRIMARY KEY,
+    owner text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS agent_threads_owner ON agent_threads (owner, created_at DESC);
+CREATE TABLE IF NOT EXISTS agent_runs (
+    run_id text PRIMARY KEY,
+    thread_id text NOT NULL REFERENCES agent_threads ON DELETE CASCADE,
+    assistant_id text NOT NULL,
+    status text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS agent_runs_thread ON agent_runs (thread_id, created_at DESC);
+"""
+
+
+async def setup_schema(conn: AsyncConnectionPool | AsyncConnection) -> None:
+    """Create or migrate the checkpointer, store and API tables (idempotent)."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    await AsyncPostgresSaver(conn).setup()
+    await AsyncPostgresStore(conn).setup()
+    statements = [s for s in API_SCHEMA.split(";") if s.strip()]
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as connection:
+            for statement in statements:
+                await connection.execute(statement)
+    else:
+        for statement in statements:
+            await conn.execute(statement)
+
+
+def measured_saver(pool: AsyncConnectionPool):
+    """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus)."""
+    import time
+
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    from .observability import CHECKPOINTER_LATENCY, CHECKPOINTER_OPS
+
+    def measured(operation: str, method):
+        async def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                CHECKPOINTER_OPS.labels(operation).inc()
+                CHECKPOINTER_LATENCY.labels(operation).observe(time.perf_counter() - start)
+
+        return wrapper
+
+    class MeasuredSaver(AsyncPostgresSaver):
+        aget_tuple = measured("read", AsyncPostgresSaver.aget_tuple)
+        aput = measured("write", AsyncPostgresSaver.aput)
+        aput_writes = measured("write_pending", AsyncPostgresSaver.aput_writes)
+
+    return MeasuredSaver(pool)

@@ -1,0 +1,6 @@
+#!/usr/bin/env sh
+# Back up the checkpoint database: pg_dump | gzip into ${1:-./backups}, keeping ${KEEP_DAYS:-14} days of
+# dumps. Reads the service's settings (DATABASE_URL or DATABASE_*, and the secrets directory).
+set -eu
+cd "$(dirname "$0")/.."
+exec python -m triage_agent.maintenance backup --dir "${1:-./backups}" --keep-days "${KEEP_DAYS:-14}"
