@@ -192,3 +192,33 @@ def test_python_dash_m_works():
     out = subprocess.run([sys.executable, "-m", "agentgen", "--version"], capture_output=True,
                          text=True, check=True)
     assert out.stdout.startswith("agentgen ")
+
+
+def test_render_is_deterministic_and_keeps_user_owned_files(tmp_path):
+    from .conftest import snapshot
+
+    config = tmp_path / "answers.yml"
+    config.write_text("name: demo\nscale: small\ntargets: [compose]\n")
+    for out in ("one", "two"):
+        result = run("render", "--config", str(config), "--out", str(tmp_path / out))
+        assert result.exit_code == 0, result.output
+    assert snapshot(tmp_path / "one") == snapshot(tmp_path / "two")
+    assert not (tmp_path / "one" / ".git").exists()
+
+    # Regenerating over a project restores what the template owns and keeps what the user owns.
+    project = tmp_path / "one"
+    (project / "src" / "demo" / "graph.py").write_text("# our agent\n")
+    (project / "Dockerfile").write_text("FROM scratch\n")
+    result = run("render", "--config", str(config), "--out", str(project))
+    assert result.exit_code == 0, result.output
+    assert (project / "src" / "demo" / "graph.py").read_text() == "# our agent\n"
+    assert (project / "Dockerfile").read_bytes() == (tmp_path / "two" / "Dockerfile").read_bytes()
+
+
+def test_render_unknown_template_version_is_one_line(tmp_path):
+    config = tmp_path / "answers.yml"
+    config.write_text("name: demo\n")
+    result = run("render", "--config", str(config), "--out", str(tmp_path / "out"),
+                 "--template-version", "v9.9.9")
+    assert_clean_failure(result, 1, "template version v9.9.9 is unknown")
+    assert not (tmp_path / "out").exists()
