@@ -114,8 +114,8 @@ def test_rendering_twice_is_byte_identical(render):
 def test_failure_before_writing_leaves_a_new_destination_absent(tmp_path, monkeypatch, failure):
     real_render = agentgen.api.render
 
-    def render_then_fail(spec, out):
-        real_render(spec, out)
+    def render_then_fail(spec, out, **kwargs):
+        real_render(spec, out, **kwargs)
         raise failure
 
     monkeypatch.setattr(agentgen.api, "render", render_then_fail)

@@ -64,10 +64,10 @@ def test_syntax_and_leftovers(project, name, text, needle):
 
 def test_github_expressions_and_helm_templates_are_not_leftovers(project):
     wf = project / ".github" / "workflows"
-    wf.mkdir(parents=True)
-    (wf / "ci.yml").write_text("on: push\njobs:\n  a:\n    runs-on: ${{ matrix.os }}\n")
+    wf.mkdir(parents=True, exist_ok=True)
+    (wf / "matrix.yml").write_text("on: push\njobs:\n  a:\n    runs-on: ${{ matrix.os }}\n")
     tpl = project / "deploy" / "helm" / "demo" / "templates"
-    tpl.mkdir(parents=True)
+    tpl.mkdir(parents=True, exist_ok=True)
     (tpl / "deployment.yaml").write_text("name: {{ include \"demo.fullname\" . }}\n")
     assert errors(project) == []
 
