@@ -332,3 +332,25 @@ def test_update_offline_from_the_installed_wheel(tmp_path, history):
     recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     assert recorded["_commit"] == "v2.0.0"
     assert recorded["_src_path"] == "https://agentgen.invalid/template.git"
+
+
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("injected")])
+def test_an_interrupted_update_leaves_the_repository_as_committed(tmp_path, history, monkeypatch,
+                                                                   failure):
+    import agentgen.lifecycle
+
+    history()
+    repo = generated_repo(tmp_path)
+    before = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+
+    def half_done(root, data, target):
+        (root / "Dockerfile").write_text("half-written\n")
+        (root / "new-file.txt").write_text("new\n")
+        raise failure
+
+    monkeypatch.setattr(agentgen.lifecycle, "_copier_update", half_done)
+    with pytest.raises(type(failure)):
+        update(repo)
+    after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
+    assert after == before
+    assert git(repo, "status", "--porcelain") == ""

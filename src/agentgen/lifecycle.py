@@ -158,18 +158,27 @@ def update(root: Path | str, *, to: str | None = None,
         return result
     new_answers = new_spec.to_answers()
     before = set(git("ls-files", "-z", cwd=root).split("\0")) - {""}
-    with template_repository([recorded.version, target], versions) as repo, \
-            redirect_source(_git_url(recorded.src_path), repo):
-        _copier_update(root, {key: new_answers[key] for key in changed}, target)
-    result.conflicts = [Conflict(path, "both you and the template changed these lines: "
-                                 "resolve the markers")
-                        for path in _unmerged(root)]
-    _protect_removed_edits(root, recorded, before, result)
+    try:
+        with template_repository([recorded.version, target], versions) as repo, \
+                redirect_source(_git_url(recorded.src_path), repo):
+            _copier_update(root, {key: new_answers[key] for key in changed}, target)
+        result.conflicts = [Conflict(path, "both you and the template changed these lines: "
+                                     "resolve the markers")
+                            for path in _unmerged(root)]
+        _protect_removed_edits(root, recorded, before, result)
+    except BaseException:
+        _restore(root)  # the tree was clean: put it back as committed (Ctrl-C included)
+        raise
     result.changes = [(_change_letter(code), path) for code, path in _status(root)]
     conflicted = {c.path for c in result.conflicts}
     result.changes = [("U" if path in conflicted else letter, path)
                       for letter, path in result.changes]
     return result
+
+
+def _restore(root: Path) -> None:
+    git("reset", "--quiet", "--hard", "HEAD", cwd=root)
+    git("clean", "--quiet", "--force", "-d", "--", ".", cwd=root)
 
 
 def _git_url(src_path: str) -> str:
