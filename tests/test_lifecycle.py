@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 from agentgen import load_spec
 from agentgen.cli import app
 from agentgen.history import HISTORY_ENV, PUBLIC_SOURCE
-from agentgen.lifecycle import check, update
+from agentgen import check, update
 from agentgen.render import render
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -1,6 +1,7 @@
 """agentgen: generate a validated production deployment repository for a LangGraph agent.
 
-Public API: `generate`, `load_spec`, `spec_schema`, `presets`, `validate`, and the error classes.
+Public API: `generate`, `load_spec`, `spec_schema`, `presets`, `validate`; for repositories after
+generation `update` and `check`; and the error classes.
 Everything is imported lazily so that `agentgen --help` stays fast.
 """
 
@@ -20,16 +21,19 @@ if TYPE_CHECKING:
         UserError,
         ValidationFailedError,
     )
+    from .lifecycle import CheckResult, UpdateResult, check, update
     from .spec import Spec, load_spec, presets, read_answers_file, spec_schema
 
 __all__ = [
-    "AgentgenError", "ConfigFileError", "DestinationError", "Result", "Spec", "SpecError",
-    "UserError", "ValidationFailedError", "__version__", "generate", "load_spec", "presets",
-    "read_answers_file", "spec_schema", "validate",
+    "AgentgenError", "CheckResult", "ConfigFileError", "DestinationError", "Result", "Spec",
+    "SpecError", "UpdateResult", "UserError", "ValidationFailedError", "__version__", "check",
+    "generate", "load_spec", "presets", "read_answers_file", "spec_schema", "update", "validate",
 ]
 
 _HOMES = {
     "generate": "api", "validate": "api", "Result": "api",
+    "update": "lifecycle", "check": "lifecycle", "UpdateResult": "lifecycle",
+    "CheckResult": "lifecycle",
     "Spec": "spec", "load_spec": "spec", "presets": "spec", "read_answers_file": "spec",
     "spec_schema": "spec",
     "AgentgenError": "errors", "ConfigFileError": "errors", "DestinationError": "errors",
