@@ -1,4 +1,4 @@
-"""`python -m <package> [COMMAND]`: the image's entry point.
+"""`agentgen-runtime [COMMAND]` (or `python -m agentgen_runtime`): the image's entry point.
 
   serve (default)   the API under uvicorn (host, port, workers from the settings)
   maintenance ...   database chores (see maintenance.py): migrate, cleanup, backup
@@ -11,6 +11,26 @@ from __future__ import annotations
 import sys
 
 
+def _startup_problem() -> str | None:
+    """What would stop the server from starting, as one line (checked before workers start)."""
+    from pydantic import ValidationError
+
+    from .auth import ApiKeys, AuthConfigError
+    from .config import ConfigError, load_config
+    from .secrets import SecretSourceError
+    from .settings import get_settings
+
+    try:
+        ApiKeys(get_settings())
+        load_config()
+    except ValidationError as exc:
+        return "; ".join(f"setting {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                         for e in exc.errors())
+    except (AuthConfigError, ConfigError, SecretSourceError) as exc:
+        return str(exc)
+    return None
+
+
 def serve() -> int:
     import os
     import shutil
@@ -20,15 +40,19 @@ def serve() -> int:
 
     from .settings import get_settings
 
+    problem = _startup_problem()
+    if problem:
+        print(f"agentgen-runtime: {problem}", file=sys.stderr)
+        return 1
     settings = get_settings()
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Several worker processes: their metrics are aggregated through files (prometheus-client).
-        directory = os.path.join(tempfile.gettempdir(), "prometheus-multiproc")
+        directory = os.path.join(tempfile.gettempdir(), f"prometheus-multiproc-{os.getpid()}")
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
     uvicorn.run(
-        f"{__package__}.app:create_app",
+        "agentgen_runtime.app:create_app",
         factory=True,
         host=settings.host,
         port=settings.port,

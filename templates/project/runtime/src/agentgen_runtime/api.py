@@ -18,6 +18,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from langgraph.types import Command
+from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -30,7 +31,9 @@ StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom"
 
 
 class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")
+    # An unknown field is a 422 naming it: silently dropping an option the client relies on
+    # (a webhook, a resumable stream) would be worse.
+    model_config = ConfigDict(extra="forbid")
 
 
 class ThreadCreate(_Body):
@@ -41,14 +44,18 @@ class ThreadCreate(_Body):
 
 class ThreadSearch(_Body):
     metadata: dict[str, Any] = {}
+    ids: list[str] | None = None
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0)
+    sort_by: Literal["thread_id", "created_at", "updated_at"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
 
 
 class StateUpdate(_Body):
     values: dict[str, Any] | list[Any] | None = None
     as_node: str | None = None
     checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
 
 
 class HistoryQuery(_Body):
@@ -60,9 +67,12 @@ class HistoryQuery(_Body):
 
 class AssistantSearch(_Body):
     graph_id: str | None = None
+    name: str | None = None
     metadata: dict[str, Any] = {}
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0)
+    sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
+    sort_order: Literal["asc", "desc"] | None = None
 
 
 class CommandBody(_Body):
@@ -82,9 +92,19 @@ class RunCreate(_Body):
     interrupt_before: list[str] | Literal["*"] | None = None
     interrupt_after: list[str] | Literal["*"] | None = None
     checkpoint_id: str | None = None
+    checkpoint: dict[str, Any] | None = None
     durability: Literal["sync", "async", "exit"] | None = None
+    checkpoint_during: bool | None = None
+    stream_subgraphs: bool = False
+    # Sent by the SDK on every stream; resumable streams and detached runs are not supported yet.
+    stream_resumable: Literal[False] = False
+    on_disconnect: Literal["cancel"] = "cancel"
+    on_completion: Literal["delete", "keep"] | None = None  # stateless runs keep no thread anyway
     multitask_strategy: Literal["reject"] = "reject"
     if_not_exists: Literal["create", "reject"] = "reject"
+
+    def checkpoint_ref(self) -> str | None:
+        return self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")
 
 
 def jsonable(value: Any) -> Any:
@@ -123,8 +143,11 @@ class Service:
     def __init__(self, settings: Settings, pool: Any, graphs: dict[str, Graph], checkpointer: Any,
                  store: Any) -> None:
         self.settings, self.pool, self.graphs = settings, pool, graphs
-        self.bound = {gid: g.bind(checkpointer, store) for gid, g in graphs.items()}
-        self.stateless = {gid: g.compiled for gid, g in graphs.items()}
+        self.checkpointer, self.store = checkpointer, store
+        self.bound = {gid: g.compiled.copy(update={"checkpointer": checkpointer, "store": store})
+                      for gid, g in graphs.items()}
+        self.stateless = {gid: g.compiled.copy(update={"checkpointer": None, "store": store})
+                          for gid, g in graphs.items()}
         self.busy: set[str] = set()  # threads with a run in progress in this process
         self.background: dict[str, asyncio.Task[Any]] = {}
         # thread id -> (owner, graph id of its runs): cached, as owners never change
@@ -137,10 +160,21 @@ class Service:
                 return graph
         raise HTTPException(404, f"assistant {assistant_id!r} not found")
 
+    async def runnable(self, graph_id: str, config: dict[str, Any], stateful: bool) -> Any:
+        """The graph a run executes: bound to the checkpointer when the run has a thread; a factory
+        that takes the config is called with this run's config."""
+        graph = self.graphs[graph_id]
+        if graph.factory is None:
+            return self.bound[graph_id] if stateful else self.stateless[graph_id]
+        if stateful:
+            return await graph.bound(self.checkpointer, self.store, config)
+        return await graph.stateless(config, self.store)
+
     @staticmethod
     def assistant(graph: Graph) -> dict[str, Any]:
         return {"assistant_id": graph.assistant_id, "graph_id": graph.graph_id, "name": graph.graph_id,
-                "description": None, "config": {}, "context": {}, "metadata": {"created_by": "system"},
+                "description": graph.description, "config": {}, "context": {},
+                "metadata": {"created_by": "system"},
                 "version": 1, "created_at": "1970-01-01T00:00:00+00:00",
                 "updated_at": "1970-01-01T00:00:00+00:00"}
 
@@ -246,11 +280,11 @@ class Service:
         configurable = dict(config.get("configurable") or {})
         if thread_id is not None:
             configurable["thread_id"] = thread_id
-            if body.checkpoint_id:
-                configurable["checkpoint_id"] = body.checkpoint_id
+            if body.checkpoint_ref():
+                configurable["checkpoint_id"] = body.checkpoint_ref()
         config["configurable"] = configurable
         config["recursion_limit"] = min(int(config.get("recursion_limit") or 10**6),
-                                        self.settings.llm_max_iterations)
+                                        self.settings.recursion_limit)
         config["run_id"] = run_id
         config["metadata"] = {**(config.get("metadata") or {}), **body.metadata, "run_id": run_id}
         if body.command is not None:
@@ -258,29 +292,34 @@ class Service:
             return Command(**command), config
         return body.input, config
 
-    def invoke_options(self, body: RunCreate, stateful: bool) -> dict[str, Any]:
+    def invoke_options(self, body: RunCreate, graph_id: str, stateful: bool) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if body.interrupt_before:
             options["interrupt_before"] = body.interrupt_before
         if body.interrupt_after:
             options["interrupt_after"] = body.interrupt_after
         if stateful:
-            options["durability"] = body.durability or self.settings.checkpoint_durability
-        if body.context is not None:
-            options["context"] = body.context
+            during = {True: "async", False: "exit"}.get(body.checkpoint_during)  # type: ignore[arg-type]
+            options["durability"] = body.durability or during or self.settings.checkpoint_durability
+        # Without context a graph with a context schema gets the schema's defaults, as under
+        # `langgraph dev` ({} is coerced to the schema by LangGraph).
+        context = body.context if body.context is not None else self.graphs[graph_id].default_context()
+        if context is not None:
+            options["context"] = context
         return options
 
     async def execute(self, graph_id: str, body: RunCreate, thread_id: str | None,
                       run_id: str) -> dict[str, Any]:
         """Run to completion (or interrupt) within the run timeout; the final values."""
         stateful = thread_id is not None
-        graph = self.bound[graph_id] if stateful else self.stateless[graph_id]
         if not stateful and body.command is not None:
             raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
         run_input, config = self.run_arguments(body, thread_id, run_id)
+        graph = await self.runnable(graph_id, config, stateful)
         with self.tracked(graph_id, thread_id):
             async with asyncio.timeout(self.settings.run_timeout_seconds):
-                result = await graph.ainvoke(run_input, config, **self.invoke_options(body, stateful))
+                result = await graph.ainvoke(run_input, config,
+                                             **self.invoke_options(body, graph_id, stateful))
         for message in (result or {}).get("messages", [])[-1:] if isinstance(result, dict) else []:
             record_usage(self.settings, message)
         return jsonable(result)
@@ -312,7 +351,6 @@ class Service:
                      run_id: str) -> AsyncIterator[bytes]:
         """SSE: `metadata`, then one event per chunk of each requested stream mode, or `error`."""
         stateful = thread_id is not None
-        graph = self.bound[graph_id] if stateful else self.stateless[graph_id]
         run_input, config = self.run_arguments(body, thread_id, run_id)
         modes = [body.stream_mode] if isinstance(body.stream_mode, str) else list(body.stream_mode)
         internal = sorted({"messages" if m in ("messages", "messages-tuple") else m for m in modes}
@@ -321,10 +359,17 @@ class Service:
         partial: dict[str, Any] = {}
         last_message = None
         try:
+            graph = await self.runnable(graph_id, config, stateful)
             with self.tracked(graph_id, thread_id):
                 async with asyncio.timeout(self.settings.run_timeout_seconds):
-                    async for mode, chunk in graph.astream(run_input, config, stream_mode=internal,
-                                                           **self.invoke_options(body, stateful)):
+                    async for item in graph.astream(run_input, config, stream_mode=internal,
+                                                    subgraphs=body.stream_subgraphs,
+                                                    **self.invoke_options(body, graph_id, stateful)):
+                        namespace, mode, chunk = item if body.stream_subgraphs else ((), *item)
+                        if namespace:  # a subgraph's event: "<mode>|<ns>", as LangGraph Platform names it
+                            if mode in modes:
+                                yield _sse(f"{mode}|{'|'.join(namespace)}", jsonable(chunk))
+                            continue
                         if mode == "messages":
                             message, metadata = chunk
                             if "messages-tuple" in modes:
@@ -402,12 +447,16 @@ def build_router(authenticate: Any) -> APIRouter:
     @router.post("/assistants/search")
     async def search_assistants(body: AssistantSearch, request: Request) -> list[dict[str, Any]]:
         graphs = [g for g in _service(request).graphs.values()
-                  if body.graph_id in (None, g.graph_id)]
+                  if body.graph_id in (None, g.graph_id) and body.name in (None, g.graph_id)]
         return [Service.assistant(g) for g in graphs[body.offset: body.offset + body.limit]]
 
     @router.get("/assistants/{assistant_id}")
     async def get_assistant(assistant_id: str, request: Request) -> dict[str, Any]:
         return Service.assistant(_service(request).graph_for(assistant_id))
+
+    @router.get("/assistants/{assistant_id}/schemas")
+    async def get_schemas(assistant_id: str, request: Request) -> dict[str, Any]:
+        return _service(request).graph_for(assistant_id).schemas()
 
     @router.post("/threads")
     async def create_thread(body: ThreadCreate, request: Request) -> dict[str, Any]:
@@ -416,11 +465,16 @@ def build_router(authenticate: Any) -> APIRouter:
     @router.post("/threads/search")
     async def search_threads(body: ThreadSearch, request: Request) -> list[dict[str, Any]]:
         service = _service(request)
+        query = sql.SQL(
+            "SELECT thread_id, owner, metadata, created_at, updated_at FROM agent_threads "
+            "WHERE owner = %s AND metadata @> %s AND (%s::text[] IS NULL OR thread_id = ANY(%s)) "
+            "ORDER BY {} {} LIMIT %s OFFSET %s").format(
+                sql.Identifier(body.sort_by), sql.SQL("ASC" if body.sort_order == "asc" else "DESC"))
         async with service.pool.connection() as conn:
             rows = await (await conn.execute(
-                "SELECT thread_id, owner, metadata, created_at, updated_at FROM agent_threads "
-                "WHERE owner = %s AND metadata @> %s ORDER BY created_at DESC LIMIT %s OFFSET %s",
-                (_owner(request), Jsonb(body.metadata), body.limit, body.offset))).fetchall()
+                query,
+                (_owner(request), Jsonb(body.metadata), body.ids, body.ids, body.limit,
+                 body.offset))).fetchall()
         return [service.thread_json(row) for row in rows]
 
     @router.get("/threads/{thread_id}")
@@ -447,8 +501,9 @@ def build_router(authenticate: Any) -> APIRouter:
         service = _service(request)
         graph = service.graph_of(await service.authorize(_owner(request), thread_id))
         config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
-        if body.checkpoint_id:
-            config["configurable"]["checkpoint_id"] = body.checkpoint_id
+        checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
+        if checkpoint_id:
+            config["configurable"]["checkpoint_id"] = checkpoint_id
         new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
         return {"checkpoint": new_config["configurable"]}
 

@@ -1,4 +1,4 @@
-"""`python -m <package>.maintenance`: database chores, by hand or from the Kubernetes Job/CronJobs.
+"""`agentgen-runtime maintenance`: database chores, by hand or from the Kubernetes Job/CronJobs.
 
   migrate                           create or migrate the checkpointer and store tables
   cleanup --older-than-days N       delete threads whose last checkpoint is older than N days
@@ -22,15 +22,8 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .db import connect, setup_schema
+from .db import connect, delete_threads, idle_threads, setup_schema
 from .settings import Settings, get_settings
-
-_OLD_THREADS = """
-    SELECT thread_id FROM checkpoints
-    WHERE checkpoint_ns = ''
-    GROUP BY thread_id
-    HAVING max((checkpoint ->> 'ts')::timestamptz) < now() - make_interval(days => %s)
-"""
 
 
 async def migrate(settings: Settings) -> str:
@@ -40,15 +33,10 @@ async def migrate(settings: Settings) -> str:
 
 
 async def cleanup(settings: Settings, older_than_days: int, dry_run: bool) -> str:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-
     async with await connect(settings) as conn:
-        rows = await (await conn.execute(_OLD_THREADS, (older_than_days,))).fetchall()
-        threads = [row["thread_id"] for row in rows]
+        threads = await idle_threads(conn, older_than_days * 1440)
         if not dry_run:
-            saver = AsyncPostgresSaver(conn)
-            for thread_id in threads:
-                await saver.adelete_thread(thread_id)
+            await delete_threads(conn, threads)
     verb = "would delete" if dry_run else "deleted"
     return f"cleanup: {verb} {len(threads)} thread(s) idle for more than {older_than_days} day(s)"
 
@@ -89,7 +77,7 @@ def backup(settings: Settings, directory: Path, keep_days: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog=f"python -m {__package__}.maintenance")
+    parser = argparse.ArgumentParser(prog="agentgen-runtime maintenance")
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("migrate", help="create or migrate the checkpointer and store tables")
     clean = commands.add_parser("cleanup", help="delete threads idle for more than N days")

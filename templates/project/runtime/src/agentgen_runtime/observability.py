@@ -61,12 +61,11 @@ def configure_logging(settings: Settings) -> None:
 
 
 def configure_integrations(settings: Settings) -> None:
-    """LangSmith tracing and Sentry, when configured (their packages are imported only then)."""
-    if settings.langsmith_tracing and settings.langsmith_api_key is not None:
-        os.environ.setdefault("LANGSMITH_TRACING", "true")
-        os.environ.setdefault("LANGSMITH_API_KEY", settings.langsmith_api_key.get_secret_value())
-        os.environ.setdefault("LANGSMITH_PROJECT", settings.langsmith_project)
-    else:
+    """LangSmith tracing (LANGSMITH_TRACING, with LANGSMITH_API_KEY from the secret sources) and
+    Sentry, when configured (its package is imported only then)."""
+    tracing = os.environ.get("LANGSMITH_TRACING", "").lower() in {"1", "true", "yes"}
+    if tracing and not (os.environ.get("LANGSMITH_API_KEY") or os.environ.get("LANGCHAIN_API_KEY")):
+        logging.getLogger(__name__).warning("LANGSMITH_TRACING is on without LANGSMITH_API_KEY: off")
         os.environ["LANGSMITH_TRACING"] = "false"
     if settings.sentry_dsn is not None:
         import sentry_sdk
@@ -90,6 +89,10 @@ CHECKPOINTER_OPS = Counter("agent_checkpointer_operations_total", "Checkpointer 
 CHECKPOINTER_LATENCY = Histogram("agent_checkpointer_operation_duration_seconds",
                                  "Checkpointer operation latency", ["operation"],
                                  buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5))
+DEPENDENCY_ERRORS = Counter("agent_dependency_errors_total",
+                            "Requests answered 503 because a dependency was unavailable", ["dependency"])
+RATE_LIMIT_FALLBACKS = Counter("agent_rate_limit_fallbacks_total",
+                               "Rate limit checks done in-process because Redis failed")
 DEPENDENCY_UP = Gauge("agent_dependency_up", "1 when the dependency answered the last readiness check",
                       ["dependency"], multiprocess_mode="liveall")
 
@@ -107,7 +110,7 @@ def record_usage(settings: Settings, message: Any) -> None:
     usage = getattr(message, "usage_metadata", None)
     if not usage:
         return
-    model = (getattr(message, "response_metadata", None) or {}).get("model_name") or settings.llm_model
+    model = (getattr(message, "response_metadata", None) or {}).get("model_name") or "unknown"
     input_tokens, output_tokens = usage.get("input_tokens", 0), usage.get("output_tokens", 0)
     LLM_TOKENS.labels(model, "input").inc(input_tokens)
     LLM_TOKENS.labels(model, "output").inc(output_tokens)

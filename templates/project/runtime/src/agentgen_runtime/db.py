@@ -60,21 +60,72 @@ CREATE INDEX IF NOT EXISTS agent_runs_thread ON agent_runs (thread_id, created_a
 """
 
 
+# One key for every process of every replica: schema setup runs in one of them at a time.
+SCHEMA_LOCK_KEY = 0x6167656E7467656E  # "agentgen"
+
+
 async def setup_schema(conn: AsyncConnectionPool | AsyncConnection) -> None:
-    """Create or migrate the checkpointer, store and API tables (idempotent)."""
+    """Create or migrate the checkpointer, store and API tables (idempotent). Serialized across
+    processes by a PostgreSQL advisory lock: concurrent first starts would race on the migrations."""
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as connection:
+            await _setup_locked(connection)
+    else:
+        await _setup_locked(conn)
+
+
+async def _setup_locked(conn: AsyncConnection) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
-    await AsyncPostgresSaver(conn).setup()
-    await AsyncPostgresStore(conn).setup()
-    statements = [s for s in API_SCHEMA.split(";") if s.strip()]
-    if isinstance(conn, AsyncConnectionPool):
-        async with conn.connection() as connection:
-            for statement in statements:
-                await connection.execute(statement)
-    else:
-        for statement in statements:
+    await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+    try:
+        await AsyncPostgresSaver(conn).setup()
+        await AsyncPostgresStore(conn).setup()
+        for statement in (s for s in API_SCHEMA.split(";") if s.strip()):
             await conn.execute(statement)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
+# Threads whose newest checkpoint is older than a number of minutes.
+IDLE_THREADS = """
+    SELECT thread_id FROM checkpoints
+    WHERE checkpoint_ns = ''
+    GROUP BY thread_id
+    HAVING max((checkpoint ->> 'ts')::timestamptz) < now() - make_interval(mins => %s)
+"""
+SWEEP_LOCK_KEY = SCHEMA_LOCK_KEY + 1
+
+
+async def idle_threads(conn: AsyncConnection, minutes: float) -> list[str]:
+    rows = await (await conn.execute(IDLE_THREADS, (int(minutes),))).fetchall()
+    return [row["thread_id"] for row in rows]
+
+
+async def delete_threads(conn: AsyncConnection, thread_ids: list[str]) -> None:
+    """Checkpoints, writes and the API's thread rows (runs cascade)."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    saver = AsyncPostgresSaver(conn)
+    for thread_id in thread_ids:
+        await saver.adelete_thread(thread_id)
+    await conn.execute("DELETE FROM agent_threads WHERE thread_id = ANY(%s)", (thread_ids,))
+
+
+async def sweep_checkpoints(pool: AsyncConnectionPool, minutes: float) -> int:
+    """Delete threads idle for `minutes`; one process at a time across replicas (the others skip)."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",
+                                        (SWEEP_LOCK_KEY,))).fetchone()
+        if not row["got"]:
+            return 0
+        try:
+            threads = await idle_threads(conn, minutes)
+            await delete_threads(conn, threads)
+            return len(threads)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
 
 
 def measured_saver(pool: AsyncConnectionPool):

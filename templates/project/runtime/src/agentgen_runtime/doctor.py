@@ -1,23 +1,25 @@
-"""`python -m <package>.doctor`: check the environment before (or instead of) starting the service.
+"""`agentgen-runtime doctor`: check the environment before (or instead of) starting the server.
 
 Prints one line per problem and exits 1 when there is any: settings that do not parse, a secret
-store that cannot be read, a required key missing, PostgreSQL or Redis unreachable.
+store that cannot be read, API keys missing while required, langgraph.json or a graph that does not
+load, PostgreSQL or Redis unreachable.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 from pydantic import ValidationError
 
-from .settings import Settings, secrets_dir
+from .settings import Settings, load_settings
 
 TIMEOUT_SECONDS = 3
 
 
 def _load() -> tuple[Settings | None, list[str]]:
     try:
-        return Settings(_secrets_dir=secrets_dir()), []
+        return load_settings(), []
     except ValidationError as exc:
         return None, [f"setting {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                       for e in exc.errors()]
@@ -25,17 +27,25 @@ def _load() -> tuple[Settings | None, list[str]]:
         return None, [f"settings: {exc}"]
 
 
-def _required_keys(settings: Settings) -> list[str]:
+def _required(settings: Settings) -> list[str]:
     problems = []
-    key = {"openai": "openai_api_key", "anthropic": "anthropic_api_key"}.get(settings.llm_provider)
-    if key and getattr(settings, key) is None:
-        problems.append(f"{key} is required for llm_provider={settings.llm_provider} "
-                        f"(environment variable {key.upper()} or secrets file {key})")
+    if settings.auth_required and not settings.api_key_list():
+        problems.append("api_keys is not set (secrets file api_keys, comma-separated), "
+                        "and AUTH_REQUIRED is true")
     if settings.database_url is None and settings.database_password is None:
         problems.append("database_password (or database_url) is not set")
-    if settings.langsmith_tracing and settings.langsmith_api_key is None:
-        problems.append("langsmith_api_key is required when langsmith_tracing is on")
     return problems
+
+
+def _graphs(settings: Settings) -> list[str]:
+    from .app import prepare
+    from .graphs import load_graphs
+
+    try:
+        asyncio.run(load_graphs(prepare(settings)))
+    except Exception as exc:  # noqa: BLE001 - any import failure of the user's graphs, in one line
+        return [f"graphs: {type(exc).__name__}: {' '.join(str(exc).split())}"]
+    return []
 
 
 def _postgres(settings: Settings) -> list[str]:
@@ -66,7 +76,7 @@ def diagnose() -> list[str]:
     settings, problems = _load()
     if settings is None:
         return problems
-    return _required_keys(settings) + _postgres(settings) + _redis(settings)
+    return _required(settings) + _graphs(settings) + _postgres(settings) + _redis(settings)
 
 
 def main() -> int:
@@ -74,7 +84,7 @@ def main() -> int:
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     if not problems:
-        print("ok: settings, secrets and databases are ready")
+        print("ok: settings, secrets, graphs and databases are ready")
     return 1 if problems else 0
 
 

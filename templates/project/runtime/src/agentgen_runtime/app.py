@@ -1,9 +1,11 @@
-"""The HTTP service: liveness (`/health`), readiness (`/ready`), metrics (`/metrics`) and the
-LangGraph-compatible API (api.py), behind API keys, rate limits and a body size limit."""
+"""The HTTP server: liveness (`/health`), readiness (`/ready`), metrics (`/metrics`) and the
+LangGraph-compatible API (api.py), behind API keys, rate limits and a body size limit, configured by
+langgraph.json (config.py) and the settings (settings.py)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import uuid
@@ -17,7 +19,10 @@ from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import Service, build_router
-from .db import create_pool, measured_saver, setup_schema
+from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
+from .config import Config, apply, import_object, load_config
+from .db import create_pool, measured_saver, setup_schema, sweep_checkpoints
+from .errors import ErrorMiddleware, install_handlers
 from .graphs import load_graphs
 from .observability import (
     DEPENDENCY_UP,
@@ -29,8 +34,8 @@ from .observability import (
     request_id,
     thread_id,
 )
-from .security import ApiKeys, BodyLimitMiddleware, RateLimiter
-from .settings import Settings, get_settings
+from .secrets import export_agent_secrets
+from .settings import Settings, get_settings, secrets_dir
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -70,6 +75,12 @@ class Checks:
             DEPENDENCY_UP.labels(name).set(1 if results[name] == "ok" else 0)
         return results
 
+    @staticmethod
+    def ready(results: dict[str, str]) -> bool:
+        """Redis failing degrades rate limits to per-process ones, it does not stop the API: it
+        does not make the replica unready."""
+        return all(v == "ok" for k, v in results.items() if k != "redis")
+
 
 class AccessLogMiddleware:
     """Request id (X-Request-ID in and out), one JSON access log line, and HTTP metrics."""
@@ -108,35 +119,82 @@ class AccessLogMiddleware:
                                "status": status, "latency_ms": round(elapsed * 1000, 2)}})
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def prepare(settings: Settings, config: Config | None = None) -> Config:
+    """Before any graph is imported: the agent's secrets and langgraph.json's env in the
+    environment, local dependencies importable. Raises ConfigError, SecretSourceError."""
+    config = config or load_config()
+    export_agent_secrets(settings, secrets_dir())
+    apply(config)
+    return config
+
+
+def _store(pool: Any, config: Config) -> Any:
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    options: dict[str, Any] = {}
+    if config.store.get("index"):
+        index = dict(config.store["index"])
+        embed = index.get("embed")
+        if isinstance(embed, str) and ".py:" in embed:  # "./embeddings.py:embed", as the Platform reads it
+            index["embed"] = import_object(embed, config.base)
+        options["index"] = index
+    if config.store.get("ttl"):
+        options["ttl"] = config.store["ttl"]
+    return AsyncPostgresStore(pool, **options)
+
+
+async def _sweep_periodically(pool: Any, ttl: dict[str, Any]) -> None:
+    """langgraph.json checkpointer.ttl: delete threads idle for longer than default_ttl minutes."""
+    if ttl.get("strategy", "delete") != "delete" or not ttl.get("default_ttl"):
+        return
+    interval = 60 * float(ttl.get("sweep_interval_minutes") or 60)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted = await sweep_checkpoints(pool, float(ttl["default_ttl"]))
+            if deleted:
+                log.info("checkpointer ttl: deleted %d idle thread(s)", deleted)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("checkpointer ttl sweep failed: %s: %s", type(exc).__name__, exc)
+
+
+def create_app(settings: Settings | None = None, config: Config | None = None) -> FastAPI:
+    """The ASGI application. Raises AuthConfigError (no API keys while required), ConfigError,
+    SecretSourceError before serving anything."""
     settings = settings or get_settings()
     configure_logging(settings)
-    configure_integrations(settings)
     keys = ApiKeys(settings)
+    config = prepare(settings, config)
+    configure_integrations(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        from langgraph.store.postgres.aio import AsyncPostgresStore
-
         app.state.pool = create_pool(settings)
         # Start even when the database is down: /ready reports it, and the pool keeps reconnecting.
         await app.state.pool.open(wait=False)
         redis = None
+        tasks: list[asyncio.Task[Any]] = []
         try:
             if settings.redis_enabled:
                 from redis.asyncio import Redis
 
                 redis = Redis.from_url(settings.redis_url.get_secret_value(),
-                                       socket_timeout=READY_TIMEOUT_SECONDS)
+                                       socket_timeout=READY_TIMEOUT_SECONDS,
+                                       socket_connect_timeout=READY_TIMEOUT_SECONDS)
             app.state.redis = redis
             app.state.limiter = RateLimiter(settings.rate_limit_per_minute, redis)
-            app.state.service = Service(settings, app.state.pool, load_graphs(),
-                                        measured_saver(app.state.pool),
-                                        AsyncPostgresStore(app.state.pool))
+            store = _store(app.state.pool, config)
+            app.state.service = Service(settings, app.state.pool, await load_graphs(config),
+                                        measured_saver(app.state.pool), store)
             try:
                 await app.state.checks.checkpointer()
             except Exception as exc:  # noqa: BLE001
-                log.warning("checkpointer schema not set up yet (database unavailable?): %s", exc)
+                log.warning("schema not set up yet (database unavailable?): %s", exc)
+            if config.store.get("ttl"):
+                tasks.append(asyncio.create_task(store.start_ttl_sweeper()))
+            if config.checkpointer.get("ttl"):
+                tasks.append(asyncio.create_task(_sweep_periodically(app.state.pool,
+                                                                     config.checkpointer["ttl"])))
             yield
             # Graceful shutdown: background runs get the run timeout to finish.
             pending = list(app.state.service.background.values())
@@ -144,13 +202,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 log.info("waiting for %d background run(s) to finish", len(pending))
                 await asyncio.wait(pending, timeout=settings.run_timeout_seconds)
         finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
             if redis is not None:
                 await redis.aclose()
             await app.state.pool.close()
 
-    app = FastAPI(title=__package__, lifespan=lifespan)
+    app = FastAPI(title="agentgen-runtime", lifespan=lifespan)
     app.state.settings = settings
+    app.state.config = config
     app.state.checks = Checks(app, settings)
+    install_handlers(app)
 
     async def authenticate(request: Request) -> None:
         identity = keys.authenticate(request)
@@ -164,13 +228,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         """Liveness: the process serves requests. No I/O."""
         return {"status": "ok"}
 
+    @app.get("/ok", tags=["ops"], include_in_schema=False)
+    async def ok() -> dict[str, bool]:
+        """LangGraph Platform's liveness path."""
+        return {"ok": True}
+
     @app.get("/ready", tags=["ops"])
     async def ready() -> Any:
-        """Readiness: every dependency answers; 503 with the failing checks otherwise."""
+        """Readiness: every dependency answers, on the pool the API uses; 503 with the failing
+        checks otherwise."""
         checks = await app.state.checks.run()
-        ok = all(v == "ok" for v in checks.values())
+        ok = Checks.ready(checks)
         return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks},
-                            status_code=200 if ok else 503)
+                            status_code=200 if ok else 503,
+                            headers=None if ok else {"Retry-After": "5"})
 
     @app.get("/metrics", tags=["ops"], include_in_schema=False)
     async def metrics() -> Response:
@@ -179,10 +250,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         body, content_type = metrics_response()
         return Response(body, media_type=content_type)
 
+    if config.http_app:
+        # langgraph.json http.app: the user's ASGI app serves every path the API does not.
+        app.mount("/", import_object(config.http_app, config.base))
+
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST", "DELETE"],
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
                            allow_headers=["content-type", settings.api_key_header, "x-request-id"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ErrorMiddleware)
     app.add_middleware(AccessLogMiddleware)
     return app
