@@ -166,12 +166,13 @@ def venv_tool(name: str, install: str) -> str:
 
 
 _VENVS: dict[str, Path] = {}
+RUNTIME_EXTRAS = "redis,vault,aws"
 
 
 def project_python(project: Path, *extra: str) -> str:
-    """The Python of a fresh virtualenv with the generated project installed as its README says
-    (`pip install -c constraints.txt -e '.[dev]'`, done with uv), plus `extra` requirements.
-    Virtualenvs are shared by projects with the same dependencies."""
+    """The Python of a fresh virtualenv with the generated project installed as its Makefile does
+    (`pip install -c constraints.txt -e './runtime[...]' -e '.[dev]'`, done with uv; every runtime
+    extra), plus `extra` requirements. Virtualenvs are shared by projects with the same dependencies."""
     import hashlib
     import tomllib
 
@@ -181,17 +182,19 @@ def project_python(project: Path, *extra: str) -> str:
     project_meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
     key = hashlib.sha256(json.dumps(
         [project_meta["name"], project_meta["dependencies"], sorted(extra),
-         (project / "constraints.txt").read_text()]).encode()).hexdigest()[:16]
+         (project / "constraints.txt").read_text(),
+         (project / "runtime" / "pyproject.toml").read_text()]).encode()).hexdigest()[:16]
     if key not in _VENVS:
         venv = Path(tempfile.gettempdir()) / f"agentgen-test-venv-{key}"
         if not (venv / "bin" / "python").is_file():
             subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)],
                            check=True)
         subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                        "-c", str(project / "constraints.txt"), "-e", f"{project}[dev]", *extra],
-                       check=True)
+                        "-c", str(project / "constraints.txt"), "-e", f"{project}[dev]",
+                        "-e", f"{project}/runtime[{RUNTIME_EXTRAS}]", *extra], check=True)
         _VENVS[key] = venv
     else:  # same dependencies, another checkout: point the editable install at this one
         subprocess.run([str(uv), "pip", "install", "--quiet", "--no-deps", "--python",
-                        str(_VENVS[key] / "bin" / "python"), "-e", str(project)], check=True)
+                        str(_VENVS[key] / "bin" / "python"), "-e", str(project),
+                        "-e", f"{project}/runtime"], check=True)
     return str(_VENVS[key] / "bin" / "python")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import subprocess
 import tomllib
 
@@ -50,12 +51,15 @@ def test_secrets_backends_and_providers_render(render, secrets, provider):
     out = render({"secrets": secrets, "llm_provider": provider})
     assert validate_tree(out).errors == []
     deps = tomllib.loads((out / "pyproject.toml").read_text())["project"]["dependencies"]
-    assert any(d.startswith("hvac") for d in deps) == (secrets == "vault")
-    assert any(d.startswith("boto3") for d in deps) == (secrets == "aws-secrets-manager")
     assert any(d.startswith("langchain-openai") for d in deps) == (provider == "openai")
-    has_source = (out / "src" / "demo" / "secret_sources.py").exists()
-    assert has_source == (secrets in {"vault", "aws-secrets-manager"})
+    # the secret store's client comes with the runtime's extra, installed by the image and make
+    requirement = re.search(r'"\./runtime(\[[a-z,]*\])?"', (out / "Dockerfile").read_text())
+    extras = set((requirement.group(1) or "[]")[1:-1].split(",")) - {""}
+    assert ("vault" in extras) == (secrets == "vault")
+    assert ("aws" in extras) == (secrets == "aws-secrets-manager")
+    assert f"'./runtime{requirement.group(1) or ''}'" in (out / "Makefile").read_text()
     compose = yaml.safe_load((out / "compose.yaml").read_text())
+    assert "api_keys" in compose["secrets"] and "api_keys" in compose["services"]["agent"]["secrets"]
     assert ("openai_api_key" in compose["secrets"]) == (provider == "openai")
 
 
@@ -71,7 +75,7 @@ def test_security_defaults_in_image_and_compose(render):
     assert "USER 10001:10001" in dockerfile and "HEALTHCHECK" in dockerfile
     instructions = [line for line in dockerfile.splitlines() if not line.startswith("#")]
     assert not any("curl" in line for line in instructions) and "# syntax=" not in dockerfile
-    assert 'ENTRYPOINT ["python", "-m", "demo"]' in dockerfile
+    assert 'ENTRYPOINT ["agentgen-runtime"]' in dockerfile
     agent = yaml.safe_load((out / "compose.yaml").read_text())["services"]["agent"]
     assert agent["read_only"] is True and agent["cap_drop"] == ["ALL"]
     assert agent["depends_on"]["postgres"]["condition"] == "service_healthy"
@@ -85,7 +89,8 @@ def test_env_example_lists_every_setting(render):
     names = {line.lstrip("# ").split("=")[0] for line in (out / ".env.example").read_text().splitlines()
              if "=" in line and not line.startswith("# ---")}
     proc = subprocess.run([project_python(out), "-c", "import json; from demo.settings import Settings; "
-                           "print(json.dumps(list(Settings.model_fields)))"],
+                           "from agentgen_runtime.settings import Settings as Runtime; "
+                           "print(json.dumps([*Settings.model_fields, *Runtime.model_fields]))"],
                           capture_output=True, text=True, check=True)
     fields = {name.upper() for name in json.loads(proc.stdout)}
     assert len(fields) > 30 and fields <= names, fields - names

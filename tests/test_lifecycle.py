@@ -19,10 +19,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from agentgen import load_spec
+from agentgen import check, load_spec, update
 from agentgen.cli import app
 from agentgen.history import HISTORY_ENV, PUBLIC_SOURCE
-from agentgen import check, update
 from agentgen.render import render
 
 ROOT = Path(__file__).resolve().parents[1]

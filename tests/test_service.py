@@ -44,7 +44,7 @@ def test_health_and_ready_follow_the_database(render):
         port = free_port()
         env = service_env(project, DATABASE_URL=url, PORT=str(port), DB_CONNECT_TIMEOUT="2")
         base = f"http://127.0.0.1:{port}"
-        with process([project_python(project), "-m", "demo"], cwd=project, env=env, what="service",
+        with process([project_python(project), "-m", "agentgen_runtime"], cwd=project, env=env, what="service",
                      ready=lambda: http_status(f"{base}/health") == 200):
             wait_until(lambda: http_status(f"{base}/ready") == 200, 20, "ready")
             pg.stop()
@@ -69,7 +69,7 @@ def test_the_service_starts_even_when_the_database_is_down(render):
     env = service_env(project, DATABASE_URL=f"postgresql://postgres@127.0.0.1:{free_port()}/x",
                       PORT=str(port), DB_CONNECT_TIMEOUT="1")
     base = f"http://127.0.0.1:{port}"
-    with process([project_python(project), "-m", "demo"], cwd=project, env=env, what="service",
+    with process([project_python(project), "-m", "agentgen_runtime"], cwd=project, env=env, what="service",
                  ready=lambda: http_status(f"{base}/health") == 200):
         import urllib.error
         import urllib.request

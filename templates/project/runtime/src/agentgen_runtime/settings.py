@@ -36,7 +36,8 @@ def secrets_dir() -> Path | None:
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_ignore_empty=True,  # an empty variable means "not set", not an empty value
     )
 
     # PostgreSQL: either a full URL, or its parts (the password from the secrets directory).

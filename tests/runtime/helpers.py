@@ -1,0 +1,107 @@
+"""Helpers for the runtime tests: server processes (`python -m agentgen_runtime`, the image's entry
+point) on loopback ports, Redis, side virtualenvs for peers, and the test agents' paths."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import http.client
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ..servers import free_port, http_status, port_open, process
+
+AGENTS = Path(__file__).parent / "agents"
+WEATHER = AGENTS / "weather"
+RUNTIME = Path(__file__).parents[2] / "templates" / "project" / "runtime"
+CONSTRAINTS = RUNTIME.parent / "constraints.txt"
+KEYS = "key-one,key-two"
+INSTALL_REDIS = "apt-get install -y redis-server"
+
+
+@dataclass
+class Server:
+    base: str
+    port: int
+    proc: subprocess.Popen
+
+    def call(self, method: str, path: str, body: Any = None, key: str | None = "key-one",
+             timeout: float = 30) -> tuple[int, Any, dict[str, str]]:
+        """One request on a new connection: (status, JSON body, headers)."""
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            return request(conn, method, path, body, key)
+        finally:
+            conn.close()
+
+
+def request(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None,
+            key: str | None = "key-one") -> tuple[int, Any, dict[str, str]]:
+    headers = {"content-type": "application/json", **({"X-API-Key": key} if key else {})}
+    conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
+    response = conn.getresponse()
+    raw = response.read()
+    try:
+        data = json.loads(raw) if raw else None
+    except ValueError:
+        data = raw.decode(errors="replace")
+    return response.status, data, {k.lower(): v for k, v in response.getheaders()}
+
+
+def runtime_env(database_url: str, **extra: str) -> dict[str, str]:
+    return {"DATABASE_URL": database_url, "HOST": "127.0.0.1", "WORKERS": "1", "API_KEYS": KEYS,
+            "SECRETS_DIR": str(WEATHER / "no-secrets"), "LANGGRAPH_CONFIG": str(WEATHER / "langgraph.json"),
+            "LOG_LEVEL": "WARNING", "DB_CONNECT_TIMEOUT": "2", "REDIS_ENABLED": "false", **extra}
+
+
+@contextlib.contextmanager
+def runtime_server(database_url: str, *, python: str = sys.executable, cwd: Path = WEATHER,
+                   **extra: str) -> Iterator[Server]:
+    """`python -m agentgen_runtime` (the image's entry point) on a free loopback port."""
+    port = free_port()
+    env = runtime_env(database_url, PORT=str(port), **extra)
+    base = f"http://127.0.0.1:{port}"
+    with process([python, "-m", "agentgen_runtime"], cwd=cwd, env=env, what="agentgen-runtime",
+                 ready=lambda: http_status(f"{base}/health") == 200) as proc:
+        yield Server(base, port, proc)
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[tuple[str, subprocess.Popen]]:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        pytest.skip(f"redis-server is not installed ({INSTALL_REDIS})")
+    port = free_port()
+    with process([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly",
+                  "no"], what="redis", ready=lambda: port_open(port)) as proc:
+        yield f"redis://127.0.0.1:{port}/0", proc
+
+
+_VENVS: dict[str, str] = {}
+
+
+def side_venv(*requirements: str) -> str:
+    """The Python of a virtualenv (cached in the temp dir) with the runtime's pinned dependencies and
+    `requirements`: for peers such as `langgraph dev` that must not share agentgen's environment."""
+    uv = Path(sys.executable).parent / "uv"
+    if not uv.is_file():
+        pytest.skip("uv is not installed (pip install uv)")
+    key = hashlib.sha256(json.dumps([sorted(requirements), CONSTRAINTS.read_text()]).encode()).hexdigest()
+    if key not in _VENVS:
+        venv = Path(tempfile.gettempdir()) / f"agentgen-side-venv-{key[:16]}"
+        if not (venv / "bin" / "python").is_file():
+            subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+        subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                        "-c", str(CONSTRAINTS), *requirements], check=True)
+        _VENVS[key] = str(venv / "bin" / "python")
+    return _VENVS[key]
+
