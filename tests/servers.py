@@ -37,7 +37,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read() if proc.stdout else ""
+            out = output(proc)
             raise RuntimeError(f"{what}: process exited with {proc.returncode}\n{out}")
         if predicate():
             return
@@ -132,15 +132,30 @@ def postgres_cluster() -> Iterator[Postgres]:
 @contextlib.contextmanager
 def process(cmd: list[str], *, ready: Callable[[], bool], what: str, cwd: Path | None = None,
             env: dict[str, str] | None = None, timeout: float = 60) -> Iterator[subprocess.Popen]:
-    """Start a process in its own group, wait for `ready`, and always kill the group."""
-    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
+    """Start a process in its own group, wait for `ready`, and always kill the group. Its output goes
+    to a file (`output(proc)` reads it): a pipe nobody reads fills up and blocks a chatty server."""
+    log = tempfile.NamedTemporaryFile(prefix="agentgen-proc-", suffix=".log", delete=False)  # noqa: SIM115
+    proc = subprocess.Popen(cmd, cwd=cwd, env={**os.environ, **(env or {})}, stdout=log,
+                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    _LOGS[proc.pid] = Path(log.name)
+    log.close()
     try:
         wait_until(ready, timeout, what, proc)
         yield proc
     finally:
         stop_process(proc)
+        Path(log.name).unlink(missing_ok=True)
+
+
+_LOGS: dict[int, Path] = {}
+
+
+def output(proc: subprocess.Popen) -> str:
+    """What a process started by `process` printed so far."""
+    path = _LOGS.get(proc.pid)
+    if path is not None and path.is_file():
+        return path.read_text(errors="replace")
+    return proc.stdout.read() if proc.stdout and not proc.stdout.closed else ""
 
 
 def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM) -> None:

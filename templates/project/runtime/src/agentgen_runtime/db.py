@@ -2,18 +2,54 @@
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from .settings import Settings
+
+
+class GuardedPool(AsyncConnectionPool):
+    """A pool that fails fast during an outage. Once a connection could not be had within the
+    timeout, further requests fail at once (PoolTimeout: answered 503) while one request at a time
+    probes with the full timeout; the first success ends the outage. Without this every step of every
+    request would wait the whole timeout again, and requests would queue for many timeouts."""
+
+    _outage = False
+    _probing = False
+
+    @property
+    def in_outage(self) -> bool:
+        return self._outage
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection:  # noqa: ASYNC109 - the pool's API
+        if self._outage:
+            if self._probing:
+                raise PoolTimeout("postgres is unavailable (an earlier attempt timed out)")
+            self._probing = True
+            try:
+                conn = await super().getconn(timeout)
+            finally:
+                self._probing = False
+            self._outage = False
+            return conn
+        try:
+            return await super().getconn(timeout)
+        except PoolTimeout:
+            self._outage = True
+            raise
 
 
 def create_pool(settings: Settings) -> AsyncConnectionPool:
     """A closed pool: `await pool.open()` it. `db_pool_size` connections are kept, and up to
     `db_pool_overflow` more are opened under load. Connections are checked before use, so a
     restarted database costs no failed request."""
-    return AsyncConnectionPool(
+    return GuardedPool(
         settings.database_conninfo(),
         min_size=settings.db_pool_size,
         max_size=settings.db_pool_size + settings.db_pool_overflow,
@@ -78,7 +114,11 @@ async def _setup_locked(conn: AsyncConnection) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
-    await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK_KEY,))
+    # Poll instead of waiting in pg_advisory_lock: the migrations create indexes CONCURRENTLY, which
+    # wait for every open transaction, including one blocked on the lock (a deadlock).
+    while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",  # noqa: ASYNC110
+                                         (SCHEMA_LOCK_KEY,))).fetchone())["got"]:
+        await asyncio.sleep(0.1)
     try:
         await AsyncPostgresSaver(conn).setup()
         await AsyncPostgresStore(conn).setup()
@@ -151,5 +191,24 @@ def measured_saver(pool: AsyncConnectionPool):
         aget_tuple = measured("read", AsyncPostgresSaver.aget_tuple)
         aput = measured("write", AsyncPostgresSaver.aput)
         aput_writes = measured("write_pending", AsyncPostgresSaver.aput_writes)
+
+        @asynccontextmanager
+        async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:
+            # AsyncPostgresSaver serializes every operation of the process through one asyncio
+            # lock, which a single shared connection needs. With a pool each operation has a
+            # connection of its own: without the lock, runs do not queue behind each other (nor,
+            # during an outage, behind each other's connection timeouts).
+            if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+                async with super()._cursor(pipeline=pipeline) as cur:
+                    yield cur
+                return
+            async with self.conn.connection() as conn:
+                if pipeline:
+                    batch = conn.pipeline() if self.supports_pipeline else conn.transaction()
+                    async with batch, conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+                else:
+                    async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
 
     return MeasuredSaver(pool)

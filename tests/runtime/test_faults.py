@@ -1,0 +1,164 @@
+"""Faults as features: PostgreSQL stopped under load, Redis stopped, several processes starting at once
+on an empty database. Each test says what the clients saw and what was kept."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import psycopg
+import pytest
+
+from ..servers import free_port, http_status, postgres_cluster, stop_process, wait_until
+from .helpers import WEATHER, redis_server, runtime_env, runtime_server
+
+pytestmark = pytest.mark.slow
+RUN = {"assistant_id": "weather", "input": {"question": "q"}}
+
+
+def test_postgres_stopped_under_load_answers_503_then_recovers(tmp_path):
+    with postgres_cluster() as pg:
+        url = pg.create_database("outage")
+        with runtime_server(url, DB_CONNECT_TIMEOUT="2", RATE_LIMIT_PER_MINUTE="100000") as server:
+            wait_until(lambda: http_status(f"{server.base}/ready") == 200, 20, "ready")
+            thread_id = server.call("POST", "/threads", {})[1]["thread_id"]
+            results: list[tuple[float, float, int, dict]] = []  # (start, end, status, headers)
+            stop = threading.Event()
+
+            def client() -> None:
+                mine = server.call("POST", "/threads", {})[1]["thread_id"]
+                while not stop.is_set():
+                    start = time.monotonic()
+                    status, body, headers = server.call("POST", f"/threads/{mine}/runs/wait", RUN,
+                                                        timeout=20)
+                    results.append((start, time.monotonic(), status, headers))
+                    if status >= 500:
+                        assert set(body) == {"error", "message", "request_id"}, body
+                    time.sleep(0.05)
+
+            workers = [threading.Thread(target=client) for _ in range(4)]
+            for worker in workers:
+                worker.start()
+            time.sleep(1.5)
+            pg.stop()
+            down_at = time.monotonic()
+            try:
+                wait_until(lambda: http_status(f"{server.base}/ready", timeout=5) == 503, 5, "ready 503")
+                time.sleep(3)
+            finally:
+                pg.start()
+            wait_until(lambda: http_status(f"{server.base}/ready", timeout=5) == 200, 30, "ready 200")
+            ready_at = time.monotonic()
+            time.sleep(3)
+            stop.set()
+            for worker in workers:
+                worker.join(30)
+            # the thread made before the outage is still there
+            assert server.call("GET", f"/threads/{thread_id}")[0] == 200
+
+    statuses = {status for _, _, status, _ in results}
+    assert statuses <= {200, 503}, sorted(statuses)  # never a 500 for an outage
+    outage = [r for r in results if r[2] == 503]
+    assert outage, "no request fell into the outage"
+    assert all(r[3].get("retry-after", "").isdigit() for r in outage)
+    # a request during the outage is answered within the connect timeout (2 s), with some slack
+    assert max(end - start for start, end, status, _ in outage) < 6
+    after_ready = [r for r in results if r[0] >= ready_at]
+    assert after_ready and all(status == 200 for _, _, status, _ in after_ready), after_ready[:5]
+    assert sum(1 for r in results if r[2] == 200 and r[0] < down_at) > 0
+
+
+def test_redis_stopped_the_api_keeps_serving(database):
+    with redis_server() as (redis_url, redis_proc), runtime_server(
+            database, REDIS_ENABLED="true", REDIS_URL=redis_url, RATE_LIMIT_PER_MINUTE="1000") as server:
+        wait_until(lambda: http_status(f"{server.base}/ready") == 200, 20, "ready")
+        assert server.call("POST", "/runs/wait", RUN)[0] == 200
+        stop_process(redis_proc)
+        statuses = [server.call("POST", "/runs/wait", RUN)[0] for _ in range(5)]
+        assert statuses == [200] * 5
+        status, body, _ = server.call("GET", "/ready", key=None)
+        # Redis down degrades rate limits to per-process ones: the replica stays ready
+        assert status == 200 and body["checks"]["redis"] != "ok"
+        metrics = server.call("GET", "/metrics", key=None)[1]
+        assert "agent_rate_limit_fallbacks_total 5.0" in metrics or \
+            "agent_rate_limit_fallbacks_total 6.0" in metrics, metrics[-2000:]
+
+
+def test_four_processes_start_at_once_on_an_empty_database(postgres):
+    url = postgres.create_database("race")
+    ports = [free_port() for _ in range(4)]
+    procs = [subprocess.Popen([sys.executable, "-m", "agentgen_runtime"], cwd=WEATHER,
+                              env={**os.environ, **runtime_env(url, PORT=str(port), LOG_LEVEL="INFO")},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True) for port in ports]
+    try:
+        for port in ports:
+            wait_until(lambda p=port: http_status(f"http://127.0.0.1:{p}/ready") == 200, 60, "ready")
+        for port in ports:
+            from .helpers import Server
+
+            assert Server("", port, None).call("POST", "/runs/wait", RUN)[0] == 200  # type: ignore[arg-type]
+    finally:
+        for proc in procs:
+            stop_process(proc)
+    logs = "".join(proc.stdout.read() if proc.stdout and not proc.stdout.closed else "" for proc in procs)
+    assert "duplicate key" not in logs and "schema not set up" not in logs
+
+
+def test_concurrent_migrations_are_serialized(postgres):
+    url = postgres.create_database("migrate_race")
+    env = {**os.environ, **runtime_env(url)}
+    procs = [subprocess.Popen([sys.executable, "-m", "agentgen_runtime", "maintenance", "migrate"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(4)]
+    outcomes = [(proc.wait(120), proc.stderr.read()) for proc in procs]
+    assert all(code == 0 for code, _ in outcomes), outcomes
+    with psycopg.connect(url) as conn:
+        tables = {r[0] for r in conn.execute("select tablename from pg_tables where schemaname='public'")}
+    assert {"checkpoints", "store", "agent_threads", "agent_runs"} <= tables
+
+
+def _accepted(limiter, identity: str, seconds: float, window: float) -> list[float]:
+    """Call the limiter as fast as possible for `seconds`; the times of the accepted calls."""
+    from fastapi import HTTPException
+
+    async def run() -> list[float]:
+        accepted = []
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            try:
+                await limiter.check(identity)
+                accepted.append(time.monotonic())
+            except HTTPException as exc:
+                assert exc.status_code == 429 and 1 <= int(exc.headers["Retry-After"]) <= max(1, window)
+            await asyncio.sleep(0.005)
+        return accepted
+
+    return asyncio.run(run())
+
+
+def _max_in_any_window(times: list[float], window: float) -> int:
+    return max(sum(1 for t in times if start <= t < start + window) for start in times)
+
+
+@pytest.mark.parametrize("backend", ["process", "redis"])
+def test_rate_limit_is_a_sliding_window_without_edge_bursts(backend, monkeypatch):
+    """At most `limit` requests in any window (a fixed window lets 2x through at its edge)."""
+    from agentgen_runtime import auth
+
+    window = 1.0
+    monkeypatch.setattr(auth, "WINDOW_SECONDS", window)
+    if backend == "process":
+        times = _accepted(auth.RateLimiter(5), "k", 3.5, window)
+    else:
+        from redis.asyncio import Redis
+
+        with redis_server() as (url, _):
+            times = _accepted(auth.RateLimiter(5, Redis.from_url(url)), "k", 3.5, window)
+    # measured on this side of the connection: a little less than the window absorbs latency jitter
+    assert _max_in_any_window(times, window * 0.95) <= 5
+    assert len(times) >= 15  # and the limit is reached again in each later window
