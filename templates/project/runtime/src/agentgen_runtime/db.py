@@ -133,13 +133,13 @@ IDLE_THREADS = """
     SELECT thread_id FROM checkpoints
     WHERE checkpoint_ns = ''
     GROUP BY thread_id
-    HAVING max((checkpoint ->> 'ts')::timestamptz) < now() - make_interval(mins => %s)
+    HAVING max((checkpoint ->> 'ts')::timestamptz) < now() - make_interval(secs => %s)
 """
 SWEEP_LOCK_KEY = SCHEMA_LOCK_KEY + 1
 
 
 async def idle_threads(conn: AsyncConnection, minutes: float) -> list[str]:
-    rows = await (await conn.execute(IDLE_THREADS, (int(minutes),))).fetchall()
+    rows = await (await conn.execute(IDLE_THREADS, (float(minutes) * 60,))).fetchall()
     return [row["thread_id"] for row in rows]
 
 
