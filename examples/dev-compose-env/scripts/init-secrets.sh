@@ -8,6 +8,11 @@ umask 022
 mkdir -p secrets
 chmod 700 secrets
 
+if [ ! -s secrets/api_keys ]; then
+    # Clients send it in the X-API-Key header; add more keys comma-separated.
+    python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' > secrets/api_keys
+    echo "created secrets/api_keys (one random key: clients send it as X-API-Key)"
+fi
 if [ ! -s secrets/database_password ]; then
     python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' > secrets/database_password
     echo "created secrets/database_password (random)"

@@ -1,16 +1,22 @@
-"""The HTTP API against a real PostgreSQL: runs, state, thread isolation, and the protective status
-codes (401, 413, 422, 429, 504)."""
+"""The agent served by agentgen-runtime (as the image runs it) against a real PostgreSQL: runs, state,
+thread isolation, and the protective status codes (401, 413, 422, 429, 504)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from agentgen_runtime.app import create_app
+from agentgen_runtime.config import load_config
+from agentgen_runtime.settings import Settings
 from fastapi.testclient import TestClient
 
 from research_agent import graph
-from research_agent.app import create_app
-from research_agent.settings import Settings, get_settings
+from research_agent.settings import get_settings
 
 HELLO = {"messages": [{"role": "user", "content": "hello"}]}
+LANGGRAPH_JSON = Path(__file__).resolve().parents[1] / "langgraph.json"
+USES_REDIS = True  # the large scale preset shares rate limits in Redis
 
 
 @pytest.fixture
@@ -19,11 +25,12 @@ def make_client(database_url, redis_url):
 
     def make(**overrides) -> TestClient:
         # Redis where the scale preset uses it and a server is at hand; else in-process rate limits.
-        uses_redis = Settings.model_fields["redis_enabled"].default and redis_url is not None
+        uses_redis = USES_REDIS and redis_url is not None
         redis = {"redis_enabled": True, "redis_url": redis_url} if uses_redis else {"redis_enabled": False}
         values = {"database_url": database_url, "api_keys": "key-a,key-b", **redis, **overrides}
         settings = Settings(_secrets_dir=None, _env_file=None, **values)
-        client = TestClient(create_app(settings), headers={"X-API-Key": "key-a"})
+        client = TestClient(create_app(settings, load_config(LANGGRAPH_JSON)),
+                            headers={"X-API-Key": "key-a"})
         clients.append(client.__enter__())
         return client
 
@@ -76,7 +83,11 @@ def test_protective_status_codes(make_client):
     assert client.post("/threads", json={}, headers={"X-API-Key": "wrong"}).status_code == 401
     assert client.post("/threads", content=b"x" * 4096,
                        headers={"content-type": "application/json"}).status_code == 413
-    assert client.post("/runs/wait", json={"input": HELLO}).status_code == 422
+    missing = client.post("/runs/wait", json={"input": HELLO})
+    assert missing.status_code == 422 and "assistant_id" in missing.json()["message"]
+    unknown = client.post("/runs/wait", json={"assistant_id": "agent", "input": HELLO, "webhook": "x"})
+    assert unknown.status_code == 422 and "webhook" in unknown.json()["message"]
+    assert set(unknown.json()) == {"error", "message", "request_id"}
 
 
 def test_rate_limit_per_key(make_client):

@@ -3,4 +3,4 @@
 # dumps. Reads the service's settings (DATABASE_URL or DATABASE_*, and the secrets directory).
 set -eu
 cd "$(dirname "$0")/.."
-exec python -m triage_agent.maintenance backup --dir "${1:-./backups}" --keep-days "${KEEP_DAYS:-14}"
+exec agentgen-runtime maintenance backup --dir "${1:-./backups}" --keep-days "${KEEP_DAYS:-14}"

@@ -1,0 +1,168 @@
+"""`langgraph.json`, read the way LangGraph Platform reads it.
+
+`graphs` (a file path or a module, `:attribute`; a compiled graph, a graph builder or a factory),
+`env` (a dotenv file or a mapping: loaded into the process environment before graphs are imported;
+values already in the environment win), `dependencies` (local directories become importable when they
+are not installed), `store` (`index`, `ttl`), `checkpointer` (`ttl`), `http.app` (your own ASGI app,
+served beside the API). The file is `$LANGGRAPH_CONFIG`, else `./langgraph.json`, else
+`/app/langgraph.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """langgraph.json is missing or says something the runtime cannot serve."""
+
+
+@dataclass(frozen=True)
+class GraphSpec:
+    graph_id: str
+    location: str  # "./path/file.py:attr" or "package.module:attr"
+    description: str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path
+    graphs: tuple[GraphSpec, ...]
+    env: dict[str, str] = field(default_factory=dict)
+    dependencies: tuple[str, ...] = ()
+    store: dict[str, Any] = field(default_factory=dict)
+    checkpointer: dict[str, Any] = field(default_factory=dict)
+    http_app: str | None = None
+
+    @property
+    def base(self) -> Path:
+        return self.path.parent
+
+
+def config_path() -> Path:
+    configured = os.environ.get("LANGGRAPH_CONFIG")
+    if configured:
+        path = Path(configured)
+        if not path.is_file():
+            raise ConfigError(f"LANGGRAPH_CONFIG={configured}: no such file")
+        return path.resolve()
+    for candidate in (Path.cwd() / "langgraph.json", Path("/app/langgraph.json")):
+        if candidate.is_file():
+            return candidate.resolve()
+    raise ConfigError("langgraph.json not found (set LANGGRAPH_CONFIG)")
+
+
+def _env(value: Any, base: Path) -> dict[str, str]:
+    if value is None:
+        return {}
+    if isinstance(value, str):
+        from dotenv import dotenv_values
+
+        path = base / value
+        # A missing env file is not an error: `.env` is git-ignored and absent in images.
+        return {k: v for k, v in dotenv_values(path).items() if v is not None} if path.is_file() else {}
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    raise ConfigError("langgraph.json env: a file name or a mapping of names to values")
+
+
+def load_config(path: Path | None = None) -> Config:
+    """Read and check langgraph.json (raises ConfigError with one line)."""
+    path = path or config_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: not a JSON object")
+    graphs = []
+    for graph_id, spec in (data.get("graphs") or {}).items():
+        if isinstance(spec, dict):
+            location, description = spec.get("path"), spec.get("description")
+        else:
+            location, description = spec, None
+        if not isinstance(location, str) or not location.strip():
+            raise ConfigError(f"{path}: graphs.{graph_id}: expected 'path/file.py:attr' or 'module:attr'")
+        graphs.append(GraphSpec(graph_id, location, description))
+    if not graphs:
+        raise ConfigError(f"{path} declares no graphs")
+    http = data.get("http") or {}
+    return Config(
+        path=path, graphs=tuple(graphs), env=_env(data.get("env"), path.parent),
+        dependencies=tuple(d for d in data.get("dependencies") or () if isinstance(d, str)),
+        store=dict(data.get("store") or {}), checkpointer=dict(data.get("checkpointer") or {}),
+        http_app=http.get("app") if isinstance(http, dict) else None,
+    )
+
+
+def apply(config: Config) -> None:
+    """Before graphs are imported: `env` into the environment, local dependencies importable."""
+    for name, value in config.env.items():
+        os.environ.setdefault(name, value)
+    for dependency in config.dependencies:
+        if dependency.startswith((".", "/")):
+            directory = (config.base / dependency).resolve()
+            for candidate in (directory / "src", directory):
+                if candidate.is_dir() and str(candidate) not in sys.path:
+                    sys.path.append(str(candidate))
+
+
+def import_object(location: str, base: Path) -> Any:
+    """`./path/file.py:attr` (imported as its installed module when it is one, so that the package's
+    own relative imports work) or `package.module:attr`."""
+    import importlib
+    import importlib.util
+
+    module_part, _, attribute = location.partition(":")
+    if module_part.endswith(".py"):
+        file = (base / module_part).resolve()
+        if not file.is_file():
+            raise ConfigError(f"{location}: no such file {file}")
+        module = _installed_module(file) or _load_file(file)
+    else:
+        module = importlib.import_module(module_part)
+    name = attribute or "graph"
+    try:
+        return getattr(module, name)
+    except AttributeError:
+        raise ConfigError(f"{location}: {module.__name__} has no attribute {name!r}") from None
+
+
+def _installed_module(file: Path) -> Any:
+    """The module that `file` is when it is importable under a dotted name (e.g. src/pkg/graph.py
+    installed as pkg.graph)."""
+    import importlib
+    import importlib.util
+
+    parts = file.with_suffix("").parts
+    for start in range(len(parts) - 1, 0, -1):
+        name = ".".join(parts[start:])
+        if not all(p.isidentifier() for p in parts[start:]):
+            break
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            continue
+        if spec is not None and spec.origin and Path(spec.origin).resolve() == file:
+            return importlib.import_module(name)
+    return None
+
+
+def _load_file(file: Path) -> Any:
+    import importlib.util
+
+    name = file.stem if file.stem.isidentifier() else "graph_module"
+    if str(file.parent) not in sys.path:
+        sys.path.append(str(file.parent))  # its sibling modules import as top-level modules
+    spec = importlib.util.spec_from_file_location(name, file)
+    if spec is None or spec.loader is None:
+        raise ConfigError(f"cannot load {file}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses and pickling look modules up here
+    spec.loader.exec_module(module)
+    return module

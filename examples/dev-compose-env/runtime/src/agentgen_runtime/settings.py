@@ -1,0 +1,141 @@
+"""The server's settings.
+
+Read from, highest priority first: the environment, `.env` (in the working directory), files in the
+secrets directory (`SECRETS_DIR`, from the environment or `.env`, default `/run/secrets`: one value per
+file named after the setting in lower case), and a secret store read at start-up when one is
+configured (`VAULT_ADDR`: Vault/OpenBao KV v2; `AWS_SECRET_ID`: AWS Secrets Manager), see secrets.py.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_SECRETS_DIR = "/run/secrets"
+ENV_FILE = ".env"
+
+
+def _dotenv() -> dict[str, str | None]:
+    from dotenv import dotenv_values
+
+    return dict(dotenv_values(ENV_FILE)) if Path(ENV_FILE).is_file() else {}
+
+
+def secrets_dir() -> Path | None:
+    """The secrets directory ($SECRETS_DIR from the environment or `.env`, default /run/secrets),
+    if it exists."""
+    configured = os.environ.get("SECRETS_DIR") or _dotenv().get("SECRETS_DIR") or DEFAULT_SECRETS_DIR
+    path = Path(configured)
+    return path if path.is_dir() else None
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=ENV_FILE, env_file_encoding="utf-8", extra="ignore", case_sensitive=False,
+        env_ignore_empty=True,  # an empty variable means "not set", not an empty value
+    )
+
+    # PostgreSQL: either a full URL, or its parts (the password from the secrets directory).
+    database_url: SecretStr | None = None
+    database_host: str = "localhost"
+    database_port: int = 5432
+    database_name: str = "postgres"
+    database_user: str = "postgres"
+    database_password: SecretStr | None = None
+    db_pool_size: int = Field(5, ge=1)
+    db_pool_overflow: int = Field(5, ge=0)
+    db_connect_timeout: float = Field(5.0, gt=0)
+
+    # Redis (rate limits shared by every replica). When it fails, limits fall back to this process.
+    redis_enabled: bool = False
+    redis_url: SecretStr = SecretStr("redis://localhost:6379/0")
+
+    # HTTP server. Inside a container all interfaces; the published port decides who can connect.
+    host: str = "0.0.0.0"  # noqa: S104
+    port: int = Field(8000, ge=1, le=65535)
+    workers: int = Field(1, ge=1)
+    cors_origins: list[str] = []
+    api_key_header: str = "X-API-Key"
+    api_keys: SecretStr | None = Field(None, description="Comma-separated API keys")
+    auth_required: bool = Field(True, description="Refuse to start without api_keys when true")
+    rate_limit_per_minute: int = Field(120, ge=1)
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    run_timeout_seconds: float = Field(120.0, gt=0)
+    recursion_limit: int = Field(25, ge=1, validation_alias=AliasChoices(
+        "recursion_limit", "llm_max_iterations"), description="LangGraph recursion limit per run")
+    # When checkpoints reach PostgreSQL: "sync" before each next step (safest, slowest), "async"
+    # while the next step runs (a crash can lose the last step), "exit" once when the run ends
+    # (fastest; a crash mid-run loses the whole run, a finished run is always durable).
+    checkpoint_durability: Literal["sync", "async", "exit"] = "exit"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    metrics_enabled: bool = True
+
+    # The agent's own secrets: these names (besides the known providers' keys, secrets.AGENT_KEYS)
+    # are looked up in the secret sources and placed in the environment before graphs load.
+    agent_secrets: list[str] = []
+
+    # Observability. Prices in USD per million tokens, [input, output], by model name.
+    llm_prices: dict[str, tuple[float, float]] = {
+        "gpt-4o-mini": (0.15, 0.60),
+        "gpt-4o": (2.50, 10.0),
+        "claude-3-5-haiku-latest": (0.80, 4.0),
+        "claude-3-5-sonnet-latest": (3.0, 15.0),
+        "echo": (0.0, 0.0),
+    }
+    sentry_dsn: SecretStr | None = None
+
+    # Secret stores, read at start-up when configured.
+    vault_addr: str | None = None
+    vault_token: SecretStr | None = None
+    vault_mount: str = "secret"
+    vault_path: str = "agent"
+    aws_secret_id: str | None = None
+    aws_region: str | None = None
+    aws_endpoint_url: str | None = None
+
+    def database_conninfo(self) -> str:
+        """libpq connection string: database_url, or one built from the parts."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        from psycopg.conninfo import make_conninfo
+
+        password = self.database_password.get_secret_value() if self.database_password else None
+        return make_conninfo(
+            host=self.database_host, port=self.database_port, dbname=self.database_name,
+            user=self.database_user, password=password,
+            connect_timeout=int(self.db_connect_timeout),
+        )
+
+    def api_key_list(self) -> list[str]:
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        from .secrets import StoreSource
+
+        local = (init_settings, env_settings, dotenv_settings, file_secret_settings)
+        return (*local, StoreSource(settings_cls, local))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Settings from every source (raises pydantic.ValidationError, secrets.SecretSourceError)."""
+    return Settings(_secrets_dir=secrets_dir(), **overrides)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings (read once)."""
+    return load_settings()

@@ -1,0 +1,264 @@
+"""The HTTP server: liveness (`/health`), readiness (`/ready`), metrics (`/metrics`) and the
+LangGraph-compatible API (api.py), behind API keys, rate limits and a body size limit, configured by
+langgraph.json (config.py) and the settings (settings.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .api import Service, build_router
+from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
+from .config import Config, apply, import_object, load_config
+from .db import create_pool, measured_saver, setup_schema, sweep_checkpoints
+from .errors import ErrorMiddleware, install_handlers
+from .graphs import load_graphs
+from .observability import (
+    DEPENDENCY_UP,
+    HTTP_LATENCY,
+    HTTP_REQUESTS,
+    configure_integrations,
+    configure_logging,
+    metrics_response,
+    request_id,
+    thread_id,
+)
+from .secrets import export_agent_secrets
+from .settings import Settings, get_settings, secrets_dir
+
+log = logging.getLogger(__name__)
+access_log = logging.getLogger("access")
+READY_TIMEOUT_SECONDS = 2.0
+OPS_ROUTES = {"/health", "/ready", "/metrics"}
+
+
+class Checks:
+    """Readiness of the dependencies: Postgres, the checkpointer schema and Redis when enabled."""
+
+    def __init__(self, app: FastAPI, settings: Settings) -> None:
+        self.app, self.settings = app, settings
+        self.schema_ready = False
+
+    async def postgres(self) -> None:
+        async with self.app.state.pool.connection(timeout=READY_TIMEOUT_SECONDS) as conn:
+            await conn.execute("SELECT 1")
+
+    async def checkpointer(self) -> None:
+        if not self.schema_ready:
+            await setup_schema(self.app.state.pool)
+            self.schema_ready = True
+
+    async def redis(self) -> None:
+        await self.app.state.redis.ping()
+
+    async def run(self) -> dict[str, str]:
+        names = ["postgres", "checkpointer"] + (["redis"] if self.settings.redis_enabled else [])
+        results: dict[str, str] = {}
+        for name in names:
+            try:
+                async with asyncio.timeout(READY_TIMEOUT_SECONDS):
+                    await getattr(self, name)()
+                results[name] = "ok"
+            except Exception as exc:  # noqa: BLE001 - any failure means "not ready", with its reason
+                results[name] = f"{type(exc).__name__}: {exc}".strip()[:200]
+            DEPENDENCY_UP.labels(name).set(1 if results[name] == "ok" else 0)
+        return results
+
+    @staticmethod
+    def ready(results: dict[str, str]) -> bool:
+        """Redis failing degrades rate limits to per-process ones, it does not stop the API: it
+        does not make the replica unready."""
+        return all(v == "ok" for k, v in results.items() if k != "redis")
+
+
+class AccessLogMiddleware:
+    """Request id (X-Request-ID in and out), one JSON access log line, and HTTP metrics."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        rid = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        request_id.set(rid)
+        thread_id.set(None)
+        start = time.perf_counter()
+        status = 500
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
+            HTTP_LATENCY.labels(scope["method"], route).observe(elapsed)
+            if route not in OPS_ROUTES:
+                access_log.info("%s %s %d", scope["method"], scope["path"], status, extra={
+                    "fields": {"method": scope["method"], "path": scope["path"], "route": route,
+                               "status": status, "latency_ms": round(elapsed * 1000, 2)}})
+
+
+def prepare(settings: Settings, config: Config | None = None) -> Config:
+    """Before any graph is imported: the agent's secrets and langgraph.json's env in the
+    environment, local dependencies importable. Raises ConfigError, SecretSourceError."""
+    config = config or load_config()
+    export_agent_secrets(settings, secrets_dir())
+    apply(config)
+    return config
+
+
+def _store(pool: Any, config: Config) -> Any:
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    options: dict[str, Any] = {}
+    if config.store.get("index"):
+        index = dict(config.store["index"])
+        embed = index.get("embed")
+        if isinstance(embed, str) and ".py:" in embed:  # "./embeddings.py:embed", as the Platform reads it
+            index["embed"] = import_object(embed, config.base)
+        options["index"] = index
+    if config.store.get("ttl"):
+        options["ttl"] = config.store["ttl"]
+    return AsyncPostgresStore(pool, **options)
+
+
+async def _sweep_periodically(pool: Any, ttl: dict[str, Any]) -> None:
+    """langgraph.json checkpointer.ttl: delete threads idle for longer than default_ttl minutes."""
+    if ttl.get("strategy", "delete") != "delete" or not ttl.get("default_ttl"):
+        return
+    interval = 60 * float(ttl.get("sweep_interval_minutes") or 60)
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted = await sweep_checkpoints(pool, float(ttl["default_ttl"]))
+            if deleted:
+                log.info("checkpointer ttl: deleted %d idle thread(s)", deleted)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("checkpointer ttl sweep failed: %s: %s", type(exc).__name__, exc)
+
+
+def create_app(settings: Settings | None = None, config: Config | None = None) -> FastAPI:
+    """The ASGI application. Raises AuthConfigError (no API keys while required), ConfigError,
+    SecretSourceError before serving anything."""
+    settings = settings or get_settings()
+    configure_logging(settings)
+    keys = ApiKeys(settings)
+    config = prepare(settings, config)
+    configure_integrations(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pool = create_pool(settings)
+        # Start even when the database is down: /ready reports it, and the pool keeps reconnecting.
+        await app.state.pool.open(wait=False)
+        redis = None
+        tasks: list[asyncio.Task[Any]] = []
+        try:
+            if settings.redis_enabled:
+                from redis.asyncio import Redis
+
+                redis = Redis.from_url(settings.redis_url.get_secret_value(),
+                                       socket_timeout=READY_TIMEOUT_SECONDS,
+                                       socket_connect_timeout=READY_TIMEOUT_SECONDS)
+            app.state.redis = redis
+            app.state.limiter = RateLimiter(settings.rate_limit_per_minute, redis)
+            store = _store(app.state.pool, config)
+            app.state.service = Service(settings, app.state.pool, await load_graphs(config),
+                                        measured_saver(app.state.pool), store)
+            try:
+                await app.state.checks.checkpointer()
+            except Exception as exc:  # noqa: BLE001
+                log.warning("schema not set up yet (database unavailable?): %s", exc)
+            if config.store.get("ttl"):
+                tasks.append(asyncio.create_task(store.start_ttl_sweeper()))
+            if config.checkpointer.get("ttl"):
+                tasks.append(asyncio.create_task(_sweep_periodically(app.state.pool,
+                                                                     config.checkpointer["ttl"])))
+            yield
+            # Graceful shutdown: background runs get the run timeout to finish.
+            pending = list(app.state.service.background.values())
+            if pending:
+                log.info("waiting for %d background run(s) to finish", len(pending))
+                await asyncio.wait(pending, timeout=settings.run_timeout_seconds)
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+            if redis is not None:
+                await redis.aclose()
+            await app.state.pool.close()
+
+    app = FastAPI(title="agentgen-runtime", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.config = config
+    app.state.checks = Checks(app, settings)
+    install_handlers(app)
+
+    async def authenticate(request: Request) -> None:
+        identity = keys.authenticate(request)
+        await request.app.state.limiter.check(identity)
+        request.state.identity = identity
+
+    app.include_router(build_router(authenticate))
+
+    @app.get("/health", tags=["ops"])
+    async def health() -> dict[str, str]:
+        """Liveness: the process serves requests. No I/O."""
+        return {"status": "ok"}
+
+    @app.get("/ok", tags=["ops"], include_in_schema=False)
+    async def ok() -> dict[str, bool]:
+        """LangGraph Platform's liveness path."""
+        return {"ok": True}
+
+    @app.get("/ready", tags=["ops"])
+    async def ready() -> Any:
+        """Readiness: every dependency answers, on the pool the API uses; 503 with the failing
+        checks otherwise."""
+        checks = await app.state.checks.run()
+        ok = Checks.ready(checks)
+        return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks},
+                            status_code=200 if ok else 503,
+                            headers=None if ok else {"Retry-After": "5"})
+
+    @app.get("/metrics", tags=["ops"], include_in_schema=False)
+    async def metrics() -> Response:
+        if not settings.metrics_enabled:
+            return Response(status_code=404)
+        body, content_type = metrics_response()
+        return Response(body, media_type=content_type)
+
+    if config.http_app:
+        # langgraph.json http.app: the user's ASGI app serves every path the API does not.
+        app.mount("/", import_object(config.http_app, config.base))
+
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
+                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
+                           allow_headers=["content-type", settings.api_key_header, "x-request-id"])
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
+    app.add_middleware(ErrorMiddleware)
+    app.add_middleware(AccessLogMiddleware)
+    return app

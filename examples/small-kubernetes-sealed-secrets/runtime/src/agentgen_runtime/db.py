@@ -1,0 +1,214 @@
+"""PostgreSQL: the connection pool (sized from the settings) and the checkpointer/store schema."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from .settings import Settings
+
+
+class GuardedPool(AsyncConnectionPool):
+    """A pool that fails fast during an outage. Once a connection could not be had within the
+    timeout, further requests fail at once (PoolTimeout: answered 503) while one request at a time
+    probes with the full timeout; the first success ends the outage. Without this every step of every
+    request would wait the whole timeout again, and requests would queue for many timeouts."""
+
+    _outage = False
+    _probing = False
+
+    @property
+    def in_outage(self) -> bool:
+        return self._outage
+
+    async def getconn(self, timeout: float | None = None) -> AsyncConnection:  # noqa: ASYNC109 - the pool's API
+        if self._outage:
+            if self._probing:
+                raise PoolTimeout("postgres is unavailable (an earlier attempt timed out)")
+            self._probing = True
+            try:
+                conn = await super().getconn(timeout)
+            finally:
+                self._probing = False
+            self._outage = False
+            return conn
+        try:
+            return await super().getconn(timeout)
+        except PoolTimeout:
+            self._outage = True
+            raise
+
+
+def create_pool(settings: Settings) -> AsyncConnectionPool:
+    """A closed pool: `await pool.open()` it. `db_pool_size` connections are kept, and up to
+    `db_pool_overflow` more are opened under load. Connections are checked before use, so a
+    restarted database costs no failed request."""
+    return GuardedPool(
+        settings.database_conninfo(),
+        min_size=settings.db_pool_size,
+        max_size=settings.db_pool_size + settings.db_pool_overflow,
+        open=False,
+        timeout=settings.db_connect_timeout,
+        check=AsyncConnectionPool.check_connection,
+        kwargs=CONNECTION_KWARGS,
+        name="agent",
+    )
+
+
+# What langgraph-checkpoint-postgres requires of its connections.
+CONNECTION_KWARGS = {"autocommit": True, "prepare_threshold": 0, "row_factory": dict_row}
+
+
+async def connect(settings: Settings) -> AsyncConnection:
+    """One connection, for one-off commands (maintenance) that need no pool."""
+    return await AsyncConnection.connect(
+        settings.database_conninfo(), connect_timeout=max(1, int(settings.db_connect_timeout)),
+        **CONNECTION_KWARGS)
+
+
+# Threads and background runs of the API; checkpoints live in the checkpointer's own tables.
+API_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agent_threads (
+    thread_id text PRIMARY KEY,
+    owner text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS agent_threads_owner ON agent_threads (owner, created_at DESC);
+CREATE TABLE IF NOT EXISTS agent_runs (
+    run_id text PRIMARY KEY,
+    thread_id text NOT NULL REFERENCES agent_threads ON DELETE CASCADE,
+    assistant_id text NOT NULL,
+    status text NOT NULL,
+    metadata jsonb NOT NULL DEFAULT '{}',
+    error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS agent_runs_thread ON agent_runs (thread_id, created_at DESC);
+"""
+
+
+# One key for every process of every replica: schema setup runs in one of them at a time.
+SCHEMA_LOCK_KEY = 0x6167656E7467656E  # "agentgen"
+
+
+async def setup_schema(conn: AsyncConnectionPool | AsyncConnection) -> None:
+    """Create or migrate the checkpointer, store and API tables (idempotent). Serialized across
+    processes by a PostgreSQL advisory lock: concurrent first starts would race on the migrations."""
+    if isinstance(conn, AsyncConnectionPool):
+        async with conn.connection() as connection:
+            await _setup_locked(connection)
+    else:
+        await _setup_locked(conn)
+
+
+async def _setup_locked(conn: AsyncConnection) -> None:
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    # Poll instead of waiting in pg_advisory_lock: the migrations create indexes CONCURRENTLY, which
+    # wait for every open transaction, including one blocked on the lock (a deadlock).
+    while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",  # noqa: ASYNC110
+                                         (SCHEMA_LOCK_KEY,))).fetchone())["got"]:
+        await asyncio.sleep(0.1)
+    try:
+        await AsyncPostgresSaver(conn).setup()
+        await AsyncPostgresStore(conn).setup()
+        for statement in (s for s in API_SCHEMA.split(";") if s.strip()):
+            await conn.execute(statement)
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
+
+
+# Threads whose newest checkpoint is older than a number of minutes.
+IDLE_THREADS = """
+    SELECT thread_id FROM checkpoints
+    WHERE checkpoint_ns = ''
+    GROUP BY thread_id
+    HAVING max((checkpoint ->> 'ts')::timestamptz) < now() - make_interval(secs => %s)
+"""
+SWEEP_LOCK_KEY = SCHEMA_LOCK_KEY + 1
+
+
+async def idle_threads(conn: AsyncConnection, minutes: float) -> list[str]:
+    rows = await (await conn.execute(IDLE_THREADS, (float(minutes) * 60,))).fetchall()
+    return [row["thread_id"] for row in rows]
+
+
+async def delete_threads(conn: AsyncConnection, thread_ids: list[str]) -> None:
+    """Checkpoints, writes and the API's thread rows (runs cascade)."""
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    saver = AsyncPostgresSaver(conn)
+    for thread_id in thread_ids:
+        await saver.adelete_thread(thread_id)
+    await conn.execute("DELETE FROM agent_threads WHERE thread_id = ANY(%s)", (thread_ids,))
+
+
+async def sweep_checkpoints(pool: AsyncConnectionPool, minutes: float) -> int:
+    """Delete threads idle for `minutes`; one process at a time across replicas (the others skip)."""
+    async with pool.connection() as conn:
+        row = await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",
+                                        (SWEEP_LOCK_KEY,))).fetchone()
+        if not row["got"]:
+            return 0
+        try:
+            threads = await idle_threads(conn, minutes)
+            await delete_threads(conn, threads)
+            return len(threads)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SWEEP_LOCK_KEY,))
+
+
+def measured_saver(pool: AsyncConnectionPool):
+    """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus)."""
+    import time
+
+    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
+
+    from .observability import CHECKPOINTER_LATENCY, CHECKPOINTER_OPS
+
+    def measured(operation: str, method):
+        async def wrapper(self, *args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return await method(self, *args, **kwargs)
+            finally:
+                CHECKPOINTER_OPS.labels(operation).inc()
+                CHECKPOINTER_LATENCY.labels(operation).observe(time.perf_counter() - start)
+
+        return wrapper
+
+    class MeasuredSaver(AsyncPostgresSaver):
+        aget_tuple = measured("read", AsyncPostgresSaver.aget_tuple)
+        aput = measured("write", AsyncPostgresSaver.aput)
+        aput_writes = measured("write_pending", AsyncPostgresSaver.aput_writes)
+
+        @asynccontextmanager
+        async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:
+            # AsyncPostgresSaver serializes every operation of the process through one asyncio
+            # lock, which a single shared connection needs. With a pool each operation has a
+            # connection of its own: without the lock, runs do not queue behind each other (nor,
+            # during an outage, behind each other's connection timeouts).
+            if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
+                async with super()._cursor(pipeline=pipeline) as cur:
+                    yield cur
+                return
+            async with self.conn.connection() as conn:
+                if pipeline:
+                    batch = conn.pipeline() if self.supports_pipeline else conn.transaction()
+                    async with batch, conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+                else:
+                    async with conn.cursor(binary=True, row_factory=dict_row) as cur:
+                        yield cur
+
+    return MeasuredSaver(pool)
