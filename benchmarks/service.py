@@ -1,6 +1,6 @@
-"""The generated service under load, against `langgraph dev` serving the same graph, in one run on
-loopback, with the same load generator (the generated repo's scripts/load_test.py): 1 and 16
-concurrent clients of `runs/wait` on the offline `fake` model.
+"""agentgen-runtime serving a generated project under load, against `langgraph dev` serving the same
+graph, in one run on loopback, with the same load generator (the generated repo's
+scripts/load_test.py): 1 and 16 concurrent clients of `runs/wait` on the offline `fake` model.
 
 Prints throughput, p50/p95/p99, errors, checkpoint write/read p95 (from the service's own metrics)
 and idle RSS for both, with ratios, and checks that every finished run's state is in PostgreSQL.
@@ -118,7 +118,7 @@ def main() -> None:
                "API_KEYS": "bench-key", "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none"),
                "RATE_LIMIT_PER_MINUTE": "1000000", "DB_POOL_SIZE": "20", "DB_POOL_OVERFLOW": "10"}
         base = f"http://127.0.0.1:{port}"
-        with process([python, "-m", "bench"], cwd=project, env=env, what="service",
+        with process([python, "-m", "agentgen_runtime"], cwd=project, env=env, what="service",
                      ready=lambda: http_status(f"{base}/ready") == 200) as proc:
             time.sleep(1)
             name = "agent_checkpointer_operation_duration_seconds"
@@ -156,7 +156,7 @@ def main() -> None:
                                     "c16": load(python, project, peer, args.requests, 16),
                                     "checkpoint_write_p95_ms": None, "checkpoint_read_p95_ms": None}
 
-    print(f"\nservice: FastAPI + AsyncPostgresSaver ({args.workers} worker(s), durability exit); "
+    print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability exit); "
           "peer: langgraph dev (in-memory)\n")
     header = f"{'':34}{'service':>14}{'langgraph dev':>16}{'ratio':>9}"
     print(header)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up agentgen in ./.venv (idempotent): agentgen, then every external validator it runs
 # (scripts/install-validators.sh). With --test, also what the test suite needs: the test extras, the
-# PostgreSQL server binaries, podman and debootstrap (Debian packages; root or sudo when missing).
+# runtime (agentgen-runtime, editable), the PostgreSQL server binaries, Redis, make, podman and
+# debootstrap (Debian packages; root or sudo when missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -18,6 +19,12 @@ fi
 extras=tools
 [ "$want_test" = 1 ] && extras=test
 .venv/bin/uv pip install --quiet --python .venv/bin/python -e ".[$extras]"
+if [ "$want_test" = 1 ]; then
+    # agentgen-runtime (the server generated projects run), tested directly from its source with
+    # the versions generated images pin.
+    .venv/bin/uv pip install --quiet --python .venv/bin/python \
+        -c templates/project/constraints.txt -e "templates/project/runtime[redis,vault,aws]"
+fi
 
 missing=""
 command -v git >/dev/null || missing="$missing git"
@@ -26,6 +33,7 @@ command -v unzip >/dev/null || missing="$missing unzip"
 if [ "$want_test" = 1 ]; then
     ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$missing postgresql"
     command -v redis-server >/dev/null || missing="$missing redis-server"
+    command -v make >/dev/null || missing="$missing make"
     # the container test builds the generated image and runs it with `podman kube play`
     for tool in podman buildah runc debootstrap; do
         command -v "$tool" >/dev/null || missing="$missing $tool"

@@ -9,6 +9,7 @@ import os
 import re
 import subprocess
 import tomllib
+from pathlib import Path
 
 import pytest
 import yaml
@@ -203,3 +204,29 @@ def test_generated_code_passes_its_own_lint_and_tests(render, scale, secrets, pr
                            cwd=out, capture_output=True, text=True)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert " passed" in tests.stdout and "skipped" not in tests.stdout, tests.stdout
+
+
+RUNTIME = Path(__file__).resolve().parents[1] / "templates" / "project" / "runtime"
+
+
+def _runtime_files(root: Path) -> dict[str, bytes]:
+    return {path: data for path, data in snapshot(root).items()
+            if "__pycache__" not in path and ".egg-info" not in path}
+
+
+@pytest.mark.parametrize(("scale", "secrets", "targets"), [
+    ("dev", "env", ["compose"]), ("small", "sealed-secrets", ["kubernetes"]),
+    ("medium", "vault", ["compose", "helm", "langgraph-platform"]),
+    ("large", "aws-secrets-manager", ["helm"])])
+def test_every_rendering_carries_the_same_runtime(render, scale, secrets, targets):
+    """The runtime is configuration-free code: byte-identical in every project (what differs between
+    projects is langgraph.json, settings and environment), and in the committed examples."""
+    expected = _runtime_files(RUNTIME)
+    assert "src/agentgen_runtime/api.py" in expected and "pyproject.toml" in expected
+    out = render({"scale": scale, "secrets": secrets, "targets": targets})
+    assert _runtime_files(out / "runtime") == expected
+    for example in sorted((RUNTIME.parents[2] / "examples").glob("*/runtime")):
+        assert _runtime_files(example) == expected, example
+    # the user's package holds the agent only; the server is not copied into it
+    assert sorted(p.name for p in (out / "src" / "demo").iterdir()) == [
+        "__init__.py", "graph.py", "llm.py", "settings.py"]
