@@ -4,9 +4,12 @@ no registry, so the base image is a debootstrapped Debian imported into podman).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
 import shutil
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -87,7 +90,8 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
         if "secret" in volume:
             volume["secret"]["optional"] = False
     secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "demo-secrets"},
-              "data": {"database_password": "bm90LXVzZWQ="}}
+              "data": {"database_password": base64.b64encode(b"not-used").decode(),
+                       "api_keys": base64.b64encode(b"k-container").decode()}}
     (tmp_path / "secret.yaml").write_text(yaml.safe_dump(secret))
     play = tmp_path / "play.yaml"
     play.write_text(yaml.safe_dump_all([config, deployment], sort_keys=False))
@@ -99,6 +103,11 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
         base = f"http://127.0.0.1:{port}"
         wait_until(lambda: http_status(f"{base}/health") == 200, 60, "container /health")
         wait_until(lambda: http_status(f"{base}/ready") == 200, 30, "container /ready")
+        # the API key from the mounted Secret is required and accepted
+        assert http_status(f"{base}/assistants/agent") == 401
+        keyed = urllib.request.Request(f"{base}/assistants/agent", headers={"X-API-Key": "k-container"})
+        with urllib.request.urlopen(keyed, timeout=10) as response:  # noqa: S310 - loopback
+            assert json.load(response)["graph_id"] == "agent"
         user = podman("exec", "demo-pod-0-agent", "id", "-u", check=False).stdout.strip()
         assert user == "10001"
         write = podman("exec", "demo-pod-0-agent", "touch", "/app/x", check=False)
