@@ -101,11 +101,19 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
         started = podman("kube", "play", "--network", "host", str(play), check=False)
         assert started.returncode == 0, started.stderr[-2000:]
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: http_status(f"{base}/health") == 200, 60, "container /health")
+        try:
+            wait_until(lambda: http_status(f"{base}/health") == 200, 60, "container /health")
+        except TimeoutError:
+            logs = podman("logs", "demo-pod-0-agent", check=False)
+            tail = logs.stdout[-3000:] + logs.stderr[-3000:]
+            raise AssertionError(f"container not healthy:\n{tail}") from None
         wait_until(lambda: http_status(f"{base}/ready") == 200, 30, "container /ready")
-        # the API key from the mounted Secret is required and accepted
+        # the API key from the mounted Secret is required and accepted. (podman 4.3 mounts a Secret's
+        # `data` without decoding its base64, Kubernetes decodes it: the key is what the file holds.)
         assert http_status(f"{base}/assistants/agent") == 401
-        keyed = urllib.request.Request(f"{base}/assistants/agent", headers={"X-API-Key": "k-container"})
+        key = podman("exec", "demo-pod-0-agent", "cat", "/run/secrets/api_keys").stdout.strip()
+        assert key in ("k-container", base64.b64encode(b"k-container").decode())
+        keyed = urllib.request.Request(f"{base}/assistants/agent", headers={"X-API-Key": key})
         with urllib.request.urlopen(keyed, timeout=10) as response:  # noqa: S310 - loopback
             assert json.load(response)["graph_id"] == "agent"
         user = podman("exec", "demo-pod-0-agent", "id", "-u", check=False).stdout.strip()

@@ -136,7 +136,7 @@ def test_failure_while_replacing_files_restores_every_one(tmp_path, monkeypatch,
     generate(load_spec({"name": "demo"}), dest, git=False)
     (dest / "Dockerfile").write_text("FROM mine\n")
     (dest / "notes.txt").write_text("mine")
-    (dest / "src" / "demo" / "app.py").unlink()
+    (dest / "runtime" / "src" / "agentgen_runtime" / "app.py").unlink()
     before = snapshot(dest)
     calls = {"n": 0}
     real_replace = os.replace

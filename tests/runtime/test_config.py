@@ -97,3 +97,17 @@ def test_the_weather_agent_config(monkeypatch):
     assert [g.graph_id for g in config.graphs] == ["weather", "fails", "per_run"]
     assert config.http_app == "./src/weather_agent/webapp.py:app"
     assert config.env["WEATHER_UNITS"] == "celsius"
+
+
+def test_a_graph_path_absent_from_an_image_is_its_installed_module(tmp_path):
+    """Images install the package and ship langgraph.json alone: ./src/<pkg>/graph.py is then the
+    installed module <pkg>.graph (here the weather agent, importable in the test environment)."""
+    import sys
+
+    sys.path.append(str(WEATHER / "src"))
+    try:
+        path = write(tmp_path, {"graphs": {"w": "./src/weather_agent/graph.py:graph"}})
+        graphs = asyncio.run(load_graphs(load_config(path)))
+    finally:
+        sys.path.remove(str(WEATHER / "src"))
+    assert graphs["w"].compiled.name == "weather"

@@ -121,9 +121,14 @@ def import_object(location: str, base: Path) -> Any:
     module_part, _, attribute = location.partition(":")
     if module_part.endswith(".py"):
         file = (base / module_part).resolve()
-        if not file.is_file():
-            raise ConfigError(f"{location}: no such file {file}")
-        module = _installed_module(file) or _load_file(file)
+        if file.is_file():
+            module = _installed_module(file) or _load_file(file)
+        else:
+            # An image installs the project's package and ships langgraph.json without the source
+            # tree: ./src/pkg/graph.py is then the installed module pkg.graph.
+            module = _module_for_path(module_part)
+            if module is None:
+                raise ConfigError(f"{location}: no such file {file} (nor an installed module)")
     else:
         module = importlib.import_module(module_part)
     name = attribute or "graph"
@@ -150,6 +155,25 @@ def _installed_module(file: Path) -> Any:
             continue
         if spec is not None and spec.origin and Path(spec.origin).resolve() == file:
             return importlib.import_module(name)
+    return None
+
+
+def _module_for_path(relative: str) -> Any:
+    import importlib
+    import importlib.util
+
+    parts = [p for p in Path(relative).with_suffix("").parts if p not in {".", ".."}]
+    if parts and parts[0] == "src":
+        parts = parts[1:]
+    for start in range(len(parts)):
+        name = ".".join(parts[start:])
+        if not all(p.isidentifier() for p in parts[start:]):
+            continue
+        try:
+            if importlib.util.find_spec(name) is not None:
+                return importlib.import_module(name)
+        except (ImportError, ValueError):
+            continue
     return None
 
 
