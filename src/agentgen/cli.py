@@ -84,8 +84,8 @@ def _root(
 @app.command()
 @_handle_errors
 def new(
-    dest: Annotated[Path | None, typer.Argument(help="Directory to create (default: ./NAME).",
-                                                show_default=False)] = None,
+    dest: Annotated[str | None, typer.Argument(help="Directory to create (default: ./NAME; '.' for "
+                                               "the current one).", show_default=False)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Answers file (YAML); "
                                                 "see `agentgen schema`.", show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: DEST's name).",
@@ -111,19 +111,23 @@ def new(
     from .spec import load_spec, read_answers_file
 
     out, err = _consoles()
+    if dest is not None and not dest.strip():
+        # Path("") is the current directory: writing there must be asked for, as '.'.
+        raise UserError("DEST: empty; pass '.' to generate into the current directory")
+    destination = Path(dest) if dest is not None else None
     answers = read_answers_file(config) if config else {}
     flags = {"name": name, "scale": scale, "secrets": secrets, "targets": target or None}
     answers.update({key: value for key, value in flags.items() if value is not None})
-    if "name" not in answers and dest is not None:
-        answers["name"] = dest.name
+    if "name" not in answers and destination is not None:
+        answers["name"] = destination.resolve().name
     if not no_input and sys.stdin.isatty():
         answers = ask_missing(answers, out)
     if "name" not in answers:
         raise UserError("name: is required (pass DEST, --name, or a config file with name)")
     spec = load_spec(answers)
-    dest = dest if dest is not None else Path(spec.name)
+    destination = destination if destination is not None else Path(spec.name)
     with err.status("Rendering and validating…"):
-        result = generate(spec, dest, force=force, git=not no_git, dry_run=dry_run)
+        result = generate(spec, destination, force=force, git=not no_git, dry_run=dry_run)
     print_result(out, spec, result)
 
 

@@ -66,8 +66,22 @@ KUBERNETES_ONLY_BACKENDS = frozenset(
 )
 
 NAME_PATTERN = r"^[a-z]([-a-z0-9]{0,38}[a-z0-9])?$"
+# Plain YAML scalars that YAML 1.1 or 1.2 reads as a boolean, null or number, not a string: such a
+# name written unquoted into a manifest changes type (kubectl, helm and GitHub reject it).
+YAML_NON_STRING = (r"^(y|n|yes|no|on|off|true|false|null|~|[-+]?[0-9]+|0o[0-7]+|0x[0-9a-f]+|0b[01]+"
+                   r"|[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)(e[-+]?[0-9]+)?|[0-9]+(:[0-5]?[0-9])+)$")
+PYTHON_KEYWORDS = ("and", "as", "assert", "async", "await", "break", "class", "continue", "def", "del",
+                   "elif", "else", "except", "finally", "for", "from", "global", "if", "import", "in",
+                   "is", "lambda", "nonlocal", "not", "or", "pass", "raise", "return", "try", "while",
+                   "with", "yield")
+# Packages a project's own package must not shadow (the runtime and what it imports by name).
+RESERVED_PACKAGES = ("agentgen_runtime", "langgraph", "langchain_core", "pydantic", "pydantic_settings",
+                     "fastapi", "psycopg", "tests")
+# `<namespace>-staging` (the staging overlay's namespace) must stay a DNS label of 63 characters.
+NAMESPACE_MAX = 63 - len("-staging")
 _NAME_RULE = ("a DNS-1123 label of at most 40 characters: lowercase letters, digits and '-', "
-              "starting with a letter and not ending with '-'")
+              "starting with a letter and not ending with '-', and not a word YAML reads as a "
+              "boolean or null (true, no, on, null, ...)")
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
 _QUANTITY_FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
                      "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
@@ -125,7 +139,7 @@ def _enum_values(enum: type[StrEnum]) -> list[str]:
 def spec_schema() -> dict[str, Any]:
     """The JSON Schema (draft 2020-12) of an answers file."""
     preset = {"type": "object", "properties": _PRESET_FIELDS, "additionalProperties": False}
-    return {
+    return _strict_anchors({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://agentgen.dev/schema/spec.json",
         "title": "agentgen answers",
@@ -135,9 +149,13 @@ def spec_schema() -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {
             "name": {"type": "string", "pattern": NAME_PATTERN, "maxLength": 40,
+                     "not": {"pattern": YAML_NON_STRING},
                      "description": f"Project name: {_NAME_RULE}"},
-            "package": {"type": "string", "pattern": r"^[a-z_][a-z0-9_]*$",
-                        "description": "Python package (default: name with '-' replaced by '_')"},
+            "package": {"type": "string", "pattern": r"^[a-z_][a-z0-9_]{0,63}$",
+                        "not": {"anyOf": [{"pattern": YAML_NON_STRING},
+                                          {"enum": [*PYTHON_KEYWORDS, *RESERVED_PACKAGES]}]},
+                        "description": "Python package, at most 64 characters, not a Python keyword "
+                                       "(default: name with '-' replaced by '_')"},
             "description": {"type": "string", "maxLength": 500,
                             "description": "One-line description of the agent"},
             "python_version": {"enum": list(PYTHON_VERSIONS), "default": "3.12",
@@ -163,17 +181,32 @@ def spec_schema() -> dict[str, Any]:
             "image_digest": {"type": "string", "pattern": r"^(sha256:[a-f0-9]{64})?$", "default": "",
                              "description": "Optional image digest sha256:<64 hex>; pins the image"},
             "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-                          "description": "Kubernetes namespace (default: name)"},
-            "ingress_host": {"type": "string",
+                          "maxLength": NAMESPACE_MAX, "not": {"pattern": YAML_NON_STRING},
+                          "description": f"Kubernetes namespace, a DNS-1123 label of at most "
+                                         f"{NAMESPACE_MAX} characters (its staging overlay adds "
+                                         f"'-staging') that YAML reads as a string (default: name)"},
+            "ingress_host": {"type": "string", "maxLength": 253,
                              "pattern": r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
-                             "description": "Public host name (default: <name>.example.com)"},
+                             "description": "Public host name of at most 253 characters "
+                                            "(default: <name>.example.com)"},
             "checkpoint_retention_days": {"type": "integer", "minimum": 1, "maximum": 3650,
                                           "default": 30,
                                           "description": "Days of checkpoints kept by retention cleanup"},
             "overrides": {**preset, "default": {},
                           "description": "Preset values to override for this project"},
         },
-    }
+    })
+
+
+def _strict_anchors(schema: Any) -> Any:
+    """Every pattern's final `$` also refuses a trailing newline, which Python's `re` (used by
+    jsonschema) lets `$` match before; the lookahead changes nothing for ECMA-262 engines."""
+    if isinstance(schema, dict):
+        return {k: (v[:-1] + "$(?!\n)" if k == "pattern" and isinstance(v, str) and v.endswith("$")
+                    else _strict_anchors(v)) for k, v in schema.items()}
+    if isinstance(schema, list):
+        return [_strict_anchors(v) for v in schema]
+    return schema
 
 
 _STATIC_DEFAULTS = {key: prop["default"] for key, prop in spec_schema()["properties"].items()
@@ -232,7 +265,8 @@ def _with_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
     """Fill the defaults, including the ones derived from earlier answers."""
     data = {**_STATIC_DEFAULTS, **answers}
     name = data.get("name")
-    valid_name = isinstance(name, str) and re.match(NAME_PATTERN, name) is not None
+    valid_name = (isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None
+                  and re.fullmatch(YAML_NON_STRING, name) is None)
     if valid_name:  # an invalid name is reported once, not again through every derived field
         data.setdefault("package", name.replace("-", "_"))
         data.setdefault("image_repository", name)
@@ -242,10 +276,10 @@ def _with_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
                     if valid_name else "")
     targets = data.get("targets")
     if isinstance(targets, list) and "secrets" not in data:
-        k8s = any(t in KUBERNETES_TARGETS for t in targets)
+        k8s = any(isinstance(t, str) and t in KUBERNETES_TARGETS for t in targets)
         data["secrets"] = SecretsBackend.KUBERNETES.value if k8s else SecretsBackend.ENV.value
     provider = data.get("llm_provider")
-    if provider in DEFAULT_MODELS and "llm_model" not in data:
+    if isinstance(provider, str) and provider in DEFAULT_MODELS and "llm_model" not in data:
         data["llm_model"] = DEFAULT_MODELS[provider]
     return data
 
@@ -263,9 +297,10 @@ def _schema_problem(error: Any) -> FieldProblem:
     kind = error.validator
     if kind == "enum":
         allowed = ", ".join(str(v) for v in schema["enum"])
-        return FieldProblem(path, f"{error.instance!r} is not one of: {allowed}")
+        return FieldProblem(path, f"{_short(error.instance)} is not one of: {allowed}")
     if kind == "additionalProperties":
-        extra = sorted(set(error.instance) - set(schema.get("properties", {})))
+        extra = sorted((_short(k) if not isinstance(k, str) else k[:60]
+                        for k in set(error.instance) - set(schema.get("properties", {}))), key=str)
         allowed = ", ".join(schema.get("properties", {}))
         where = f"{path}." if path else ""
         return FieldProblem(
@@ -276,12 +311,25 @@ def _schema_problem(error: Any) -> FieldProblem:
         return FieldProblem(f"{path}.{missing}" if path else missing, "is required")
     if kind == "type":
         return FieldProblem(path, f"expected {schema['type']}, got {_type_name(error.instance)} "
-                                  f"{error.instance!r}")
-    if kind in {"pattern", "maxLength", "minLength"} and "description" in schema:
-        return FieldProblem(path, f"{error.instance!r} is invalid; expected {schema['description']}")
+                                  f"{_short(error.instance)}")
+    if kind in {"pattern", "maxLength", "minLength", "not"} and "description" in schema:
+        return FieldProblem(path, f"{_short(error.instance)} is invalid; expected {schema['description']}")
     if kind == "uniqueItems":
-        return FieldProblem(path, f"{error.instance!r} lists a value more than once")
-    return FieldProblem(path, error.message)
+        return FieldProblem(path, f"{_short(error.instance)} lists a value more than once")
+    return FieldProblem(path, _short(error.message, 200))
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """A value for an error message: its repr, cut to `limit` characters (a 10 MB value is not
+    echoed back)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = limit
+    short.maxlist = short.maxdict = 6
+    short.maxlevel = 2
+    text = short.repr(value) if not isinstance(value, str) or len(value) > limit else repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "..."
 
 
 def _type_name(value: Any) -> str:
@@ -368,31 +416,123 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
     )
 
 
+# Bounds of an answers file: a real one is a few hundred bytes, a dozen keys, three levels deep.
+MAX_ANSWERS_BYTES = 1 << 20
+MAX_ANSWERS_DEPTH = 20
+MAX_ANSWERS_ALIASES = 50
+MAX_ANSWERS_NODES = 10_000
+COPIER_ANSWERS_FILE = ".copier-answers.yml"
+
+
+class _AnswersFileProblem(Exception):
+    def __init__(self, message: str, mark: Any = None) -> None:
+        super().__init__(message)
+        self.mark = mark
+
+
+class _AnswersLoader(yaml.SafeLoader):
+    """Safe YAML with bounds: nesting depth and aliases while composing (so that an alias bomb or
+    10,000 nested lists fail in bounded time and memory), and no duplicated keys."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            self._aliases += 1
+            if self._aliases > MAX_ANSWERS_ALIASES:
+                raise _AnswersFileProblem(f"more than {MAX_ANSWERS_ALIASES} aliases",
+                                          self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            if self._depth > MAX_ANSWERS_DEPTH:
+                raise _AnswersFileProblem(f"nested deeper than {MAX_ANSWERS_DEPTH} levels",
+                                          self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: set[tuple[str, str]] = set()
+        for key_node, _ in node.value:
+            if isinstance(key_node, yaml.ScalarNode):
+                key = (key_node.tag, key_node.value)
+                if key in seen:
+                    raise _AnswersFileProblem(f"duplicate key {_short(key_node.value)}",
+                                              key_node.start_mark)
+                seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def _count_nodes(value: Any, budget: int) -> int:
+    """Nodes of the loaded value, aliases expanded, stopping past `budget`."""
+    stack, count = [value], 0
+    while stack and count <= budget:
+        item = stack.pop()
+        count += 1
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return count
+
+
 def read_answers_file(path: Path) -> dict[str, Any]:
-    """Read a YAML (or JSON) answers file; keys starting with `_` (copier's metadata) are dropped.
+    """Read a YAML (or JSON) answers file. Keys starting with `_` (copier's metadata) are allowed,
+    and dropped, only in a project's `.copier-answers.yml`.
 
     Raises:
-        ConfigFileError: unreadable file, YAML syntax error (with line:column), or not a mapping.
+        ConfigFileError: not a regular file, larger than 1 MiB, unreadable, not UTF-8, YAML syntax
+            error (with line:column), duplicated keys, nesting or aliases beyond their bounds, or not
+            a mapping.
     """
+    import stat
+
     try:
-        text = path.read_text(encoding="utf-8")
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise ConfigFileError(f"{path}: not a regular file (an answers file is a YAML file)")
+        if info.st_size > MAX_ANSWERS_BYTES:
+            raise ConfigFileError(f"{path}: larger than {MAX_ANSWERS_BYTES // 1024} KiB "
+                                  f"({info.st_size} bytes); an answers file is a few lines")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_ANSWERS_BYTES + 1)
+        if len(raw) > MAX_ANSWERS_BYTES:
+            raise ConfigFileError(f"{path}: larger than {MAX_ANSWERS_BYTES // 1024} KiB")
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ConfigFileError(f"{path}: cannot read answers file: {reason}") from None
     try:
-        data = yaml.safe_load(text)
+        loader = _AnswersLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _AnswersFileProblem as exc:
+        where = f"{path}:{exc.mark.line + 1}:{exc.mark.column + 1}" if exc.mark else str(path)
+        raise ConfigFileError(f"{where}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigFileError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigFileError(f"{path}: invalid YAML: {exc}") from None
+    except (yaml.YAMLError, RecursionError) as exc:
+        raise ConfigFileError(f"{path}: invalid YAML: {_short(str(exc), 200)}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
         raise ConfigFileError(
             f"{path}: an answers file must be a mapping of field: value, got {_type_name(data)}")
-    return {k: v for k, v in data.items() if not (isinstance(k, str) and k.startswith("_"))}
+    if _count_nodes(data, MAX_ANSWERS_NODES) > MAX_ANSWERS_NODES:
+        raise ConfigFileError(f"{path}: more than {MAX_ANSWERS_NODES} values (aliases expanded)")
+    private = [k for k in data if isinstance(k, str) and k.startswith("_")]
+    if private and path.name != COPIER_ANSWERS_FILE:
+        raise ConfigFileError(f"{path}: unknown key {_short(private[0])} (keys starting with '_' are "
+                              f"copier's own, allowed only in {COPIER_ANSWERS_FILE})")
+    return {k: v for k, v in data.items() if k not in private}
 
 
 def parse_data_options(options: Sequence[str]) -> dict[str, Any]:
