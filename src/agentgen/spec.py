@@ -77,6 +77,11 @@ PYTHON_KEYWORDS = ("and", "as", "assert", "async", "await", "break", "class", "c
 # Packages a project's own package must not shadow (the runtime and what it imports by name).
 RESERVED_PACKAGES = ("agentgen_runtime", "langgraph", "langchain_core", "pydantic", "pydantic_settings",
                      "fastapi", "psycopg", "tests")
+# Free text lands in YAML, TOML and JSON strings (escaped by each format's rules): characters YAML
+# cannot carry even escaped-free (C0/C1 controls but tab and line breaks, DEL, lone surrogates,
+# U+FFFE/U+FFFF) are refused. BMP escapes only, so that ECMA-262 engines read the pattern alike.
+DESCRIPTION_PATTERN = (r"^[^\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u0084\u0086-\u009f"
+                       r"\ud800-\udfff\ufffe\uffff]*$")
 # `<namespace>-staging` (the staging overlay's namespace) must stay a DNS label of 63 characters.
 NAMESPACE_MAX = 63 - len("-staging")
 _NAME_RULE = ("a DNS-1123 label of at most 40 characters: lowercase letters, digits and '-', "
@@ -156,8 +161,10 @@ def spec_schema() -> dict[str, Any]:
                                           {"enum": [*PYTHON_KEYWORDS, *RESERVED_PACKAGES]}]},
                         "description": "Python package, at most 64 characters, not a Python keyword "
                                        "(default: name with '-' replaced by '_')"},
-            "description": {"type": "string", "maxLength": 500,
-                            "description": "One-line description of the agent"},
+            "description": {"type": "string", "maxLength": 500, "pattern": DESCRIPTION_PATTERN,
+                            "description": "Description of the agent: at most 500 characters that "
+                                           "YAML and TOML can carry (no control characters but tab "
+                                           "and line breaks, no lone surrogates or non-characters)"},
             "python_version": {"enum": list(PYTHON_VERSIONS), "default": "3.12",
                                "description": "Python version of the image"},
             "scale": {"enum": _enum_values(Scale), "default": "dev",

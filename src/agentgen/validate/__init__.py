@@ -117,12 +117,15 @@ def iter_files(root: Path) -> Iterable[PurePosixPath]:
             yield PurePosixPath(Path(dirpath, name).relative_to(root).as_posix())
 
 
-def validate_tree(root: Path) -> Report:
-    """Run every validator on every file it matches under `root`."""
+def validate_tree(root: Path, exclude: Iterable[str] = ()) -> Report:
+    """Run every validator (but those NAMEd in `exclude`) on every file it matches under `root`."""
     ctx = Context(root)
     report = Report()
     files = list(iter_files(root))
+    excluded = set(exclude)
     for validator in _validators():
+        if validator.NAME in excluded:
+            continue
         check_tree = getattr(validator, "check_tree", None)
         if check_tree is not None:
             findings, count = check_tree(ctx, files)

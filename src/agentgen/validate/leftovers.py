@@ -27,7 +27,9 @@ def _free_text(ctx: Context) -> list[str]:
     forms: set[str] = set()
     for value in ctx.answers.values():
         if isinstance(value, str) and _MARKERS.search(value):
-            forms.update({value, json.dumps(value)[1:-1], json.dumps(value, ensure_ascii=False)[1:-1]})
+            # the Dockerfile's label drops trailing backslashes (see Dockerfile.jinja)
+            for text in (value, value.rstrip("\\")):
+                forms.update({text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]})
     return sorted(forms, key=len, reverse=True)
 
 
@@ -36,9 +38,9 @@ def check(path: Path, ctx: Context) -> list[Finding]:
         text = path.read_text(encoding="utf-8")
     except (UnicodeDecodeError, OSError):
         return []  # binary files carry no template syntax
-    text = _ACTIONS_EXPR.sub("", text)
-    for literal in _free_text(ctx):
+    for literal in _free_text(ctx):  # first: the user's text may itself hold `${{ }}`
         text = text.replace(literal, "")
+    text = _ACTIONS_EXPR.sub("", text)
     found = []
     for lineno, line in enumerate(text.splitlines(), 1):
         if _MARKERS.search(line):
