@@ -188,10 +188,10 @@ def spec_schema() -> dict[str, Any]:
             "image_digest": {"type": "string", "pattern": r"^(sha256:[a-f0-9]{64})?$", "default": "",
                              "description": "Optional image digest sha256:<64 hex>; pins the image"},
             "namespace": {"type": "string", "pattern": r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$",
-                          "maxLength": NAMESPACE_MAX, "not": {"pattern": YAML_NON_STRING},
+                          "maxLength": NAMESPACE_MAX,
                           "description": f"Kubernetes namespace, a DNS-1123 label of at most "
                                          f"{NAMESPACE_MAX} characters (its staging overlay adds "
-                                         f"'-staging') that YAML reads as a string (default: name)"},
+                                         f"'-staging'; always quoted in YAML) (default: name)"},
             "ingress_host": {"type": "string", "maxLength": 253,
                              "pattern": r"^([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$",
                              "description": "Public host name of at most 253 characters "

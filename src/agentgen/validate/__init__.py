@@ -43,6 +43,25 @@ class Context:
 
     root: Path
     renders: dict[str, Any] = field(default_factory=dict)
+    _pool: Any = None
+
+    def started(self, key: str, work: Callable[[], Any]) -> Any:
+        """The result of `work`, run once per key on a thread of this context's pool: validators
+        `prefetch` the external tools' runs (kustomize, helm) so they run side by side, and every
+        validator that needs one waits for the same run."""
+        if key not in self.renders:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2),
+                                                thread_name_prefix="agentgen-validate")
+            self.renders[key] = self._pool.submit(work)
+        return self.renders[key]
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
 
     @cached_property
     def answers(self) -> dict[str, Any]:
@@ -120,12 +139,22 @@ def iter_files(root: Path) -> Iterable[PurePosixPath]:
 def validate_tree(root: Path, exclude: Iterable[str] = ()) -> Report:
     """Run every validator (but those NAMEd in `exclude`) on every file it matches under `root`."""
     ctx = Context(root)
+    try:
+        return _validate(ctx, set(exclude))
+    finally:
+        ctx.close()
+
+
+def _validate(ctx: Context, excluded: set[str]) -> Report:
+    root = ctx.root
     report = Report()
     files = list(iter_files(root))
-    excluded = set(exclude)
-    for validator in _validators():
-        if validator.NAME in excluded:
-            continue
+    validators = [v for v in _validators() if v.NAME not in excluded]
+    for validator in validators:
+        prefetch = getattr(validator, "prefetch", None)
+        if prefetch is not None:
+            prefetch(ctx, files)
+    for validator in validators:
         check_tree = getattr(validator, "check_tree", None)
         if check_tree is not None:
             findings, count = check_tree(ctx, files)

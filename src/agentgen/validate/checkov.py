@@ -34,16 +34,16 @@ def _manifests(ctx: Context, files: list[PurePosixPath]) -> tuple[dict[str, list
     missing_tool = False
     for rel in files:
         if is_overlay(rel):
-            docs, error = kustomize(ctx, ctx.root / rel.parent)
+            rendered = kustomize(ctx, ctx.root / rel.parent).result()
             name = f"kustomize-{rel.parent.name}.yaml"
         elif is_chart(rel):
-            docs, error = helm_template(ctx, ctx.root / rel.parent, namespace(ctx))
+            rendered = helm_template(ctx, ctx.root / rel.parent, namespace(ctx)).result()
             name = f"helm-{rel.parent.name}.yaml"
         else:
             continue
-        missing_tool |= docs is None and error is None
-        if docs:
-            manifests[name] = docs
+        missing_tool |= rendered.docs is None and rendered.error is None
+        if rendered.docs:
+            manifests[name] = rendered.docs
     return manifests, missing_tool
 
 
@@ -73,37 +73,64 @@ def check_tree(ctx: Context, files: list[PurePosixPath]) -> tuple[list[Finding],
     # most); a compose-only project's Dockerfile is covered by hadolint.
     if not any(is_overlay(rel) or is_chart(rel) for rel in files):
         return [], 0
-    dockerfiles = [rel for rel in files if rel.name == "Dockerfile"]
+    return scan([(ctx, files)])[0]
+
+
+def scan(trees: list[tuple[Context, list[PurePosixPath]]]) -> list[tuple[list[Finding], int]]:
+    """checkov once over several rendered trees (each staged in a directory of its own: checkov's
+    start-up is most of its time), the findings and resource count of each, in order."""
     checkov = which("checkov")
     if checkov is None:
-        return [tool_missing(NAME, "checkov", INSTALL_TOOLS)], 0
+        return [([tool_missing(NAME, "checkov", INSTALL_TOOLS)], 0) for _ in trees]
+    results: list[tuple[list[Finding], int] | None] = [None] * len(trees)
+    staged: dict[int, tuple[set[str], list[str]]] = {}
+    with tempfile.TemporaryDirectory(prefix="agentgen-checkov-") as directory:
+        for index, (ctx, files) in enumerate(trees):
+            outcome = _stage(ctx, files, Path(directory, str(index)))
+            if isinstance(outcome, list):
+                results[index] = (outcome, 0)
+            else:
+                staged[index] = outcome
+        if staged:
+            frameworks = sorted({f for _, used in staged.values() for f in used})
+            proc = run([checkov, "-d", directory, "--framework", *frameworks, "-o", "json",
+                        "--skip-download"], env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+            for index, (pinned, used) in staged.items():
+                results[index] = _findings(proc, pinned, used, f"/{index}/")
+    return [result or ([], 0) for result in results]
+
+
+def _stage(ctx: Context, files: list[PurePosixPath],
+           scan_dir: Path) -> list[Finding] | tuple[set[str], list[str]]:
+    """Write what checkov scans for one tree under scan_dir: (pinned objects, frameworks), or the
+    findings that say why there is nothing to scan."""
+    dockerfiles = [rel for rel in files if rel.name == "Dockerfile"]
     manifests, missing_tool = _manifests(ctx, files)
     if missing_tool:
         return [tool_missing(NAME, "kubectl or helm (needed to render what checkov scans)",
-                             INSTALL_TOOLS)], 0
+                             INSTALL_TOOLS)]
     if not manifests:
-        return [Finding("*", NAME, "the Kubernetes manifests rendered no objects: nothing to scan")], 0
-    with tempfile.TemporaryDirectory(prefix="agentgen-checkov-") as scan:
-        for name, docs in manifests.items():
-            Path(scan, name).write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
-        for rel in dockerfiles:
-            target = Path(scan, "docker", *rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ctx.root / rel, target)
-        workflows = [rel for rel in files if is_workflow(rel)]
-        for rel in workflows:
-            target = Path(scan, *rel.parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copyfile(ctx.root / rel, target)
-        frameworks = (["kubernetes"] + (["dockerfile"] if dockerfiles else [])
-                      + (["github_actions"] if workflows else []))
-        proc = run([checkov, "-d", scan, "--framework", *frameworks, "-o", "json",
-                    "--skip-download"], env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
-    return _findings(proc, _pinned(manifests), frameworks)
+        return [Finding("*", NAME, "the Kubernetes manifests rendered no objects: nothing to scan")]
+    scan_dir.mkdir(parents=True)
+    for name, docs in manifests.items():
+        Path(scan_dir, name).write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+    for rel in dockerfiles:
+        target = Path(scan_dir, "docker", *rel.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ctx.root / rel, target)
+    workflows = [rel for rel in files if is_workflow(rel)]
+    for rel in workflows:
+        target = Path(scan_dir, *rel.parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ctx.root / rel, target)
+    frameworks = (["kubernetes"] + (["dockerfile"] if dockerfiles else [])
+                  + (["github_actions"] if workflows else []))
+    return _pinned(manifests), frameworks
 
 
-def _findings(proc: subprocess.CompletedProcess[str], pinned: set[str],
-              frameworks: list[str]) -> tuple[list[Finding], int]:
+def _findings(proc: subprocess.CompletedProcess[str], pinned: set[str], frameworks: list[str],
+              prefix: str) -> tuple[list[Finding], int]:
+    """The findings of one staged tree: checkov's results whose file path starts with prefix."""
     try:
         reports = json.loads(proc.stdout)
     except json.JSONDecodeError:
@@ -113,26 +140,28 @@ def _findings(proc: subprocess.CompletedProcess[str], pinned: set[str],
     found: list[Finding] = []
     resources = 0
     for framework in frameworks:
-        report = by_type.get(framework)
-        summary = report["summary"] if report else {}
-        count = summary.get("resource_count", 0)
-        # github_actions reports no resource_count: that it ran checks is the evidence it parsed.
-        ran = count or sum(summary.get(key, 0) for key in ("passed", "failed", "skipped"))
-        if not ran:
+        report = by_type.get(framework) or {"results": {}}
+        results = {kind: [r for r in report["results"].get(kind, [])
+                          if str(r.get("file_path", "")).startswith(prefix)]
+                   for kind in ("passed_checks", "failed_checks", "skipped_checks")}
+        count = len({(r.get("file_path"), r.get("resource")) for checks in results.values()
+                     for r in checks})
+        if not count:
             found.append(Finding("*", NAME, f"checkov scanned 0 {framework} resources: the render "
                                             "is empty or checkov could not parse it"))
             continue
         resources += count
-        for failed in report["results"].get("failed_checks", []):
-            found.append(Finding(_where(failed), NAME, f"{failed['check_id']} {failed['check_name']} "
-                                                        f"({failed['resource']})"))
-        for skip in report["results"].get("skipped_checks", []):
+        for failed in results["failed_checks"]:
+            found.append(Finding(_where(failed, prefix), NAME,
+                                 f"{failed['check_id']} {failed['check_name']} ({failed['resource']})"))
+        for skip in results["skipped_checks"]:
             if skip["check_id"] != TOLERATED_WITHOUT_DIGEST or skip["resource"] in pinned:
-                found.append(Finding(_where(skip), NAME, f"{skip['check_id']} skipped "
-                                                          f"({skip['resource']}), which is not allowed"))
+                found.append(Finding(_where(skip, prefix), NAME,
+                                     f"{skip['check_id']} skipped ({skip['resource']}), "
+                                     "which is not allowed"))
     return found, resources
 
 
-def _where(result: dict) -> str:
-    path = str(result.get("file_path", "*")).lstrip("/")
+def _where(result: dict, prefix: str) -> str:
+    path = str(result.get("file_path", "*")).removeprefix(prefix)
     return path.removeprefix("docker/") if path.startswith("docker/") else f"(rendered) {path}"

@@ -1,12 +1,12 @@
 """Each kustomize overlay (and the base) is built by `kubectl kustomize`; every object it yields is
-checked by `_k8s.check_documents`."""
+checked by `_k8s.check_documents`. All are started at once (`prefetch`) and run side by side."""
 
 from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
 from . import Context, Finding, finding, skipped, tool_missing
-from ._k8s import INSTALL_TOOLS, check_documents, kustomize
+from ._k8s import INSTALL_TOOLS, kustomize
 
 NAME = "kubernetes"
 
@@ -16,14 +16,19 @@ def matches(rel: PurePosixPath) -> bool:
             and rel.parts[:2] == ("deploy", "kubernetes"))
 
 
+def prefetch(ctx: Context, files: list[PurePosixPath]) -> None:
+    for rel in files:
+        if matches(rel):
+            kustomize(ctx, (ctx.root / rel).parent)
+
+
 def check(path: Path, ctx: Context) -> list[Finding]:
-    docs, error = kustomize(ctx, path.parent)
-    if docs is None:
-        if error is None:
+    rendered = kustomize(ctx, path.parent).result()
+    if rendered.docs is None:
+        if rendered.error is None:
             return [tool_missing(NAME, "kubectl", INSTALL_TOOLS)]
-        return [finding(ctx, path, NAME, f"kubectl kustomize failed: {error}")]
-    if not docs:
+        return [finding(ctx, path, NAME, f"kubectl kustomize failed: {rendered.error}")]
+    if not rendered.docs:
         return [finding(ctx, path, NAME, "kubectl kustomize rendered no objects")]
-    problems, skipped_reasons = check_documents(docs)
-    return ([finding(ctx, path, NAME, p) for p in problems]
-            + [skipped(NAME, reason) for reason in skipped_reasons])
+    return ([finding(ctx, path, NAME, p) for p in rendered.problems]
+            + [skipped(NAME, reason) for reason in rendered.skipped])

@@ -6,22 +6,24 @@ resumed by `command`. Threads belong to the API key that created them; others ge
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from enum import Enum
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 from langgraph.types import Command
 from psycopg import sql
 from psycopg.types.json import Jsonb
 from pydantic import BaseModel, ConfigDict, Field
 
+from .engine import Engine, RunRejected, RunReleased
 from .graphs import Graph
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
@@ -81,6 +83,16 @@ class CommandBody(_Body):
     goto: Any = None
 
 
+class CancelMany(_Body):
+    thread_id: str | None = None
+    run_ids: list[str] | None = None
+    status: Literal["pending", "running", "all"] | None = None
+
+    def model_post_init(self, context: Any) -> None:
+        if self.status == "all":
+            self.status = None
+
+
 class RunCreate(_Body):
     assistant_id: str = Field(..., min_length=1, max_length=128)
     input: dict[str, Any] | list[Any] | None = None
@@ -96,11 +108,11 @@ class RunCreate(_Body):
     durability: Literal["sync", "async", "exit"] | None = None
     checkpoint_during: bool | None = None
     stream_subgraphs: bool = False
-    # Sent by the SDK on every stream; resumable streams and detached runs are not supported yet.
-    stream_resumable: Literal[False] = False
-    on_disconnect: Literal["cancel"] = "cancel"
+    # Every streamed run's events are kept (any process replays them after Last-Event-ID).
+    stream_resumable: bool = False
+    on_disconnect: Literal["cancel", "continue"] = "continue"
     on_completion: Literal["delete", "keep"] | None = None  # stateless runs keep no thread anyway
-    multitask_strategy: Literal["reject"] = "reject"
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
 
     def checkpoint_ref(self) -> str | None:
@@ -129,6 +141,15 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+KEEPALIVE_SECONDS = 10.0
+MAX_BATCH = 100
+# Thread rows with whether a run is pending or running on them (any process).
+_THREADS = sql.SQL(
+    "SELECT thread_id, owner, metadata, created_at, updated_at, EXISTS (SELECT 1 FROM agent_runs r "
+    "WHERE r.thread_id = agent_threads.thread_id AND r.status IN ('pending', 'running')) AS busy "
+    "FROM agent_threads")
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -148,8 +169,7 @@ class Service:
                       for gid, g in graphs.items()}
         self.stateless = {gid: g.compiled.copy(update={"checkpointer": None, "store": store})
                           for gid, g in graphs.items()}
-        self.busy: set[str] = set()  # threads with a run in progress in this process
-        self.background: dict[str, asyncio.Task[Any]] = {}
+        self.engine: Engine = Engine(settings, pool, self.execute_row, self.rollback_run)
         # thread id -> (owner, graph id of its runs): cached, as owners never change
         self._threads: dict[str, tuple[str, str | None]] = {}
 
@@ -199,8 +219,7 @@ class Service:
     async def thread_row(self, owner: str, thread_id: str) -> dict[str, Any]:
         async with self.pool.connection() as conn:
             row = await (await conn.execute(
-                "SELECT thread_id, owner, metadata, created_at, updated_at FROM agent_threads "
-                "WHERE thread_id = %s", (thread_id,))).fetchone()
+                sql.SQL("{} WHERE thread_id = %s").format(_THREADS), (thread_id,))).fetchone()
         if row is None or row["owner"] != owner:
             raise HTTPException(404, f"thread {thread_id} not found")
         return row
@@ -230,7 +249,7 @@ class Service:
         return self.bound.get(graph_id or "", next(iter(self.bound.values())))
 
     def thread_json(self, row: dict[str, Any], state: Any = None) -> dict[str, Any]:
-        status = "busy" if row["thread_id"] in self.busy else "idle"
+        status = "busy" if row.get("busy") else "idle"
         interrupts = {}
         if state is not None:
             interrupts = {task.id: jsonable(task.interrupts) for task in state.tasks if task.interrupts}
@@ -308,114 +327,112 @@ class Service:
             options["context"] = context
         return options
 
-    async def execute(self, graph_id: str, body: RunCreate, thread_id: str | None,
-                      run_id: str) -> dict[str, Any]:
-        """Run to completion (or interrupt) within the run timeout; the final values."""
+    async def resumes(self, thread_id: str, run_id: str) -> bool:
+        """Whether the thread's newest checkpoint was written by this run: an attempt after a
+        crash then continues from it (input None) instead of applying the input again."""
+        saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": thread_id,
+                                                                     "checkpoint_ns": ""}})
+        return saved is not None and (saved.metadata or {}).get("run_id") == run_id
+
+    async def execute_row(self, row: dict[str, Any],
+                          emit: Callable[[str, Any], None]) -> tuple[str, Any, str | None]:
+        """Run one claimed run to its end (the engine's executor): (status, output, error). Streamed
+        runs emit their events; the output is the final values (with `__interrupt__`)."""
+        body = RunCreate.model_validate(row["kwargs"])
+        thread_id, graph_id, run_id = row["thread_id"], row["graph_id"], row["run_id"]
         stateful = thread_id is not None
-        if not stateful and body.command is not None:
-            raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
+        if row["record_events"] and row["attempt"] == 1:
+            emit("metadata", {"run_id": run_id, "attempt": row["attempt"]})
         run_input, config = self.run_arguments(body, thread_id, run_id)
-        graph = await self.runnable(graph_id, config, stateful)
-        with self.tracked(graph_id, thread_id):
-            async with asyncio.timeout(self.settings.run_timeout_seconds):
-                result = await graph.ainvoke(run_input, config,
-                                             **self.invoke_options(body, graph_id, stateful))
-        for message in (result or {}).get("messages", [])[-1:] if isinstance(result, dict) else []:
-            record_usage(self.settings, message)
-        return jsonable(result)
-
-    def tracked(self, graph_id: str, thread_id: str | None):
-        service = self
-
-        class _Tracked:
-            def __enter__(self) -> None:
-                if thread_id is not None:
-                    if thread_id in service.busy:
-                        raise HTTPException(409, f"thread {thread_id} already has a run in progress")
-                    service.busy.add(thread_id)
-                    thread_context.set(thread_id)
-                self.start = time.perf_counter()
-                RUNS_ACTIVE.labels(graph_id).inc()
-
-            def __exit__(self, kind: Any, exc: Any, tb: Any) -> None:
-                RUNS_ACTIVE.labels(graph_id).dec()
-                status = "success" if kind is None else (
-                    "timeout" if kind is TimeoutError else "error")
-                RUN_DURATION.labels(graph_id, status).observe(time.perf_counter() - self.start)
-                if thread_id is not None:
-                    service.busy.discard(thread_id)
-
-        return _Tracked()
-
-    async def stream(self, graph_id: str, body: RunCreate, thread_id: str | None,
-                     run_id: str) -> AsyncIterator[bytes]:
-        """SSE: `metadata`, then one event per chunk of each requested stream mode, or `error`."""
-        stateful = thread_id is not None
-        run_input, config = self.run_arguments(body, thread_id, run_id)
-        modes = [body.stream_mode] if isinstance(body.stream_mode, str) else list(body.stream_mode)
-        internal = sorted({"messages" if m in ("messages", "messages-tuple") else m for m in modes}
-                          | ({"updates"} if "messages" in modes else set()))
-        yield _sse("metadata", {"run_id": run_id, "attempt": 1})
-        partial: dict[str, Any] = {}
-        last_message = None
+        if stateful and row["attempt"] > 1 and await self.resumes(thread_id, run_id):
+            run_input = None  # continue from the checkpoint the earlier attempt saved
+        started = time.perf_counter()
+        status, output, error = "success", None, None
+        token = thread_context.set(thread_id) if stateful else None
+        RUNS_ACTIVE.labels(graph_id).inc()
         try:
             graph = await self.runnable(graph_id, config, stateful)
-            with self.tracked(graph_id, thread_id):
-                async with asyncio.timeout(self.settings.run_timeout_seconds):
-                    async for item in graph.astream(run_input, config, stream_mode=internal,
-                                                    subgraphs=body.stream_subgraphs,
-                                                    **self.invoke_options(body, graph_id, stateful)):
-                        namespace, mode, chunk = item if body.stream_subgraphs else ((), *item)
-                        if namespace:  # a subgraph's event: "<mode>|<ns>", as LangGraph Platform names it
-                            if mode in modes:
-                                yield _sse(f"{mode}|{'|'.join(namespace)}", jsonable(chunk))
-                            continue
-                        if mode == "messages":
-                            message, metadata = chunk
-                            if "messages-tuple" in modes:
-                                yield _sse("messages", [jsonable(message), jsonable(metadata)])
-                            if "messages" in modes:
-                                key = message.id or "message"
-                                if key not in partial:
-                                    yield _sse("messages/metadata",
-                                               {key: {"metadata": jsonable(metadata)}})
-                                    partial[key] = message
-                                else:
-                                    partial[key] = partial[key] + message
-                                yield _sse("messages/partial", [jsonable(partial[key])])
-                            continue
-                        if mode == "updates" and partial:
-                            yield _sse("messages/complete", [jsonable(m) for m in partial.values()])
-                            partial.clear()
-                        if mode == "values" and isinstance(chunk, dict) and chunk.get("messages"):
-                            last_message = chunk["messages"][-1]
-                        if mode in modes:
-                            yield _sse(mode, jsonable(chunk))
-            if last_message is not None:
-                record_usage(self.settings, last_message)
-        except HTTPException as exc:
-            yield _sse("error", {"error": "HTTPException", "message": exc.detail})
+            async with asyncio.timeout(self.settings.run_timeout_seconds):
+                if row["record_events"]:
+                    output = await self._stream(graph, run_input, config, body, graph_id, stateful, emit)
+                else:
+                    output = jsonable(await graph.ainvoke(
+                        run_input, config, **self.invoke_options(body, graph_id, stateful)))
+            if stateful and not isinstance(output, dict):
+                output = jsonable((await graph.aget_state(config)).values)
+            if isinstance(output, dict) and output.get("__interrupt__"):
+                status = "interrupted"
+            for message in (output or {}).get("messages", [])[-1:] if isinstance(output, dict) else []:
+                record_usage(self.settings, message)
         except TimeoutError:
-            yield _sse("error", {"error": "TimeoutError", "message":
-                                 f"run exceeded {self.settings.run_timeout_seconds} s"})
-        except Exception as exc:  # noqa: BLE001 - the stream reports it as an event
-            yield _sse("error", {"error": type(exc).__name__, "message": str(exc)})
+            status, error = "timeout", f"run exceeded {self.settings.run_timeout_seconds} s"
+            emit("error", {"error": "TimeoutError", "message": error})
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            RUN_DURATION.labels(graph_id, "interrupted").observe(time.perf_counter() - started)
+            raise
+        except Exception as exc:  # noqa: BLE001 - the run's outcome, reported to its clients
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+            emit("error", {"error": type(exc).__name__, "message": str(exc)})
+        finally:
+            RUNS_ACTIVE.labels(graph_id).dec()
+            if token is not None:
+                thread_context.reset(token)
+        RUN_DURATION.labels(graph_id, status).observe(time.perf_counter() - started)
+        return status, output, error
 
-    async def save_run(self, run_id: str, thread_id: str, assistant_id: str, status: str,
-                       metadata: dict[str, Any], error: str | None = None) -> None:
-        async with self.pool.connection() as conn:
-            await conn.execute(
-                "INSERT INTO agent_runs (run_id, thread_id, assistant_id, status, metadata, error) "
-                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (run_id) DO UPDATE SET "
-                "status = excluded.status, error = excluded.error, updated_at = now()",
-                (run_id, thread_id, assistant_id, status, Jsonb(metadata), error))
+    async def _stream(self, graph: Any, run_input: Any, config: dict[str, Any], body: RunCreate,
+                      graph_id: str, stateful: bool, emit: Callable[[str, Any], None]) -> Any:
+        """Stream the run, emitting one event per chunk of each requested mode; the final values."""
+        modes = [body.stream_mode] if isinstance(body.stream_mode, str) else list(body.stream_mode)
+        internal = sorted({"messages" if m in ("messages", "messages-tuple") else m for m in modes}
+                          | {"values"} | ({"updates"} if "messages" in modes else set()))
+        partial: dict[str, Any] = {}
+        values: Any = None
+        async for item in graph.astream(run_input, config, stream_mode=internal,
+                                        subgraphs=body.stream_subgraphs,
+                                        **self.invoke_options(body, graph_id, stateful)):
+            namespace, mode, chunk = item if body.stream_subgraphs else ((), *item)
+            if namespace:  # a subgraph's event: "<mode>|<ns>", as LangGraph Platform names it
+                if mode in modes:
+                    emit(f"{mode}|{'|'.join(namespace)}", jsonable(chunk))
+                continue
+            if mode == "messages":
+                message, metadata = chunk
+                if "messages-tuple" in modes:
+                    emit("messages", [jsonable(message), jsonable(metadata)])
+                if "messages" in modes:
+                    key = message.id or "message"
+                    if key not in partial:
+                        emit("messages/metadata", {key: {"metadata": jsonable(metadata)}})
+                        partial[key] = message
+                    else:
+                        partial[key] = partial[key] + message
+                    emit("messages/partial", [jsonable(partial[key])])
+                continue
+            if mode == "updates" and partial:
+                emit("messages/complete", [jsonable(m) for m in partial.values()])
+                partial.clear()
+            if mode == "values":
+                values = jsonable(chunk)
+            if mode in modes:
+                emit(mode, jsonable(chunk))
+        return values
 
-    async def run_row(self, thread_id: str, run_id: str) -> dict[str, Any]:
-        async with self.pool.connection() as conn:
-            row = await (await conn.execute(
-                "SELECT * FROM agent_runs WHERE run_id = %s AND thread_id = %s",
-                (run_id, thread_id))).fetchone()
-        if row is None:
+    async def rollback_run(self, row: dict[str, Any]) -> None:
+        """Remove what a rolled-back run wrote: its checkpoints and their pending writes."""
+        if row["thread_id"] is None:
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            ids = [r["checkpoint_id"] for r in await (await conn.execute(
+                "DELETE FROM checkpoints WHERE thread_id = %s AND metadata ->> 'run_id' = %s "
+                "RETURNING checkpoint_id", (row["thread_id"], row["run_id"]))).fetchall()]
+            if ids:
+                await conn.execute("DELETE FROM checkpoint_writes WHERE thread_id = %s "
+                                   "AND checkpoint_id = ANY(%s)", (row["thread_id"], ids))
+
+    async def run_row(self, thread_id: str | None, run_id: str) -> dict[str, Any]:
+        row = await self.engine.get(run_id)
+        if row is None or row["thread_id"] != thread_id:
             raise HTTPException(404, f"run {run_id} not found")
         return row
 
@@ -424,12 +441,24 @@ class Service:
         return {"run_id": row["run_id"], "thread_id": row["thread_id"],
                 "assistant_id": row["assistant_id"], "status": row["status"],
                 "metadata": row["metadata"], "created_at": _iso(row["created_at"]),
-                "updated_at": _iso(row["updated_at"]), "multitask_strategy": "reject",
-                "kwargs": {}}
+                "updated_at": _iso(row["updated_at"]),
+                "multitask_strategy": row["multitask_strategy"], "kwargs": row["kwargs"]}
+
+    @staticmethod
+    def outcome(row: dict[str, Any] | None) -> Any:
+        """What `wait` and `join` answer for a finished run (the Platform's body: the final values,
+        or `__error__`)."""
+        if row is None:
+            return {"__error__": {"error": "RunRolledBack", "message": "the run was rolled back"}}
+        if row["status"] in ("error", "timeout"):
+            return {"__error__": {"error": "TimeoutError" if row["status"] == "timeout" else "RunError",
+                                  "message": row["error"]}}
+        return row["output"]
 
 
-def _sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+def _sse(event: str, data: Any, seq: int | None = None) -> bytes:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
 def _service(request: Request) -> Service:
@@ -466,10 +495,10 @@ def build_router(authenticate: Any) -> APIRouter:
     async def search_threads(body: ThreadSearch, request: Request) -> list[dict[str, Any]]:
         service = _service(request)
         query = sql.SQL(
-            "SELECT thread_id, owner, metadata, created_at, updated_at FROM agent_threads "
-            "WHERE owner = %s AND metadata @> %s AND (%s::text[] IS NULL OR thread_id = ANY(%s)) "
+            "{} WHERE owner = %s AND metadata @> %s AND (%s::text[] IS NULL OR thread_id = ANY(%s)) "
             "ORDER BY {} {} LIMIT %s OFFSET %s").format(
-                sql.Identifier(body.sort_by), sql.SQL("ASC" if body.sort_order == "asc" else "DESC"))
+                _THREADS, sql.Identifier(body.sort_by),
+                sql.SQL("ASC" if body.sort_order == "asc" else "DESC"))
         async with service.pool.connection() as conn:
             rows = await (await conn.execute(
                 query,
@@ -540,34 +569,84 @@ def build_router(authenticate: Any) -> APIRouter:
                     raise
                 await service.create_thread(_owner(request), ThreadCreate(thread_id=thread_id))
             await service.bind_thread(_owner(request), thread_id, graph.graph_id)
+        elif body.command is not None:
+            raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
         return service, graph.graph_id
 
-    async def wait(request: Request, body: RunCreate, thread_id: str | None) -> JSONResponse:
+    async def create(request: Request, body: RunCreate, thread_id: str | None,
+                     record_events: bool) -> tuple[Service, dict[str, Any]]:
+        """Prepare, then create the run (a row, claimed here when this process has capacity)."""
         service, graph_id = await prepare(request, body, thread_id)
-        run_id = str(uuid.uuid4())
         try:
-            result = await service.execute(graph_id, body, thread_id, run_id)
-        except TimeoutError:
-            raise HTTPException(504, f"run exceeded {service.settings.run_timeout_seconds} s") from None
-        return JSONResponse(result, headers={"Content-Location": f"/runs/{run_id}"})
+            row = await service.engine.create(
+                run_id=str(uuid.uuid4()), thread_id=thread_id, graph_id=graph_id,
+                assistant_id=service.graphs[graph_id].assistant_id,
+                kwargs=body.model_dump(mode="json", exclude_none=True), metadata=body.metadata,
+                strategy=body.multitask_strategy, record_events=record_events)
+        except RunRejected as exc:
+            raise HTTPException(409, str(exc)) from None
+        return service, row
+
+    def run_path(row: dict[str, Any]) -> str:
+        if row["thread_id"] is None:
+            return f"/runs/{row['run_id']}"
+        return f"/threads/{row['thread_id']}/runs/{row['run_id']}"
+
+    async def wait(request: Request, body: RunCreate, thread_id: str | None) -> StreamingResponse:
+        """The final values, sent when the run ends; the headers go at once, with `Location` (the
+        run's join): a client whose connection drops (this process died) joins it there."""
+        service, row = await create(request, body, thread_id, record_events=False)
+        run_id = row["run_id"]
+
+        async def body_when_done() -> AsyncIterator[bytes]:
+            waiting = asyncio.ensure_future(service.engine.wait(run_id))
+            try:
+                while not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
+                    yield b"\n"  # JSON allows leading whitespace; proxies see a live response
+                # RunReleased (this process is shutting down) propagates: the connection drops
+                # without a complete body and the client joins the run at Location elsewhere.
+                yield json.dumps(Service.outcome(waiting.result()), separators=(",", ":")).encode()
+            finally:
+                waiting.cancel()
+
+        headers = {"Content-Location": run_path(row)}
+        if thread_id is not None:
+            headers["Location"] = f"{run_path(row)}/join"
+        return StreamingResponse(body_when_done(), media_type="application/json", headers=headers)
 
     @router.post("/threads/{thread_id}/runs/wait")
-    async def wait_on_thread(thread_id: str, body: RunCreate, request: Request) -> JSONResponse:
+    async def wait_on_thread(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
         return await wait(request, body, thread_id)
 
     @router.post("/runs/wait")
-    async def wait_stateless(body: RunCreate, request: Request) -> JSONResponse:
+    async def wait_stateless(body: RunCreate, request: Request) -> StreamingResponse:
         return await wait(request, body, None)
 
+    def sse_response(service: Service, row: dict[str, Any], after: int, cancel_on_disconnect: bool,
+                     location: str | None) -> StreamingResponse:
+        run_id = row["run_id"]
+
+        async def events() -> AsyncIterator[bytes]:
+            finished = False
+            try:
+                async for seq, event, data in service.engine.events(run_id, after):
+                    yield _sse(event, data, seq)
+                finished = True
+            finally:
+                if not finished and cancel_on_disconnect:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(service.engine.cancel([run_id], "interrupt"))
+
+        headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no",
+                   "Content-Location": run_path(row)}
+        if location:
+            headers["Location"] = location
+        return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
     async def stream(request: Request, body: RunCreate, thread_id: str | None) -> StreamingResponse:
-        service, graph_id = await prepare(request, body, thread_id)
-        if thread_id is not None and thread_id in service.busy:
-            raise HTTPException(409, f"thread {thread_id} already has a run in progress")
-        run_id = str(uuid.uuid4())
-        return StreamingResponse(service.stream(graph_id, body, thread_id, run_id),
-                                 media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no",
-                                          "Content-Location": f"/runs/{run_id}"})
+        service, row = await create(request, body, thread_id, record_events=True)
+        location = f"{run_path(row)}/stream" if thread_id is not None else None
+        return sse_response(service, row, 0, body.on_disconnect == "cancel", location)
 
     @router.post("/threads/{thread_id}/runs/stream")
     async def stream_on_thread(thread_id: str, body: RunCreate, request: Request) -> StreamingResponse:
@@ -579,30 +658,32 @@ def build_router(authenticate: Any) -> APIRouter:
 
     @router.post("/threads/{thread_id}/runs")
     async def create_run(thread_id: str, body: RunCreate, request: Request) -> dict[str, Any]:
-        service, graph_id = await prepare(request, body, thread_id)
-        if thread_id in service.busy:
-            raise HTTPException(409, f"thread {thread_id} already has a run in progress")
-        run_id = str(uuid.uuid4())
-        assistant_id = service.graphs[graph_id].assistant_id
-        await service.save_run(run_id, thread_id, assistant_id, "pending", body.metadata)
+        _, row = await create(request, body, thread_id, record_events=True)
+        return Service.run_json(row)
 
-        async def background() -> None:
-            status, error = "success", None
-            try:
-                await service.save_run(run_id, thread_id, assistant_id, "running", body.metadata)
-                result = await service.execute(graph_id, body, thread_id, run_id)
-                if isinstance(result, dict) and result.get("__interrupt__"):
-                    status = "interrupted"
-            except TimeoutError:
-                status, error = "timeout", f"run exceeded {service.settings.run_timeout_seconds} s"
-            except Exception as exc:  # noqa: BLE001 - recorded on the run
-                status, error = "error", f"{type(exc).__name__}: {exc}"
-            finally:
-                service.background.pop(run_id, None)
-            await service.save_run(run_id, thread_id, assistant_id, status, body.metadata, error)
+    @router.post("/runs")
+    async def create_stateless_run(body: RunCreate, request: Request) -> dict[str, Any]:
+        _, row = await create(request, body, None, record_events=True)
+        return Service.run_json(row)
 
-        service.background[run_id] = asyncio.create_task(background())
-        return Service.run_json(await service.run_row(thread_id, run_id))
+    @router.post("/runs/batch")
+    async def create_batch(bodies: list[RunCreate], request: Request) -> list[dict[str, Any]]:
+        if len(bodies) > MAX_BATCH:
+            raise HTTPException(422, f"at most {MAX_BATCH} runs per batch")
+        return [Service.run_json((await create(request, body, None, record_events=True))[1])
+                for body in bodies]
+
+    @router.get("/threads/{thread_id}/runs")
+    async def list_runs(thread_id: str, request: Request, limit: int = 10, offset: int = 0,
+                        status: str | None = None) -> list[dict[str, Any]]:
+        service = _service(request)
+        await service.authorize(_owner(request), thread_id)
+        async with service.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT * FROM agent_runs WHERE thread_id = %s AND (%s::text IS NULL OR status = %s) "
+                "ORDER BY seq DESC LIMIT %s OFFSET %s",
+                (thread_id, status, status, max(0, min(limit, 1000)), max(0, offset)))).fetchall()
+        return [Service.run_json(row) for row in rows]
 
     @router.get("/threads/{thread_id}/runs/{run_id}")
     async def get_run(thread_id: str, run_id: str, request: Request) -> dict[str, Any]:
@@ -610,26 +691,65 @@ def build_router(authenticate: Any) -> APIRouter:
         await service.authorize(_owner(request), thread_id)
         return Service.run_json(await service.run_row(thread_id, run_id))
 
+    @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+    async def delete_run(thread_id: str, run_id: str, request: Request) -> Response:
+        service = _service(request)
+        await service.authorize(_owner(request), thread_id)
+        row = await service.run_row(thread_id, run_id)
+        if row["status"] in ("pending", "running"):
+            raise HTTPException(409, f"run {run_id} is {row['status']}: cancel it first")
+        async with service.pool.connection() as conn:
+            await conn.execute("DELETE FROM agent_runs WHERE run_id = %s", (run_id,))
+        return Response(status_code=204)
+
     @router.get("/threads/{thread_id}/runs/{run_id}/join")
     async def join_run(thread_id: str, run_id: str, request: Request) -> Any:
         service = _service(request)
         await service.authorize(_owner(request), thread_id)
-        task = service.background.get(run_id)
-        if task is not None:
-            await asyncio.shield(task)
-        else:  # finished, or running in another replica
-            deadline = time.monotonic() + service.settings.run_timeout_seconds
-            while (await service.run_row(thread_id, run_id))["status"] in ("pending", "running"):
-                if time.monotonic() > deadline:
-                    raise HTTPException(504, f"run {run_id} did not finish in time")
-                await asyncio.sleep(0.2)
+        await service.run_row(thread_id, run_id)
+        try:
+            return Service.outcome(await service.engine.wait(run_id))
+        except RunReleased:
+            raise HTTPException(503, "this replica is shutting down; join again") from None
+
+    @router.get("/threads/{thread_id}/runs/{run_id}/stream")
+    async def join_stream(thread_id: str, run_id: str, request: Request,
+                          cancel_on_disconnect: bool = False) -> StreamingResponse:
+        service = _service(request)
+        await service.authorize(_owner(request), thread_id)
         row = await service.run_row(thread_id, run_id)
-        if row["status"] == "error":
-            return {"__error__": {"error": "RunError", "message": row["error"]}}
-        state = await service.state(thread_id, service.graph_for(row["assistant_id"]).graph_id)
-        values = jsonable(state.values)
-        if state.interrupts:
-            values["__interrupt__"] = jsonable(state.interrupts)
-        return values
+        last = request.headers.get("last-event-id", "0")
+        after = int(last) if last.isdigit() else 0
+        return sse_response(service, row, after, cancel_on_disconnect,
+                            f"{run_path(row)}/stream")
+
+    @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+    async def cancel_run(thread_id: str, run_id: str, request: Request, wait: bool = False,
+                         action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
+        service = _service(request)
+        await service.authorize(_owner(request), thread_id)
+        await service.run_row(thread_id, run_id)
+        await service.engine.cancel([run_id], action)
+        if wait:
+            await service.engine.wait(run_id)
+        return Response(status_code=202)
+
+    @router.post("/runs/cancel", status_code=204)
+    async def cancel_many(body: CancelMany, request: Request,
+                          action: Literal["interrupt", "rollback"] = "interrupt") -> Response:
+        service = _service(request)
+        if body.thread_id is not None:
+            await service.authorize(_owner(request), body.thread_id)
+        async with service.pool.connection() as conn:
+            rows = await (await conn.execute(
+                "SELECT r.run_id FROM agent_runs r JOIN agent_threads t USING (thread_id) "
+                "WHERE t.owner = %s AND r.status IN ('pending', 'running') "
+                "AND (%s::text IS NULL OR r.thread_id = %s) "
+                "AND (%s::text[] IS NULL OR r.run_id = ANY(%s)) "
+                "AND (%s::text IS NULL OR r.status = %s)",
+                (_owner(request), body.thread_id, body.thread_id, body.run_ids, body.run_ids,
+                 body.status, body.status))).fetchall()
+        await service.engine.cancel([r["run_id"] for r in rows], action)
+        return Response(status_code=204)
 
     return router

@@ -66,6 +66,14 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(120, ge=1)
     max_request_bytes: int = Field(1_048_576, ge=1024)
     run_timeout_seconds: float = Field(120.0, gt=0)
+    # The run engine (engine.py): a run's lease is renewed every third of it; a run whose process
+    # died is noticed within lease + lease/2 and resumed elsewhere, at most run_max_attempts times.
+    run_lease_seconds: float = Field(15.0, ge=1, le=300)
+    run_max_attempts: int = Field(3, ge=1)
+    max_concurrent_runs: int = Field(10, ge=1, description="Runs one process executes at once")
+    # SIGTERM: in-flight runs get this long to finish, then go back to the queue for another process
+    # (keep terminationGracePeriodSeconds above it).
+    shutdown_grace_seconds: float = Field(20.0, ge=0)
     recursion_limit: int = Field(25, ge=1, validation_alias=AliasChoices(
         "recursion_limit", "llm_max_iterations"), description="LangGraph recursion limit per run")
     # When checkpoints reach PostgreSQL: "sync" before each next step (safest, slowest), "async"

@@ -122,7 +122,9 @@ async def _setup_locked(conn: AsyncConnection) -> None:
     try:
         await AsyncPostgresSaver(conn).setup()
         await AsyncPostgresStore(conn).setup()
-        for statement in (s for s in API_SCHEMA.split(";") if s.strip()):
+        from .engine import SCHEMA as ENGINE_SCHEMA
+
+        for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA).split(";") if s.strip()):
             await conn.execute(statement)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))

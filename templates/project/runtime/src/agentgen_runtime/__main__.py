@@ -60,8 +60,10 @@ def serve() -> int:
         log_level=settings.log_level.lower(),
         log_config=None,  # the app logs JSON (observability.configure_logging)
         proxy_headers=True,
-        # In-flight runs get this long to finish on SIGTERM (keep it under the pod's grace period).
-        timeout_graceful_shutdown=int(settings.run_timeout_seconds),
+        # SIGTERM: runs get shutdown_grace_seconds, then go back to the queue and the requests
+        # waiting on them are closed (their clients reconnect to another replica); keep
+        # terminationGracePeriodSeconds above this.
+        timeout_graceful_shutdown=int(settings.shutdown_grace_seconds) + 5,
     )
     return 0
 

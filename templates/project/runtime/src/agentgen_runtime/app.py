@@ -22,6 +22,7 @@ from .api import Service, build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, apply, import_object, load_config
 from .db import create_pool, measured_saver, setup_schema, sweep_checkpoints
+from .drain import Drain, DrainMiddleware
 from .errors import ErrorMiddleware, install_handlers
 from .graphs import load_graphs
 from .observability import (
@@ -190,17 +191,16 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                 await app.state.checks.checkpointer()
             except Exception as exc:  # noqa: BLE001
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
+            app.state.service.engine.start()
             if config.store.get("ttl"):
                 tasks.append(asyncio.create_task(store.start_ttl_sweeper()))
             if config.checkpointer.get("ttl"):
                 tasks.append(asyncio.create_task(_sweep_periodically(app.state.pool,
                                                                      config.checkpointer["ttl"])))
+            drain.install(app.state.service.engine, settings.shutdown_grace_seconds)
             yield
-            # Graceful shutdown: background runs get the run timeout to finish.
-            pending = list(app.state.service.background.values())
-            if pending:
-                log.info("waiting for %d background run(s) to finish", len(pending))
-                await asyncio.wait(pending, timeout=settings.run_timeout_seconds)
+            # Graceful shutdown: in-flight runs get the grace period, then go back to the queue.
+            await app.state.service.engine.stop(settings.shutdown_grace_seconds)
         finally:
             for task in tasks:
                 task.cancel()
@@ -210,7 +210,9 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                 await redis.aclose()
             await app.state.pool.close()
 
+    drain = Drain()
     app = FastAPI(title="agentgen-runtime", lifespan=lifespan)
+    app.state.drain = drain
     app.state.settings = settings
     app.state.config = config
     app.state.checks = Checks(app, settings)
@@ -260,5 +262,6 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                            allow_headers=["content-type", settings.api_key_header, "x-request-id"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ErrorMiddleware)
+    app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(AccessLogMiddleware)
     return app

@@ -82,6 +82,14 @@ HTTP_LATENCY = Histogram("agent_http_request_duration_seconds", "HTTP request la
 RUNS_ACTIVE = Gauge("agent_runs_active", "Runs in progress", ["graph"], multiprocess_mode="livesum")
 RUN_DURATION = Histogram("agent_run_duration_seconds", "Run duration", ["graph", "status"],
                          buckets=LATENCY_BUCKETS)
+QUEUE_DEPTH = Gauge("agent_run_queue_depth", "Runs waiting for a worker (pending)",
+                    multiprocess_mode="mostrecent")
+QUEUE_WAIT = Histogram("agent_run_queue_wait_seconds", "Time from a run's creation to its claim",
+                       buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300))
+RUNS_RETRIED = Counter("agent_runs_retried_total",
+                       "Runs claimed again after their lease lapsed (their process died)")
+RUNS_ABANDONED = Counter("agent_runs_abandoned_total",
+                         "Runs marked error after run_max_attempts lapsed leases")
 LLM_TOKENS = Counter("agent_llm_tokens_total", "LLM tokens", ["model", "type"])
 LLM_COST = Counter("agent_llm_cost_usd_total", "LLM cost in USD (from the price table)", ["model"])
 CHECKPOINTER_OPS = Counter("agent_checkpointer_operations_total", "Checkpointer operations",

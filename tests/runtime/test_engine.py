@@ -1,0 +1,270 @@
+"""The run engine across processes: two runtime processes on one PostgreSQL, the real `langgraph-sdk`
+client. Each test says what the clients were told and what the thread kept: every acknowledged
+input (and its answer) exactly once, whatever the strategy, the process killed or the stream dropped.
+
+The `slow` test graph logs `in:<text>` then, after `seconds`, `out:<text>`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+import time
+from collections import Counter
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from ..servers import free_port, http_status, stop_process, wait_until
+from .helpers import runtime_server
+
+pytestmark = pytest.mark.slow
+PAIRS = 50
+ENGINE = {"RUN_LEASE_SECONDS": "3", "RATE_LIMIT_PER_MINUTE": "1000000", "MAX_CONCURRENT_RUNS": "10"}
+
+
+def client(server):
+    return get_client(url=server.base, api_key="key-one", timeout=60)
+
+
+def log_of(server, thread_id: str) -> list[str]:
+    status, state, _ = server.call("GET", f"/threads/{thread_id}/state")
+    assert status == 200, state
+    return (state["values"] or {}).get("log", [])
+
+
+@pytest.fixture(scope="module")
+def pair(database):
+    """Two runtime processes on one database."""
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
+        yield a, b
+
+
+async def _double_text(a, b, strategy: str, index: int) -> dict:
+    """Two runs on one new thread, sent at once through different processes."""
+    ca, cb = client(a), client(b)
+    thread = await ca.threads.create()
+    tid = thread["thread_id"]
+
+    async def send(c, text: str):
+        try:
+            return await c.runs.create(tid, "slow", input={"text": text, "seconds": 0.3},
+                                       multitask_strategy=strategy)
+        except httpx.HTTPStatusError as exc:
+            return exc.response.status_code
+
+    first, second = await asyncio.gather(send(ca, f"a{index}"), send(cb, f"b{index}"))
+    return {"thread_id": tid, "answers": {f"a{index}": first, f"b{index}": second}}
+
+
+async def _settle(server, tid: str) -> list[dict]:
+    c = client(server)
+    for _ in range(200):
+        runs = await c.runs.list(tid, limit=10)
+        if all(r["status"] not in ("pending", "running") for r in runs):
+            return runs
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"runs of {tid} did not settle: {runs}")
+
+
+@pytest.mark.parametrize("strategy", ["reject", "enqueue", "interrupt", "rollback"])
+def test_concurrent_runs_on_one_thread_through_two_processes(pair, strategy):
+    a, b = pair
+
+    async def scenario():
+        outcomes = await asyncio.gather(*(_double_text(a, b, strategy, i) for i in range(PAIRS)))
+        return [(o, await _settle(a, o["thread_id"])) for o in outcomes]
+
+    for outcome, runs in asyncio.run(scenario()):
+        tid, answers = outcome["thread_id"], outcome["answers"]
+        log = log_of(a, tid)
+        counts = Counter(log)
+        assert all(n == 1 for n in counts.values()), (strategy, log)  # nothing twice
+        accepted = {text: run for text, run in answers.items() if isinstance(run, dict)}
+        by_id = {r["run_id"]: r for r in runs}
+        if strategy == "reject":
+            assert len(accepted) >= 1 and all(v == 409 for k, v in answers.items() if k not in accepted)
+        else:
+            assert len(accepted) == 2, answers
+        # runs in the order the thread took them
+        ordered = sorted(accepted.items(), key=lambda kv: kv[1]["created_at"])
+        for position, (text, run) in enumerate(ordered):
+            final = by_id.get(run["run_id"])
+            last = position == len(ordered) - 1
+            if strategy in ("reject", "enqueue") or last:
+                assert final is not None and final["status"] == "success", (strategy, final)
+                assert counts[f"in:{text}"] == 1 and counts[f"out:{text}"] == 1, (strategy, log)
+            elif strategy == "interrupt":
+                # the first run stopped (kept as interrupted) unless it had finished already
+                assert final is not None and final["status"] in ("interrupted", "success"), final
+                assert (f"out:{text}" in counts) == (final["status"] == "success"), (log, final)
+            else:  # rollback: the first run is gone with everything it wrote
+                if final is None:
+                    assert f"in:{text}" not in counts and f"out:{text}" not in counts, log
+                else:
+                    assert final["status"] == "success", final
+        if strategy == "enqueue":  # serialized: one run's answer before the next input
+            first, second = (text for text, _ in ordered)
+            assert log == [f"in:{first}", f"out:{first}", f"in:{second}", f"out:{second}"], log
+
+
+def test_a_background_run_survives_kill_9_of_its_process(database):
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
+        tid = a.call("POST", "/threads", {})[1]["thread_id"]
+        status, run, _ = a.call("POST", f"/threads/{tid}/runs", {
+            "assistant_id": "slow", "input": {"text": "survivor", "seconds": 3}})
+        assert status == 200, run
+        wait_until(lambda: a.call("GET", f"/threads/{tid}/runs/{run['run_id']}")[1]["status"]
+                   == "running", 10, "the run to start on its process")
+        killed = time.monotonic()
+        stop_process(a.proc, signal.SIGKILL)
+        status, joined, _ = b.call("GET", f"/threads/{tid}/runs/{run['run_id']}/join", timeout=60)
+        took = time.monotonic() - killed
+        assert status == 200 and joined["log"] == ["in:survivor", "out:survivor"], joined
+        final = b.call("GET", f"/threads/{tid}/runs/{run['run_id']}")[1]
+        assert final["status"] == "success"
+        assert log_of(b, tid) == ["in:survivor", "out:survivor"]
+        # noticed within lease + reaper period (3 + 1.5 s), then the whole run again at most
+        assert took < 3 + 1.5 + 3 + 5, took
+
+
+class Balancer:
+    """A TCP load balancer for the tests: each connection goes to the first backend that accepts
+    it (as a Service sends new connections to the replicas still up)."""
+
+    def __init__(self, ports: list[int]) -> None:
+        self.ports, self.port = ports, free_port()
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+
+    async def _pipe(self, reader, writer) -> None:
+        with contextlib.suppress(Exception):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        with contextlib.suppress(Exception):
+            writer.close()
+
+    async def _handle(self, reader, writer) -> None:
+        for port in self.ports:
+            try:
+                up_reader, up_writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                continue
+            await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+            return
+        writer.close()
+
+    def __enter__(self) -> str:
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(
+            asyncio.start_server(self._handle, "127.0.0.1", self.port), self.loop).result(5)
+        return f"http://127.0.0.1:{self.port}"
+
+    def __exit__(self, *exc) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def test_a_waiting_client_gets_its_answer_after_kill_9_of_the_process(database):
+    """`runs.wait` through a load balancer; the process running the run is killed: the SDK
+    reconnects to the run's Location (its join) on the other process and gets the answer once."""
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b, \
+            Balancer([a.port, b.port]) as url:
+        tid = a.call("POST", "/threads", {})[1]["thread_id"]
+
+        async def scenario():
+            c = get_client(url=url, api_key="key-one", timeout=60)
+            waiting = asyncio.ensure_future(c.runs.wait(tid, "slow", input={"text": "w", "seconds": 3}))
+            for _ in range(100):
+                runs = await c.runs.list(tid)
+                if runs and runs[0]["status"] == "running":
+                    break
+                await asyncio.sleep(0.1)
+            stop_process(a.proc, signal.SIGKILL)
+            return await waiting
+
+        with pytest.warns(UserWarning, match="reconnect"):
+            result = asyncio.run(scenario())
+        assert result["log"] == ["in:w", "out:w"], result
+        assert log_of(b, tid) == ["in:w", "out:w"]
+
+
+def test_a_dropped_stream_is_joined_from_the_other_process(pair):
+    a, b = pair
+
+    async def scenario():
+        ca, cb = client(a), client(b)
+        tid = (await ca.threads.create())["thread_id"]
+        seen = []
+        async for part in ca.runs.stream(tid, "slow", input={"text": "s", "seconds": 1.5},
+                                         stream_mode="updates", stream_resumable=True,
+                                         on_disconnect="continue"):
+            seen.append(part)
+            if part.event == "updates":
+                break  # the client goes away after the first step
+        run_id = seen[0].data["run_id"]
+        rest = [p async for p in cb.runs.join_stream(tid, run_id, last_event_id="2")]
+        return tid, run_id, seen, rest
+
+    tid, run_id, seen, rest = asyncio.run(scenario())
+    assert [p.event for p in seen] == ["metadata", "updates"]
+    assert [p.event for p in rest] == ["updates"] and "reply" in rest[0].data, rest
+    assert b.call("GET", f"/threads/{tid}/runs/{run_id}")[1]["status"] == "success"
+    assert log_of(a, tid) == ["in:s", "out:s"]
+
+
+def test_sigterm_under_load_refuses_or_answers_every_request(database):
+    with runtime_server(database, **ENGINE, SHUTDOWN_GRACE_SECONDS="5") as a, \
+            runtime_server(database, **ENGINE) as b:
+        threads = [a.call("POST", "/threads", {})[1]["thread_id"] for _ in range(8)]
+        results: list[tuple[str, object]] = []
+        stop = threading.Event()
+
+        def worker(tid: str) -> None:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                text = f"{tid[:8]}-{n}"
+                try:
+                    status, body, headers = a.call("POST", f"/threads/{tid}/runs/wait", {
+                        "assistant_id": "slow", "input": {"text": text, "seconds": 0.5}}, timeout=30)
+                    results.append((text, (status, body, headers)))
+                except ConnectionRefusedError:
+                    results.append((text, "refused"))
+                    return
+                except (ConnectionResetError, TimeoutError) as exc:
+                    results.append((text, exc))
+                    return
+
+        clients = [threading.Thread(target=worker, args=(tid,)) for tid in threads]
+        for t in clients:
+            t.start()
+        time.sleep(2)
+        a.proc.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        assert http_status(f"{a.base}/ready") in (503, None)  # at once: refused or 503
+        stop.set()
+        for t in clients:
+            t.join(40)
+        assert not any(t.is_alive() for t in clients), "a request hung"
+        assert time.monotonic() - signalled < 40
+        answered = 0
+        for text, outcome in results:
+            assert not isinstance(outcome, Exception), (text, outcome)
+            if outcome == "refused":
+                continue
+            status, body, headers = outcome
+            if status == 503:
+                assert headers.get("retry-after") and headers.get("connection") == "close", headers
+                continue
+            assert status == 200 and body["log"][-1] == f"out:{text}", (text, outcome)
+            answered += 1
+        assert answered > 8
+        for tid in threads:  # every answered run is in its thread, once
+            counts = Counter(log_of(b, tid))
+            assert all(n == 1 for n in counts.values()), counts
+            for text, outcome in results:
+                if isinstance(outcome, tuple) and outcome[0] == 200 and text.startswith(tid[:8]):
+                    assert counts[f"out:{text}"] == 1
