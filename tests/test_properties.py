@@ -135,7 +135,8 @@ ONCE_FAILING = [
       for backend in ("kubernetes", "vault")),
     *({"name": "emoji", "description": text, "targets": EVERYWHERE, "secrets": "vault"}
       for text in ("Support bot 😀", "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ✓", "🦜🔗 agents", "汉字 and 🀄",
-                   "\U0001F600 \\u00e9 literally", "ends with an emoji 🚀", "👩‍💻 ZWJ sequence", "flags 🇫🇷🇯🇵")),
+                   "\U0001F600 \\u00e9 literally", "ends with an emoji 🚀",
+                   "👩‍💻 ZWJ sequence", "flags 🇫🇷🇯🇵")),
     *({"name": "slashes", "description": text, "targets": EVERYWHERE, "secrets": "aws-secrets-manager"}
       for text in ("C:\\path\\ and a trailing \\", "\\", "a \\\n b", "line\\\nnext")),
     {"name": "actions", "description": "${{ secrets.X }} next to {{ y }} and {% z %}",
