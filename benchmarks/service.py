@@ -1,11 +1,14 @@
-"""agentgen-runtime serving a generated project under load, against `langgraph dev` serving the same
-graph, in one run on loopback, with the same load generator (the generated repo's
+"""agentgen-runtime serving a generated project under load, beside its peers serving the same graph
+in the same run, on loopback, with the same load generator (the generated repo's
 scripts/load_test.py): 1 and 16 concurrent clients of `runs/wait` on the offline `fake` model.
 
-Prints throughput, p50/p95/p99, errors, checkpoint write/read p95 (from the service's own metrics)
-and idle RSS for both, with ratios, and checks that every finished run's state is in PostgreSQL.
+Peers: `langgraph dev` (in-memory), Aegra (`aegra-api` from PyPI, on the same PostgreSQL), and the
+raw limit (benchmarks/raw_limit.py: the same graph `ainvoke`d in-process with AsyncPostgresSaver,
+no HTTP, no run rows). Prints throughput, p50/p95/p99, errors, checkpoint write/read p95 (from the
+service's own metrics) and idle RSS, with ratios, and checks that every finished run's state is in
+PostgreSQL (every acknowledged run durable).
 
-Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1]
+Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1] [--no-aegra]
 (needs the test extras and PostgreSQL server binaries: ./scripts/setup.sh --test)
 """
 
@@ -103,6 +106,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
+    parser.add_argument("--no-aegra", dest="aegra", action="store_false",
+                        help="skip Aegra (it is installed from PyPI into a virtualenv of its own)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agentgen-svc-bench-"))
     project = work / "bench"
@@ -153,34 +158,44 @@ def main() -> None:
         time.sleep(2)
         results["langgraph dev"] = {"idle_rss_mb": round(rss_mb(proc.pid), 1),
                                     "c1": load(python, project, peer, c1_requests, 1),
-                                    "c16": load(python, project, peer, args.requests, 16),
-                                    "checkpoint_write_p95_ms": None, "checkpoint_read_p95_ms": None}
+                                    "c16": load(python, project, peer, args.requests, 16)}
 
-    print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability exit); "
-          "peer: langgraph dev (in-memory)\n")
-    header = f"{'':34}{'service':>14}{'langgraph dev':>16}{'ratio':>9}"
-    print(header)
+    with postgres_cluster() as pg:
+        url = pg.create_database("raw")
+        results["raw limit"] = {"idle_rss_mb": None}
+        for name, concurrency, count in (("c1", 1, c1_requests), ("c16", 16, args.requests)):
+            out = subprocess.run([python, str(ROOT / "benchmarks" / "raw_limit.py"), "--url", url,
+                                  "--requests", str(count), "--concurrency", str(concurrency)],
+                                 cwd=project, capture_output=True, text=True, check=True)
+            results["raw limit"][name] = json.loads(out.stdout)
+        if args.aegra:
+            results["aegra"] = aegra(project, work, pg.create_database("aegra"), python,
+                                     c1_requests, args.requests)
+
+    peers = [p for p in ("langgraph dev", "aegra", "raw limit") if p in results]
+    print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability exit, durable run "
+          f"engine); peers: {', '.join(peers)}\n")
+    print(f"{'':26}{'service':>10}" + "".join(f"{p:>16}" for p in peers))
     rows = [("throughput c16 (req/s)", "c16", "throughput_rps"), ("p50 c16 (ms)", "c16", "p50_ms"),
             ("p95 c16 (ms)", "c16", "p95_ms"), ("p99 c16 (ms)", "c16", "p99_ms"),
             ("errors c16", "c16", "errors"), ("throughput c1 (req/s)", "c1", "throughput_rps"),
             ("p50 c1 (ms)", "c1", "p50_ms"), ("p95 c1 (ms)", "c1", "p95_ms"),
             ("p99 c1 (ms)", "c1", "p99_ms"), ("errors c1", "c1", "errors")]
     for label, run, key in rows:
-        ours, theirs = results["service"][run][key], results["langgraph dev"][run][key]
-        ratio = f"{ours / theirs:.2f}x" if isinstance(theirs, (int, float)) and theirs else "-"
-        print(f"{label:34}{ours:>14}{theirs:>16}{ratio:>9}")
-    for label, key in [("idle RSS (MB)", "idle_rss_mb"),
-                       ("checkpoint write p95 c1/c16 (ms)", "checkpoint_write_p95_ms"),
-                       ("checkpoint read p95 c1/c16 (ms)", "checkpoint_read_p95_ms")]:
-        ours, theirs = results["service"][key], results["langgraph dev"][key]
-        ratio = f"{ours / theirs:.2f}x" if isinstance(ours, float) and theirs else "-"
-        print(f"{label:34}{ours!s:>14}{theirs!s:>16}{ratio:>9}")
+        print(f"{label:26}{results['service'][run][key]!s:>10}"
+              + "".join(f"{results[p][run][key]!s:>16}" for p in peers))
+    print(f"{'idle RSS (MB)':26}{results['service']['idle_rss_mb']!s:>10}"
+          + "".join(f"{results[p]['idle_rss_mb']!s:>16}" for p in peers))
+    for key in ("checkpoint_write_p95_ms", "checkpoint_read_p95_ms"):
+        print(f"service {key} c1 / c16: {results['service'][key]}")
+    ours = results["service"]["c16"]["throughput_rps"]
+    print("\nratios, service / peer (c16 throughput): " + ", ".join(
+        f"{p}: {ours / results[p]['c16']['throughput_rps']:.2f}x" for p in peers
+        if results[p]["c16"]["throughput_rps"]))
     c16 = results["service"]["c16"]
-    print(f"\ntargets: c16 throughput >= 2x peer: "
-          f"{c16['throughput_rps'] / results['langgraph dev']['c16']['throughput_rps']:.2f}x; "
+    print(f"targets: >= 2x langgraph dev, >= 3x aegra, >= 60% of the raw limit (above); "
           f"c1 p95 <= 10 ms: {results['service']['c1']['p95_ms']}; "
           f"c16 p99 <= 3x p50: {c16['p99_ms'] / c16['p50_ms']:.2f}x; "
-          f"checkpoint write p95 <= 5 ms (c1 / c16): {results['service']['checkpoint_write_p95_ms']}; "
           f"idle RSS <= 150 MB: {results['service']['idle_rss_mb']}; errors: "
           f"{c16['errors'] + results['service']['c1']['errors']}")
     print(f"durability: {ok_runs} finished runs on {threads} threads; read back from PostgreSQL after "
@@ -188,5 +203,23 @@ def main() -> None:
           f"2 per run)")
 
 
-if __name__ == "__main__":
-    main()
+def aegra(project: Path, work: Path, url: str, python: str, c1_requests: int, requests: int) -> dict:
+    """Aegra (`aegra-api` from PyPI) serving the project's langgraph.json on its own database of the
+    same cluster, in a virtualenv of its own (its dependencies are not the runtime's)."""
+    uv = Path(sys.executable).parent / "uv"
+    venv = work / "aegra-venv"
+    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                    "aegra-api", "-e", str(project)], check=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {"DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "AUTH_TYPE": "noop",
+           "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none"), "LANGSMITH_TRACING": "false",
+           "SQLALCHEMY_POOL_SIZE": "20", "LANGGRAPH_MAX_POOL_SIZE": "20"}
+    with process([str(venv / "bin" / "python"), "-m", "aegra_api.main"], cwd=project, env=env,
+                 what="aegra", ready=lambda: http_status(f"{base}/health") == 200,
+                 timeout=120) as proc:
+        time.sleep(2)
+        return {"idle_rss_mb": round(rss_mb(proc.pid), 1),
+                "c1": load(python, project, base, c1_requests, 1),
+                "c16": load(python, project, base, requests, 16)}

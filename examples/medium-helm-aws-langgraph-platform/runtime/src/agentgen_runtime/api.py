@@ -19,11 +19,12 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.responses import StreamingResponse
 from langgraph.types import Command
-from psycopg import sql
+from psycopg import OperationalError, sql
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
-from .engine import Engine, RunRejected, RunReleased
+from .engine import Engine, RunRejected, RunReleased, Transient
 from .graphs import Graph
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
@@ -370,6 +371,8 @@ class Service:
         except (asyncio.CancelledError, KeyboardInterrupt):
             RUN_DURATION.labels(graph_id, "interrupted").observe(time.perf_counter() - started)
             raise
+        except (OperationalError, PoolTimeout) as exc:  # the database, not the run: run it again
+            raise Transient(str(exc)) from exc
         except Exception as exc:  # noqa: BLE001 - the run's outcome, reported to its clients
             status, error = "error", f"{type(exc).__name__}: {exc}"
             emit("error", {"error": type(exc).__name__, "message": str(exc)})

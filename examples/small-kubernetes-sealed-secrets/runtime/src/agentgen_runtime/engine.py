@@ -33,6 +33,7 @@ import contextlib
 import logging
 import os
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -106,6 +107,11 @@ class RunRejected(Exception):
     """multitask_strategy=reject on a busy thread (answered 409)."""
 
 
+class Transient(Exception):
+    """The run failed because the database was unavailable: it goes back to the queue (its input
+    is kept) instead of ending as an error."""
+
+
 class RunReleased(Exception):
     """The run was handed back to the queue by this (shutting down) process: whoever waits for it
     here must reconnect elsewhere."""
@@ -123,6 +129,7 @@ class LocalRun:
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     cancel: str | None = None
     started: bool = False
+    finishing: bool = False  # its outcome is being recorded: too late to cancel
     done: bool = False
 
 
@@ -285,6 +292,7 @@ class Engine:
             if action == "release" or action == "lost":
                 await self._finish_events(run, flusher)
                 run.done = True
+                self.local.pop(run.run_id, None)
                 self._signal(run.run_id)
                 return
             status, error = "interrupted", None
@@ -296,9 +304,15 @@ class Engine:
                 except Exception:
                     log.exception("run %s: rollback failed; kept as interrupted", run.run_id)
                     error = "rollback failed; the run was interrupted instead"
+        except Transient as exc:
+            log.warning("run %s: database unavailable (%s); back to the queue", run.run_id, exc)
+            await self._finish_events(run, flusher)
+            await self._requeue(run)
+            return
         except Exception as exc:
             log.exception("run %s failed", run.run_id)
             status, error = "error", f"{type(exc).__name__}: {exc}"
+        run.finishing = True
         await self._finish_events(run, flusher)
         try:
             async with self.pool.connection() as conn:
@@ -314,6 +328,29 @@ class Engine:
                 await self._notify(conn, "q")
         except Exception:
             log.exception("run %s: could not record its outcome; it will be resumed", run.run_id)
+        finally:
+            run.done = True
+            self._signal(run.run_id)
+            self.local.pop(run.run_id, None)
+            self.wake.set()
+
+    async def _requeue(self, run: LocalRun) -> None:
+        """Hand a run back (pending, attempt counted) once the database answers; if it does not
+        within a lease, the lease lapses and the reaper does it."""
+        try:
+            deadline = time.monotonic() + self.lease
+            while time.monotonic() < deadline:
+                try:
+                    async with self.pool.connection() as conn:
+                        await conn.execute(
+                            "UPDATE agent_runs SET status = 'pending', worker = NULL, "
+                            "lease_until = NULL, updated_at = now() "
+                            "WHERE run_id = %s AND worker = %s AND status = 'running'",
+                            (run.run_id, self.worker))
+                        await self._notify(conn, "q")
+                    return
+                except Exception:  # noqa: BLE001 - still down
+                    await asyncio.sleep(0.5)
         finally:
             run.done = True
             self._signal(run.run_id)
@@ -476,7 +513,9 @@ class Engine:
         run = self.local.get(run_id)
         if run is not None and run.task is not None and not run.done and run.cancel is None:
             run.cancel = action
-            if run.started:  # a task cancelled before its first step could not handle it
+            # A task cancelled before its first step could not handle it; one recording its
+            # outcome has finished.
+            if run.started and not run.finishing:
                 run.task.cancel()
 
     # --- background loops -------------------------------------------------------------------
