@@ -103,6 +103,12 @@ def test_workloads_are_hardened_everywhere(render, tools):
                 assert {"requests", "limits"} <= set(container["resources"])
         deployment = next(d for d in manifest if d["kind"] == "Deployment")
         container = deployment["spec"]["template"]["spec"]["containers"][0]
+        # The pod's grace period covers preStop and the runtime's shutdown grace (runs finish or
+        # go back to the queue) with time to spare: Kubernetes never kills a draining pod.
+        grace = _runtime_default("shutdown_grace_seconds")
+        pre_stop = container["lifecycle"]["preStop"]["sleep"]["seconds"]
+        assert deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= (
+            pre_stop + grace + 5)
         assert container["readinessProbe"]["httpGet"]["path"] == "/ready"
         assert container["livenessProbe"]["httpGet"]["path"] == "/health"
         assert container["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
@@ -118,7 +124,13 @@ def test_workloads_are_hardened_everywhere(render, tools):
         rules = next(d for d in manifest if d["kind"] == "PrometheusRule")
         alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
         assert alerts == {"AgentHighErrorRate", "AgentHighLatencyP95", "AgentPodRestarting",
-                          "AgentDatabaseUnavailable"}
+                          "AgentDatabaseUnavailable", "AgentRunQueueBacklog", "AgentRunsAbandoned"}
+
+
+def _runtime_default(field: str) -> float:
+    from agentgen_runtime.settings import Settings
+
+    return Settings.model_fields[field].default
 
 
 def test_dev_runs_postgres_in_the_cluster_and_small_does_not(render, tools):

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import signal
+import threading
 from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -30,6 +31,8 @@ class Drain:
     def install(self, engine: Any, grace: float) -> None:
         """Chain our handler before the one installed now (uvicorn's) for SIGTERM and SIGINT."""
         self._engine, self._grace = engine, grace
+        if threading.current_thread() is not threading.main_thread():
+            return  # an embedded app (e.g. a TestClient's thread): its host owns the signals
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             previous = signal.getsignal(signum)
