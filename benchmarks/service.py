@@ -169,8 +169,11 @@ def main() -> None:
                                  cwd=project, capture_output=True, text=True, check=True)
             results["raw limit"][name] = json.loads(out.stdout)
         if args.aegra:
-            results["aegra"] = aegra(project, work, pg.create_database("aegra"), python,
-                                     c1_requests, args.requests)
+            try:
+                results["aegra"] = aegra(project, work, pg.create_database("aegra"), python,
+                                         c1_requests, args.requests)
+            except (RuntimeError, subprocess.CalledProcessError) as exc:  # a peer, not the subject
+                print(f"aegra could not be measured: {str(exc)[-600:]}", file=sys.stderr)
 
     peers = [p for p in ("langgraph dev", "aegra", "raw limit") if p in results]
     print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability exit, durable run "
@@ -210,7 +213,8 @@ def aegra(project: Path, work: Path, url: str, python: str, c1_requests: int, re
     venv = work / "aegra-venv"
     subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
     subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                    "aegra-api", "-e", str(project)], check=True)
+                    # greenlet: SQLAlchemy's asyncio needs it and aegra-api does not declare it
+                    "aegra-api", "greenlet", "-e", str(project)], check=True)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "AUTH_TYPE": "noop",
@@ -223,3 +227,7 @@ def aegra(project: Path, work: Path, url: str, python: str, c1_requests: int, re
         return {"idle_rss_mb": round(rss_mb(proc.pid), 1),
                 "c1": load(python, project, base, c1_requests, 1),
                 "c16": load(python, project, base, requests, 16)}
+
+
+if __name__ == "__main__":
+    main()

@@ -336,3 +336,46 @@ def test_postgres_restarted_under_load_loses_no_acknowledged_run():
                 assert final["status"] == "success", final
                 counts = Counter(log_of(b, tid))
                 assert counts[f"in:{text}"] == 1 and counts[f"out:{text}"] == 1, (text, counts)
+
+
+def test_cancel_reaches_the_process_running_the_run_and_the_runs_api(pair):
+    """runs.cancel through the other process (interrupt: kept; rollback: gone with its
+    checkpoints), cancel_many, runs.list/delete, stateless runs.create and create_batch."""
+    a, b = pair
+
+    async def scenario():
+        ca, cb = client(a), client(b)
+        tid = (await ca.threads.create())["thread_id"]
+        done = await ca.runs.wait(tid, "slow", input={"text": "kept", "seconds": 0})
+        assert done["log"] == ["in:kept", "out:kept"]
+        first = await ca.runs.create(tid, "slow", input={"text": "stopped", "seconds": 5})
+        queued = await ca.runs.create(tid, "slow", input={"text": "queued", "seconds": 5})
+        await asyncio.sleep(0.5)
+        await cb.runs.cancel(tid, first["run_id"], wait=True, action="interrupt")
+        stopped = await cb.runs.get(tid, first["run_id"])
+        await cb.runs.cancel(tid, queued["run_id"], wait=True, action="rollback")
+        rolled = [r["run_id"] for r in await cb.runs.list(tid)]
+        third = await ca.runs.create(tid, "slow", input={"text": "many", "seconds": 5})
+        await asyncio.sleep(0.5)
+        await cb.runs.cancel_many(thread_id=tid, action="rollback")
+        for _ in range(100):  # the process running it removes it
+            after_many = [r["run_id"] for r in await cb.runs.list(tid)]
+            if third["run_id"] not in after_many:
+                break
+            await asyncio.sleep(0.1)
+        await cb.runs.delete(tid, first["run_id"])
+        after_delete = [r["run_id"] for r in await cb.runs.list(tid)]
+        stateless = await ca.runs.create(None, "slow", input={"text": "bg", "seconds": 0})
+        batch = await cb.runs.create_batch([{"assistant_id": "slow", "input": {"text": f"x{i}"}}
+                                            for i in range(3)])
+        return tid, first, stopped, queued, rolled, third, after_many, after_delete, stateless, batch
+
+    (tid, first, stopped, queued, rolled, third, after_many, after_delete, stateless,
+     batch) = asyncio.run(scenario())
+    assert stopped["status"] == "interrupted"
+    assert queued["run_id"] not in rolled and third["run_id"] not in after_many
+    assert first["run_id"] in after_many and first["run_id"] not in after_delete
+    # interrupt keeps what the stopped run saved (its first step); rollback leaves nothing
+    assert log_of(a, tid) in (["in:kept", "out:kept"], ["in:kept", "out:kept", "in:stopped"])
+    assert stateless["thread_id"] is None and len(batch) == 3
+    assert all(r["status"] in ("pending", "running", "success") for r in batch)
