@@ -226,9 +226,12 @@ class Engine:
                 if active and strategy in ("interrupt", "rollback"):
                     cancelled = await self._cancel_rows(conn, [r["run_id"] for r in active], strategy)
             row = await (await conn.execute(
+                # clock_timestamp(), not now() (the transaction's start): taken after the thread's
+                # lock, so created_at orders a thread's runs as the engine takes them.
                 "INSERT INTO agent_runs (run_id, thread_id, assistant_id, graph_id, status, metadata, "
-                "kwargs, multitask_strategy, record_events) "
-                "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s) RETURNING *",
+                "kwargs, multitask_strategy, record_events, created_at, updated_at) "
+                "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, clock_timestamp(), "
+                "clock_timestamp()) RETURNING *",
                 (run_id, thread_id, assistant_id, graph_id, Jsonb(metadata), Jsonb(kwargs), strategy,
                  record_events))).fetchone()
             for other in cancelled:
