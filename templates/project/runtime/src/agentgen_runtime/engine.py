@@ -128,6 +128,7 @@ class LocalRun:
     unflushed: list[tuple[int, str, Any]] = field(default_factory=list)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
     cancel: str | None = None
+    cancel_at: float | None = None
     started: bool = False
     finishing: bool = False  # its outcome is being recorded: too late to cancel
     done: bool = False
@@ -322,8 +323,9 @@ class Engine:
                 done = await (await conn.execute(
                     "UPDATE agent_runs SET status = %s, output = %s, error = %s, worker = NULL, "
                     "lease_until = NULL, cancel = NULL, updated_at = now() "
-                    "WHERE run_id = %s AND worker = %s AND status = 'running' RETURNING run_id",
-                    (status, Jsonb(output), error, run.run_id, self.worker))).fetchone()
+                    "WHERE run_id = %s AND worker = %s AND attempt = %s AND status = 'running' "
+                    "RETURNING run_id",
+                    (status, Jsonb(output), error, run.run_id, self.worker, row["attempt"]))).fetchone()
                 if done is None:
                     log.warning("run %s: lease lost before it finished; its outcome is discarded",
                                 run.run_id)
@@ -515,7 +517,7 @@ class Engine:
     def _cancel_local(self, run_id: str, action: str) -> None:
         run = self.local.get(run_id)
         if run is not None and run.task is not None and not run.done and run.cancel is None:
-            run.cancel = action
+            run.cancel, run.cancel_at = action, time.monotonic()
             # A task cancelled before its first step could not handle it; one recording its
             # outcome has finished.
             if run.started and not run.finishing:
@@ -588,6 +590,7 @@ class Engine:
         here (its outcome would be discarded anyway); cancel requests missed by LISTEN land here."""
         while True:
             await asyncio.sleep(self.lease / 3)
+            self._give_up_wedged()
             ids = [r.run_id for r in self.local.values() if not r.done]
             if not ids:
                 continue
@@ -607,6 +610,18 @@ class Engine:
                     self._cancel_local(run_id, "lost")
                 elif held[run_id]:
                     self._cancel_local(run_id, held[run_id])
+
+    def _give_up_wedged(self) -> None:
+        """A run whose task has not ended long after it was cancelled stops being renewed here: its
+        lease lapses and the reaper hands it on (its late outcome is fenced by attempt)."""
+        limit = max(10.0, 2 * self.lease)
+        for run in list(self.local.values()):
+            if run.cancel_at is not None and not run.done and time.monotonic() - run.cancel_at > limit:
+                log.error("run %s: still running %.0f s after it was cancelled; handing it on",
+                          run.run_id, limit)
+                run.done = True
+                self.local.pop(run.run_id, None)
+                self._signal(run.run_id)
 
     async def _reap(self) -> None:
         """Runs whose lease lapsed go back to pending (attempt counted), or to error after
