@@ -126,7 +126,6 @@ class LocalRun:
     task: asyncio.Task[Any] | None = None
     events: list[tuple[int, str, Any]] = field(default_factory=list)
     unflushed: list[tuple[int, str, Any]] = field(default_factory=list)
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
     cancel: str | None = None
     cancel_at: float | None = None
     started: bool = False
@@ -274,9 +273,14 @@ class Engine:
         """A run's task ended: if it could not record its outcome, its lease lapses and another
         worker resumes it (this process stops renewing it)."""
         if not run.done:
-            run.done = True
-            self.local.pop(run.run_id, None)
-            self._signal(run.run_id)
+            self._over(run)
+
+    def _over(self, run: LocalRun) -> None:
+        """The run is over in this process: no longer renewed, its readers and the claimer woken."""
+        run.done = True
+        self.local.pop(run.run_id, None)
+        self._signal(run.run_id)
+        self.wake.set()
 
     async def _execute(self, run: LocalRun, row: dict[str, Any]) -> None:
         status: str
@@ -295,9 +299,7 @@ class Engine:
             action = run.cancel or "interrupt"
             if action == "release" or action == "lost":
                 await self._finish_events(run, flusher)
-                run.done = True
-                self.local.pop(run.run_id, None)
-                self._signal(run.run_id)
+                self._over(run)
                 return
             status, error = "interrupted", None
             if action == "rollback":
@@ -334,10 +336,7 @@ class Engine:
         except Exception:
             log.exception("run %s: could not record its outcome; it will be resumed", run.run_id)
         finally:
-            run.done = True
-            self._signal(run.run_id)
-            self.local.pop(run.run_id, None)
-            self.wake.set()
+            self._over(run)
 
     async def _requeue(self, run: LocalRun) -> None:
         """Hand a run back (pending, attempt counted) once the database answers; if it does not
@@ -357,10 +356,7 @@ class Engine:
                 except Exception:  # noqa: BLE001 - still down
                     await asyncio.sleep(0.5)
         finally:
-            run.done = True
-            self._signal(run.run_id)
-            self.local.pop(run.run_id, None)
-            self.wake.set()
+            self._over(run)
 
     async def _rolled_back(self, run: LocalRun, row: dict[str, Any]) -> None:
         await self.rollback(row)
@@ -369,10 +365,7 @@ class Engine:
                                (run.run_id, self.worker))
             await self._notify(conn, f"d:{run.run_id}")
             await self._notify(conn, "q")
-        run.done = True
-        self._signal(run.run_id)
-        self.local.pop(run.run_id, None)
-        self.wake.set()
+        self._over(run)
 
     # --- events -----------------------------------------------------------------------------
     def _emit(self, run: LocalRun, event: str, data: Any) -> None:
@@ -452,9 +445,6 @@ class Engine:
         signal = self.signals.get(run_id)
         if signal is not None:
             signal.set()
-        run = self.local.get(run_id)
-        if run is not None:
-            run.changed.set()
 
     # --- waiting, reading -------------------------------------------------------------------
     async def get(self, run_id: str) -> dict[str, Any] | None:
@@ -619,9 +609,7 @@ class Engine:
             if run.cancel_at is not None and not run.done and time.monotonic() - run.cancel_at > limit:
                 log.error("run %s: still running %.0f s after it was cancelled; handing it on",
                           run.run_id, limit)
-                run.done = True
-                self.local.pop(run.run_id, None)
-                self._signal(run.run_id)
+                self._over(run)
 
     async def _reap(self) -> None:
         """Runs whose lease lapsed go back to pending (attempt counted), or to error after
