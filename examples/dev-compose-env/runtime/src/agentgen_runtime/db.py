@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import select
+import time
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -55,10 +58,30 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         max_size=settings.db_pool_size + settings.db_pool_overflow,
         open=False,
         timeout=settings.db_connect_timeout,
-        check=AsyncConnectionPool.check_connection,
+        check=check_connection,
         kwargs=CONNECTION_KWARGS,
         name="agent",
     )
+
+
+# A connection idle for longer than this is checked with a round trip before it is used.
+CHECK_IDLE_SECONDS = 10.0
+
+
+async def check_connection(conn: AsyncConnection) -> None:
+    """The pool's check before a connection is handed out, without a round trip in the common case:
+    a server that restarted or closed the connection leaves its socket readable (an idle pooled
+    connection receives nothing otherwise); such a connection, and one idle for more than
+    CHECK_IDLE_SECONDS (a silently cut network path), gets the full check (an empty query). A
+    connection that fails it is replaced by the pool: a restarted database costs no failed request."""
+    now = time.monotonic()
+    last = _last_checked.get(conn, 0.0)
+    _last_checked[conn] = now
+    if now - last > CHECK_IDLE_SECONDS or select.select([conn.fileno()], [], [], 0)[0]:
+        await AsyncConnectionPool.check_connection(conn)
+
+
+_last_checked: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
 
 
 # What langgraph-checkpoint-postgres requires of its connections.
@@ -122,10 +145,13 @@ async def _setup_locked(conn: AsyncConnection) -> None:
     try:
         await AsyncPostgresSaver(conn).setup()
         await AsyncPostgresStore(conn).setup()
+        from .engine import FUNCTIONS
         from .engine import SCHEMA as ENGINE_SCHEMA
 
         for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA).split(";") if s.strip()):
             await conn.execute(statement)
+        for function in FUNCTIONS:
+            await conn.execute(function)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
 
@@ -172,8 +198,6 @@ async def sweep_checkpoints(pool: AsyncConnectionPool, minutes: float) -> int:
 
 def measured_saver(pool: AsyncConnectionPool):
     """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus)."""
-    import time
-
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     from .observability import CHECKPOINTER_LATENCY, CHECKPOINTER_OPS

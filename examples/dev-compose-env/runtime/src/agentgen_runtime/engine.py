@@ -35,11 +35,12 @@ import os
 import socket
 import time
 import uuid
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from psycopg import AsyncConnection, errors, sql
+from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
 from .observability import (
@@ -56,6 +57,7 @@ CHANNEL = "agent_runs"
 ACTIVE = ("pending", "running")
 TERMINAL = ("success", "error", "timeout", "interrupted")
 STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
+RECENT_RUNS = 1024  # runs that ended in this process kept for their late waiters
 
 # Idempotent migrations of the runs table (0.2 had run_id, thread_id, assistant_id, status,
 # metadata, error, created_at, updated_at).
@@ -86,21 +88,108 @@ CREATE TABLE IF NOT EXISTS agent_run_events (
 """
 
 # A pending run is claimable when its thread has no running run and no older pending one.
-_CLAIM = sql.SQL("""
+_CLAIM = """
 UPDATE agent_runs r SET status = 'running', worker = %(worker)s, attempt = r.attempt + 1,
     lease_until = now() + make_interval(secs => %(lease)s), started_at = now(), updated_at = now()
 WHERE r.run_id IN (
     SELECT c.run_id FROM agent_runs c
-    WHERE c.status = 'pending' {only}
+    WHERE c.status = 'pending'
       AND NOT EXISTS (SELECT 1 FROM agent_runs o
                       WHERE o.thread_id = c.thread_id AND o.status = 'running')
       AND NOT EXISTS (SELECT 1 FROM agent_runs o
                       WHERE o.thread_id = c.thread_id AND o.status = 'pending' AND o.seq < c.seq)
     ORDER BY c.seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 RETURNING r.*, extract(epoch FROM now() - r.created_at) AS waited
-""")
-_CLAIM_ANY = _CLAIM.format(only=sql.SQL(""))
-_CLAIM_ONE = _CLAIM.format(only=sql.SQL("AND c.run_id = %(only)s"))
+"""
+
+# Creating a run is one call (one round trip): the thread's row is locked, the strategy applied to
+# its active runs (each statement of a PL/pgSQL function sees what committed before it, so the runs
+# a concurrent creator inserted before it released the lock are seen), the run inserted: `running`,
+# claimed by the caller (attempt 1, its lease), when nothing is ahead of it on its thread and the
+# caller passed its worker (it has room), `pending` otherwise. created_at is clock_timestamp(), taken
+# after the lock (not the transaction's start): it orders a thread's runs as the engine takes them.
+# Notifies `c:<id>` for each cancelled running run, `d:<id>` for each cancelled pending one and
+# `q:<worker>` when the run is pending. SQLSTATE AGR01: rejected (multitask_strategy=reject).
+FUNCTIONS = ["""
+CREATE OR REPLACE FUNCTION agent_run_cancel(p_ids text[], p_action text)
+RETURNS SETOF text LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_pending text[];
+    v_running text[];
+BEGIN
+    SELECT coalesce(array_agg(run_id) FILTER (WHERE status = 'pending'), '{}'),
+           coalesce(array_agg(run_id) FILTER (WHERE status = 'running'), '{}')
+      INTO v_pending, v_running
+      FROM (SELECT run_id, status FROM agent_runs
+            WHERE run_id = ANY(p_ids) AND status IN ('pending', 'running') FOR UPDATE) active;
+    IF p_action = 'rollback' THEN
+        DELETE FROM agent_runs WHERE run_id = ANY(v_pending);
+    ELSE
+        UPDATE agent_runs SET status = 'interrupted', updated_at = now()
+        WHERE run_id = ANY(v_pending);
+    END IF;
+    UPDATE agent_runs SET cancel = p_action WHERE run_id = ANY(v_running);
+    PERFORM pg_notify('agent_runs', 'd:' || id) FROM unnest(v_pending) id;
+    PERFORM pg_notify('agent_runs', 'c:' || id) FROM unnest(v_running) id;
+    RETURN QUERY SELECT unnest(v_pending || v_running);
+END
+$fn$
+""", """
+CREATE OR REPLACE FUNCTION agent_run_create(
+    p_run_id text, p_thread_id text, p_assistant_id text, p_graph_id text, p_metadata jsonb,
+    p_kwargs jsonb, p_strategy text, p_record_events boolean, p_worker text, p_caller text,
+    p_lease double precision)
+RETURNS SETOF agent_runs LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_active text[] := '{}';
+    v_claim boolean;
+BEGIN
+    IF p_thread_id IS NOT NULL THEN
+        PERFORM 1 FROM agent_threads WHERE thread_id = p_thread_id FOR UPDATE;
+        SELECT coalesce(array_agg(run_id), '{}') INTO v_active FROM agent_runs
+        WHERE thread_id = p_thread_id AND status IN ('pending', 'running');
+        IF cardinality(v_active) > 0 AND p_strategy = 'reject' THEN
+            RAISE EXCEPTION 'thread % already has a run in progress (multitask_strategy=reject)',
+                p_thread_id USING ERRCODE = 'AGR01';
+        ELSIF cardinality(v_active) > 0 AND p_strategy IN ('interrupt', 'rollback') THEN
+            PERFORM agent_run_cancel(v_active, p_strategy);
+        END IF;
+    END IF;
+    v_claim := p_worker IS NOT NULL AND cardinality(v_active) = 0;
+    IF NOT v_claim THEN
+        PERFORM pg_notify('agent_runs', 'q:' || p_caller);
+    END IF;
+    RETURN QUERY INSERT INTO agent_runs (
+        run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy,
+        record_events, created_at, updated_at, worker, attempt, lease_until, started_at)
+    VALUES (p_run_id, p_thread_id, p_assistant_id, p_graph_id,
+        CASE WHEN v_claim THEN 'running' ELSE 'pending' END, p_metadata, p_kwargs, p_strategy,
+        p_record_events, clock_timestamp(), clock_timestamp(),
+        CASE WHEN v_claim THEN p_worker END, CASE WHEN v_claim THEN 1 ELSE 0 END,
+        CASE WHEN v_claim THEN now() + make_interval(secs => p_lease) END,
+        CASE WHEN v_claim THEN clock_timestamp() END)
+    RETURNING *;
+END
+$fn$
+"""]
+_CREATE = ("SELECT * FROM agent_run_create(%(run_id)s, %(thread_id)s, %(assistant_id)s, "
+           "%(graph_id)s, %(metadata)s, %(kwargs)s, %(strategy)s, %(record_events)s, %(worker)s, "
+           "%(caller)s, %(lease)s)")
+
+# A run's outcome, fenced by the worker and attempt holding it; wakes its remote readers, and the
+# workers when a run of the same thread waits for this one.
+_FINISH = """
+WITH done AS (
+    UPDATE agent_runs SET status = %(status)s, output = %(output)s, error = %(error)s, worker = NULL,
+        lease_until = NULL, cancel = NULL, updated_at = now()
+    WHERE run_id = %(run_id)s AND worker = %(worker)s AND attempt = %(attempt)s
+      AND status = 'running'
+    RETURNING *)
+SELECT done.*, pg_notify(%(channel)s, 'd:' || done.run_id)::text AS notified,
+    (SELECT pg_notify(%(channel)s, 'q')::text FROM agent_runs p
+     WHERE p.thread_id = done.thread_id AND p.status = 'pending' LIMIT 1) AS woken
+FROM done
+"""
 
 
 class RunRejected(Exception):
@@ -131,6 +220,8 @@ class LocalRun:
     started: bool = False
     finishing: bool = False  # its outcome is being recorded: too late to cancel
     done: bool = False
+    final: dict[str, Any] | None = None  # its row as this process recorded its outcome
+    final_known: bool = False  # final is set (None: the run was rolled back, its row deleted)
 
 
 Executor = Callable[[dict[str, Any], Callable[[str, Any], None]], Awaitable[tuple[str, Any, str | None]]]
@@ -152,6 +243,11 @@ class Engine:
         self._listening = False
         self._check_cancel: set[str] = set()
         self.released: set[str] = set()  # runs this draining process handed back
+        self._reserved = 0  # runs being inserted as this process' own (create)
+        # Whether a pending run may be claimable: a finished run wakes the claimer only then.
+        self._pending_hint = True
+        # Runs that ended here lately, for waiters that come after the end (no read needed).
+        self._recent: OrderedDict[str, LocalRun] = OrderedDict()
 
     @property
     def lease(self) -> float:
@@ -159,7 +255,8 @@ class Engine:
 
     @property
     def free(self) -> int:
-        return self.settings.max_concurrent_runs - sum(1 for r in self.local.values() if not r.done)
+        return (self.settings.max_concurrent_runs - self._reserved
+                - sum(1 for r in self.local.values() if not r.done))
 
     # --- lifecycle --------------------------------------------------------------------------
     def start(self) -> None:
@@ -206,56 +303,59 @@ class Engine:
             with contextlib.suppress(BaseException):
                 await task
 
-    # --- creating runs ----------------------------------------------------------------------
+    # --- creating runs ---------------------------------------------------------------------
     async def create(self, *, run_id: str, thread_id: str | None, assistant_id: str, graph_id: str,
                      kwargs: dict[str, Any], metadata: dict[str, Any], strategy: str,
                      record_events: bool) -> dict[str, Any]:
-        """Insert the run (applying the strategy on its thread), then claim it here if this process
-        has capacity. Raises RunRejected."""
-        cancelled: list[str] = []
-        async with self.pool.connection() as conn, conn.transaction():
-            if thread_id is not None:
-                await conn.execute("SELECT 1 FROM agent_threads WHERE thread_id = %s FOR UPDATE",
-                                   (thread_id,))
-                active = await (await conn.execute(
-                    "SELECT run_id, status FROM agent_runs WHERE thread_id = %s "
-                    "AND status IN ('pending', 'running') ORDER BY seq", (thread_id,))).fetchall()
-                if active and strategy == "reject":
-                    raise RunRejected(f"thread {thread_id} already has a run in progress "
-                                      f"(multitask_strategy=reject)")
-                if active and strategy in ("interrupt", "rollback"):
-                    cancelled = await self._cancel_rows(conn, [r["run_id"] for r in active], strategy)
-            row = await (await conn.execute(
-                # clock_timestamp(), not now() (the transaction's start): taken after the thread's
-                # lock, so created_at orders a thread's runs as the engine takes them.
-                "INSERT INTO agent_runs (run_id, thread_id, assistant_id, graph_id, status, metadata, "
-                "kwargs, multitask_strategy, record_events, created_at, updated_at) "
-                "VALUES (%s, %s, %s, %s, 'pending', %s, %s, %s, %s, clock_timestamp(), "
-                "clock_timestamp()) RETURNING *",
-                (run_id, thread_id, assistant_id, graph_id, Jsonb(metadata), Jsonb(kwargs), strategy,
-                 record_events))).fetchone()
-            for other in cancelled:
-                await self._notify(conn, f"c:{other}")
-            await self._notify(conn, "q")
-        if self.free > 0 and not self.draining:
-            claimed = await self._claim(only=run_id)
-            if claimed:
-                return claimed[0]
+        """Insert the run (applying the strategy on its thread). When nothing is ahead of it on its
+        thread and this process has room, it is inserted already claimed by this process and starts
+        at once (no queue hop, nobody woken); otherwise it is pending and the workers are woken.
+        Raises RunRejected."""
+        here = self._reserve()
+        try:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(_CREATE, {
+                    "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
+                    "graph_id": graph_id, "metadata": Jsonb(metadata), "kwargs": Jsonb(kwargs),
+                    "strategy": strategy, "record_events": record_events,
+                    "worker": self.worker if here else None, "caller": self.worker,
+                    "lease": self.lease})).fetchone()
+        except errors.DatabaseError as exc:
+            if exc.sqlstate == "AGR01":
+                raise RunRejected(exc.diag.message_primary) from None
+            raise
+        finally:
+            if here:
+                self._reserved -= 1
+        if row["status"] == "running":
+            QUEUE_WAIT.observe(0.0)
+            self._spawn(row)
+        else:  # its thread is busy or this process full: claimed when a run ends, here or elsewhere
+            self._pending_hint = True
+            if self.free > 0 and not self.draining:
+                self.wake.set()
         return row
 
+    def _reserve(self) -> bool:
+        """Hold a place for a run this process is about to insert as its own."""
+        if self.draining or self.free <= 0:
+            return False
+        self._reserved += 1
+        return True
+
     # --- claiming and running ---------------------------------------------------------------
-    async def _claim(self, only: str | None = None) -> list[dict[str, Any]]:
+    async def _claim(self) -> list[dict[str, Any]]:
         limit = max(0, self.free)
         if limit == 0 or self.draining:
             return []
-        query = _CLAIM_ONE if only is not None else _CLAIM_ANY
         try:
             async with self.pool.connection() as conn:
-                rows = await (await conn.execute(query, {
-                    "worker": self.worker, "lease": self.lease, "limit": limit, "only": only,
-                })).fetchall()
+                rows = await (await conn.execute(_CLAIM, {
+                    "worker": self.worker, "lease": self.lease, "limit": limit})).fetchall()
         except errors.UniqueViolation:
             return []  # another process claimed a run of the same thread first
+        if len(rows) < limit:
+            self._pending_hint = False  # nothing else claimable now; a notification says when
         for row in rows:
             QUEUE_WAIT.observe(float(row.pop("waited") or 0))
             if row["attempt"] > 1:
@@ -279,8 +379,12 @@ class Engine:
         """The run is over in this process: no longer renewed, its readers and the claimer woken."""
         run.done = True
         self.local.pop(run.run_id, None)
+        self._recent[run.run_id] = run
+        while len(self._recent) > RECENT_RUNS:
+            self._recent.popitem(last=False)
         self._signal(run.run_id)
-        self.wake.set()
+        if self._pending_hint:
+            self.wake.set()
 
     async def _execute(self, run: LocalRun, row: dict[str, Any]) -> None:
         status: str
@@ -322,17 +426,16 @@ class Engine:
         await self._finish_events(run, flusher)
         try:
             async with self.pool.connection() as conn:
-                done = await (await conn.execute(
-                    "UPDATE agent_runs SET status = %s, output = %s, error = %s, worker = NULL, "
-                    "lease_until = NULL, cancel = NULL, updated_at = now() "
-                    "WHERE run_id = %s AND worker = %s AND attempt = %s AND status = 'running' "
-                    "RETURNING run_id",
-                    (status, Jsonb(output), error, run.run_id, self.worker, row["attempt"]))).fetchone()
-                if done is None:
-                    log.warning("run %s: lease lost before it finished; its outcome is discarded",
-                                run.run_id)
-                await self._notify(conn, f"d:{run.run_id}")
-                await self._notify(conn, "q")
+                done = await (await conn.execute(_FINISH, {
+                    "status": status, "output": Jsonb(output), "error": error, "run_id": run.run_id,
+                    "worker": self.worker, "attempt": row["attempt"], "channel": CHANNEL,
+                })).fetchone()
+            if done is None:
+                log.warning("run %s: lease lost before it finished; its outcome is discarded",
+                            run.run_id)
+            else:
+                del done["notified"], done["woken"]
+                run.final, run.final_known = done, True
         except Exception:
             log.exception("run %s: could not record its outcome; it will be resumed", run.run_id)
         finally:
@@ -365,6 +468,7 @@ class Engine:
                                (run.run_id, self.worker))
             await self._notify(conn, f"d:{run.run_id}")
             await self._notify(conn, "q")
+        run.final_known = True
         self._over(run)
 
     # --- events -----------------------------------------------------------------------------
@@ -459,11 +563,13 @@ class Engine:
         try:
             while True:
                 signal.clear()
-                run = self.local.get(run_id)
+                run = self.local.get(run_id) or self._recent.get(run_id)
                 if run is not None and not run.done and run.task is not None:
                     await asyncio.wait({run.task})
                 if run_id in self.released:
                     raise RunReleased(run_id)
+                if run is not None and run.final_known:  # it ended here: no need to read it
+                    return run.final
                 row = await self.get(run_id)
                 if row is None or row["status"] not in ACTIVE:
                     return row
@@ -477,32 +583,13 @@ class Engine:
     async def cancel(self, run_ids: list[str], action: str) -> list[str]:
         """Cancel pending and running runs (interrupt: kept as `interrupted`; rollback: deleted
         with their checkpoints). Returns the ids that were active."""
-        async with self.pool.connection() as conn, conn.transaction():
-            cancelled = await self._cancel_rows(conn, run_ids, action)
-            for run_id in cancelled:
-                await self._notify(conn, f"c:{run_id}")
+        async with self.pool.connection() as conn:
+            rows = await (await conn.execute("SELECT agent_run_cancel(%s, %s) AS run_id",
+                                             (run_ids, action))).fetchall()
+        cancelled = [r["run_id"] for r in rows]
         for run_id in cancelled:
             self._cancel_local(run_id, action)
         return cancelled
-
-    async def _cancel_rows(self, conn: AsyncConnection, run_ids: list[str], action: str) -> list[str]:
-        rows = await (await conn.execute(
-            "SELECT run_id, status FROM agent_runs WHERE run_id = ANY(%s) "
-            "AND status IN ('pending', 'running') FOR UPDATE", (run_ids,))).fetchall()
-        pending = [r["run_id"] for r in rows if r["status"] == "pending"]
-        running = [r["run_id"] for r in rows if r["status"] == "running"]
-        if pending:
-            if action == "rollback":
-                await conn.execute("DELETE FROM agent_runs WHERE run_id = ANY(%s)", (pending,))
-            else:
-                await conn.execute("UPDATE agent_runs SET status = 'interrupted', updated_at = now() "
-                                   "WHERE run_id = ANY(%s)", (pending,))
-            for run_id in pending:
-                await self._notify(conn, f"d:{run_id}")
-        if running:
-            await conn.execute("UPDATE agent_runs SET cancel = %s WHERE run_id = ANY(%s)",
-                               (action, running))
-        return pending + running
 
     def _cancel_local(self, run_id: str, action: str) -> None:
         run = self.local.get(run_id)
@@ -540,7 +627,9 @@ class Engine:
     def _on_notify(self, payload: str) -> None:
         kind, _, run_id = payload.partition(":")
         if kind == "q":
-            self.wake.set()
+            if run_id != self.worker:  # a run this process queued itself: it knows already
+                self._pending_hint = True
+                self.wake.set()
         elif kind in ("d", "e"):
             self._signal(run_id)
         elif kind == "c":
