@@ -72,6 +72,31 @@ def test_postgres_stopped_under_load_answers_503_then_recovers(tmp_path):
     assert sum(1 for r in results if r[2] == 200 and r[0] < down_at) > 0
 
 
+def test_connections_closed_by_the_server_cost_no_failed_request(database):
+    """The pool checks a connection before use without a round trip unless its socket turned
+    readable: connections the server terminated (a restart, a failover, an idle timeout) are
+    replaced, and no request fails for them."""
+    with runtime_server(database, DB_POOL_SIZE="4", RATE_LIMIT_PER_MINUTE="100000") as server:
+        wait_until(lambda: http_status(f"{server.base}/ready") == 200, 20, "ready")
+        thread_id = server.call("POST", "/threads", {})[1]["thread_id"]
+        for _ in range(3):
+            for _ in range(4):
+                assert server.call("POST", f"/threads/{thread_id}/runs/wait", RUN)[0] == 200
+            with psycopg.connect(database, autocommit=True) as conn:
+                killed = conn.execute(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND backend_type = 'client backend'").fetchone()[0]
+            assert killed >= 2  # the pool's connections and the LISTEN one
+            time.sleep(0.2)
+            answers = [server.call("POST", f"/threads/{thread_id}/runs/wait", RUN)[0]
+                       for _ in range(6)]
+            answers.append(server.call("GET", f"/threads/{thread_id}")[0])
+            assert answers == [200] * 7
+        state = server.call("GET", f"/threads/{thread_id}/state")[1]["values"]
+        assert len(state["answers"]) == 3 * (4 + 6)  # every answered run kept, once
+
+
 def test_redis_stopped_the_api_keeps_serving(database):
     with redis_server() as (redis_url, redis_proc), runtime_server(
             database, REDIS_ENABLED="true", REDIS_URL=redis_url, RATE_LIMIT_PER_MINUTE="1000") as server:

@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import psycopg
 from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
@@ -18,10 +19,20 @@ from .settings import Settings
 
 
 class GuardedPool(AsyncConnectionPool):
-    """A pool that fails fast during an outage. Once a connection could not be had within the
-    timeout, further requests fail at once (PoolTimeout: answered 503) while one request at a time
-    probes with the full timeout; the first success ends the outage. Without this every step of every
-    request would wait the whole timeout again, and requests would queue for many timeouts."""
+    """A pool that fails fast during an outage, and replaces the connections a server closed
+    without failing a request.
+
+    - Once a connection could not be had within the timeout, further requests fail at once
+      (PoolTimeout: answered 503) while one request at a time probes with the full timeout; the
+      first success ends the outage. Without this every step of every request would wait the whole
+      timeout again, and requests would queue for many timeouts.
+    - A connection is checked before use without a round trip in the common case: a server that
+      restarted or terminated the connection leaves its socket readable (an idle pooled connection
+      receives nothing otherwise); such a connection, and one idle for more than
+      CHECK_IDLE_SECONDS (a silently cut network path), gets an empty query. When one fails, every
+      idle connection is checked at once and the broken ones replaced, and the request takes the
+      next good one (psycopg_pool's own check would back off a second or more per broken
+      connection: a restart cost requests a 503)."""
 
     _outage = False
     _probing = False
@@ -36,52 +47,52 @@ class GuardedPool(AsyncConnectionPool):
                 raise PoolTimeout("postgres is unavailable (an earlier attempt timed out)")
             self._probing = True
             try:
-                conn = await super().getconn(timeout)
+                conn = await self._checked(timeout)
             finally:
                 self._probing = False
             self._outage = False
             return conn
         try:
-            return await super().getconn(timeout)
+            return await self._checked(timeout)
         except PoolTimeout:
             self._outage = True
             raise
 
+    async def _checked(self, within: float | None) -> AsyncConnection:
+        deadline = time.monotonic() + (self.timeout if within is None else within)
+        while True:
+            conn = await super().getconn(max(0.0, deadline - time.monotonic()))
+            now = time.monotonic()
+            last = _handed_out.get(conn, 0.0)
+            _handed_out[conn] = now
+            if now - last <= CHECK_IDLE_SECONDS and not select.select([conn.fileno()], [], [], 0)[0]:
+                return conn
+            try:
+                await conn.execute("")
+                return conn
+            except psycopg.Error:
+                await self.putconn(conn)  # broken: the pool closes and replaces it
+                await self.check()  # the others the server closed too
+
+
+# A pooled connection idle for longer than this is checked with a round trip before it is used.
+CHECK_IDLE_SECONDS = 10.0
+_handed_out: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
+
 
 def create_pool(settings: Settings) -> AsyncConnectionPool:
     """A closed pool: `await pool.open()` it. `db_pool_size` connections are kept, and up to
-    `db_pool_overflow` more are opened under load. Connections are checked before use, so a
-    restarted database costs no failed request."""
+    `db_pool_overflow` more are opened under load. Connections are checked before use (see
+    GuardedPool), so a restarted database costs no failed request."""
     return GuardedPool(
         settings.database_conninfo(),
         min_size=settings.db_pool_size,
         max_size=settings.db_pool_size + settings.db_pool_overflow,
         open=False,
         timeout=settings.db_connect_timeout,
-        check=check_connection,
         kwargs=CONNECTION_KWARGS,
         name="agent",
     )
-
-
-# A connection idle for longer than this is checked with a round trip before it is used.
-CHECK_IDLE_SECONDS = 10.0
-
-
-async def check_connection(conn: AsyncConnection) -> None:
-    """The pool's check before a connection is handed out, without a round trip in the common case:
-    a server that restarted or closed the connection leaves its socket readable (an idle pooled
-    connection receives nothing otherwise); such a connection, and one idle for more than
-    CHECK_IDLE_SECONDS (a silently cut network path), gets the full check (an empty query). A
-    connection that fails it is replaced by the pool: a restarted database costs no failed request."""
-    now = time.monotonic()
-    last = _last_checked.get(conn, 0.0)
-    _last_checked[conn] = now
-    if now - last > CHECK_IDLE_SECONDS or select.select([conn.fileno()], [], [], 0)[0]:
-        await AsyncConnectionPool.check_connection(conn)
-
-
-_last_checked: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
 
 
 # What langgraph-checkpoint-postgres requires of its connections.
