@@ -50,6 +50,56 @@ def test_langgraph_json_unknown_graph_file(project):
     assert any(f.startswith("langgraph.json: [langgraph-cli]") for f in errors(project))
 
 
+@pytest.mark.parametrize(("graph", "needle"), [
+    ("./src/{pkg}/missing.py:graph", "'agent': ./src/{pkg}/missing.py does not exist"),
+    ("./src/{pkg}/graph.py:no_such_graph", "'agent': ./src/{pkg}/graph.py does not define "
+                                           "'no_such_graph'"),
+    ("{pkg}.graph:no_such_graph", "'agent': {pkg}.graph does not define 'no_such_graph'"),
+])
+def test_every_graph_in_langgraph_json_resolves(project, graph, needle):
+    path = project / "langgraph.json"
+    config = json.loads(path.read_text())
+    pkg = config["graphs"]["agent"].split("/")[2]
+    config["graphs"]["agent"] = graph.format(pkg=pkg)
+    path.write_text(json.dumps(config))
+    found = [f for f in errors(project) if f.startswith("langgraph.json: [langgraph-cli]")]
+    assert len(found) == 1 and needle.format(pkg=pkg) in found[0], found
+
+
+def test_graphs_defined_under_conditions_or_by_import_resolve(project):
+    (project / "src" / "extra.py").write_text(
+        "try:\n    from os import path as imported_graph\nexcept ImportError:\n    pass\n"
+        "if True:\n    conditional_graph: object = None\n"
+        "def factory_graph(config):\n    return None\n")
+    path = project / "langgraph.json"
+    config = json.loads(path.read_text())
+    config["graphs"].update({"a": "./src/extra.py:imported_graph",
+                             "b": "./src/extra.py:conditional_graph",
+                             "c": "./src/extra.py:factory_graph"})
+    path.write_text(json.dumps(config))
+    assert errors(project) == []
+
+
+def test_a_project_is_validated_without_its_environment_caches_and_ignored_files(project):
+    """`agentgen validate` on a checkout: its .venv (with thousands of third-party files that
+    would not pass), caches and git-ignored files are not the project's artifacts."""
+    from agentgen.api import validate
+
+    for junk in (".venv/lib/site-packages/pkg", "node_modules/x", "src/__pycache__", "local"):
+        (project / junk).mkdir(parents=True)
+        (project / junk / "broken.json").write_text('{"a": }')
+        (project / junk / "leftover.txt").write_text("{{ name }}\n")
+    (project / ".gitignore").write_text("local/\n")
+    import subprocess
+
+    subprocess.run(["git", "init", "-q", str(project)], check=True)
+    assert [str(f) for f in validate(project).errors] == []
+    (project / "local2").mkdir()
+    (project / "local2" / "broken.json").write_text('{"a": }')
+    found = [str(f) for f in validate(project).errors]
+    assert len(found) == 1 and found[0].startswith("local2/broken.json: [syntax]"), found
+
+
 @pytest.mark.parametrize(("name", "text", "needle"), [
     ("broken.json", '{"a": }', "broken.json: [syntax] not well-formed"),
     ("broken.yaml", "a: [1\n", "broken.yaml: [syntax] not well-formed"),

@@ -82,5 +82,6 @@ def _keep_user_files(spec: Spec, template: Path, tree: Path, dest: Path) -> None
 
 
 def validate(root: Path | str) -> Report:
-    """Run every validator on an existing project directory."""
-    return validate_tree(Path(root))
+    """Run every validator on an existing project directory (not on its `.venv`, `.git`,
+    `node_modules`, caches or what git ignores)."""
+    return validate_tree(Path(root), project=True)

@@ -128,27 +128,55 @@ def _validators() -> list[Validator]:
             pyproject, kubernetes, helm, checkov]
 
 
-def iter_files(root: Path) -> Iterable[PurePosixPath]:
-    """Every file under root, relative, sorted; `.git` is not part of a project's artifacts."""
+# Directories that are never a project's artifacts: environments, caches, dependencies.
+SKIPPED_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__", ".mypy_cache",
+                          ".pytest_cache", ".ruff_cache", ".tox", ".nox"})
+
+
+def iter_files(root: Path, *, project: bool = False) -> Iterable[PurePosixPath]:
+    """Every file under root but `.git`, relative, sorted. A `project` (a user's checkout, not a
+    render) also skips SKIPPED_DIRS and, in a git work tree, what git ignores: its `.venv`, caches
+    and local files are not its artifacts."""
+    ignored = _git_ignored(root) if project else set()
+    skipped = SKIPPED_DIRS if project else {".git"}
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d != ".git")
+        rel_dir = Path(dirpath).relative_to(root).as_posix()
+        prefix = "" if rel_dir == "." else f"{rel_dir}/"
+        dirnames[:] = sorted(d for d in dirnames
+                             if d not in skipped and f"{prefix}{d}/" not in ignored)
         for name in sorted(filenames):
-            yield PurePosixPath(Path(dirpath, name).relative_to(root).as_posix())
+            if f"{prefix}{name}" not in ignored:
+                yield PurePosixPath(f"{prefix}{name}")
 
 
-def validate_tree(root: Path, exclude: Iterable[str] = ()) -> Report:
-    """Run every validator (but those NAMEd in `exclude`) on every file it matches under `root`."""
+def _git_ignored(root: Path) -> set[str]:
+    """Paths under root that git ignores (directories end with '/'), when root is in a work tree."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        return set()
+    proc = subprocess.run(["git", "ls-files", "-z", "--others", "--ignored", "--exclude-standard",
+                           "--directory", "--", "."], cwd=root, capture_output=True, check=False)
+    if proc.returncode != 0:  # not a git work tree
+        return set()
+    return {p for p in proc.stdout.decode(errors="surrogateescape").split("\0") if p}
+
+
+def validate_tree(root: Path, exclude: Iterable[str] = (), *, project: bool = False) -> Report:
+    """Run every validator (but those NAMEd in `exclude`) on every file it matches under `root`
+    (a `project`: a user's checkout, see iter_files)."""
     ctx = Context(root)
     try:
-        return _validate(ctx, set(exclude))
+        return _validate(ctx, set(exclude), project)
     finally:
         ctx.close()
 
 
-def _validate(ctx: Context, excluded: set[str]) -> Report:
+def _validate(ctx: Context, excluded: set[str], project: bool = False) -> Report:
     root = ctx.root
     report = Report()
-    files = list(iter_files(root))
+    files = list(iter_files(root, project=project))
     validators = [v for v in _validators() if v.NAME not in excluded]
     for validator in validators:
         prefetch = getattr(validator, "prefetch", None)

@@ -1,5 +1,8 @@
 """langgraph.json through langgraph-cli's own validator, then its Dockerfile generator
-(what `langgraph dockerfile` / `langgraph build` run), which must succeed."""
+(what `langgraph dockerfile` / `langgraph build` run), which must succeed; then every graph it
+names must resolve: a `./path.py:attr` graph's file exists and defines `attr` at its top level (read,
+not imported: importing needs the project's environment), a `module:attr` graph's module, when it is
+a file of the project, too."""
 
 from __future__ import annotations
 
@@ -20,11 +23,104 @@ def check(path: Path, ctx: Context) -> list[Finding]:
 
     try:
         config = validate_config_file(path)
-        config_to_docker(path, config)
+        problems = unresolved_graphs(path, config)  # named by graph, before langgraph-cli's own
+        if not problems:
+            config_to_docker(path, config)
     except (click.ClickException, ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         return [finding(ctx, path, NAME, " ".join(message.split()))]
-    return []
+    return [finding(ctx, path, NAME, problem) for problem in problems]
+
+
+def unresolved_graphs(path: Path, config: dict) -> list[str]:
+    """What does not resolve among the graphs of langgraph.json at `path` (one line each)."""
+    base = path.parent
+    roots = [base / d for d in config.get("dependencies", []) if isinstance(d, str)
+             and d.startswith(".")] or [base]
+    problems = []
+    for graph_id, spec in (config.get("graphs") or {}).items():
+        target = spec.get("path") if isinstance(spec, dict) else spec
+        if not isinstance(target, str) or ":" not in target:
+            continue  # langgraph-cli's validator reports the form
+        location, _, attr = target.rpartition(":")
+        if location.endswith(".py") or "/" in location:
+            file = (base / location).resolve()
+            if not file.is_file():
+                problems.append(f"graph {graph_id!r}: {location} does not exist")
+                continue
+        else:
+            file = _module_file(roots, location)
+            if file is None:
+                continue  # an installed module: resolved when the image is built
+        defined = _top_level_names(file)
+        if defined is None:
+            problems.append(f"graph {graph_id!r}: {location} is not valid Python")
+        elif attr not in defined:
+            problems.append(f"graph {graph_id!r}: {location} does not define {attr!r}"
+                            + (f" (top-level names: {', '.join(sorted(defined)[:8])})"
+                               if defined else ""))
+    return problems
+
+
+def _module_file(roots: list[Path], module: str) -> Path | None:
+    parts = module.split(".")
+    for root in roots:
+        for base in (root, root / "src"):
+            for candidate in (base.joinpath(*parts).with_suffix(".py"),
+                              base.joinpath(*parts, "__init__.py")):
+                if candidate.is_file():
+                    return candidate
+    return None
+
+
+def _top_level_names(file: Path) -> set[str] | None:
+    """Names a module binds at its top level (assignments, definitions, imports; `*` imports and
+    module __getattr__ make every name possible), or None when it does not parse."""
+    import ast
+
+    try:
+        tree = ast.parse(file.read_bytes(), filename=str(file))
+    except (SyntaxError, ValueError):
+        return None
+    names: set[str] = set()
+    for node in _top_level(tree.body):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            for alias in node.names:
+                if alias.name == "*":
+                    return _ANY
+                names.add(alias.asname or alias.name.split(".")[0])
+        elif isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                names.update(n.id for n in ast.walk(target) if isinstance(n, ast.Name))
+    if "__getattr__" in names:
+        return _ANY
+    return names
+
+
+class _Any(set):
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+_ANY = _Any()
+
+
+def _top_level(body: list) -> list:
+    """Statements at a module's top level, including those under if/try/with blocks."""
+    import ast
+
+    found = []
+    for node in body:
+        found.append(node)
+        for field in ("body", "orelse", "finalbody", "handlers"):
+            found.extend(_top_level(getattr(node, field, []) or [])
+                         if isinstance(node, (ast.If, ast.Try, ast.With, ast.AsyncWith,
+                                              ast.ExceptHandler, getattr(ast, "TryStar", ast.Try)))
+                         else [])
+    return found
 
 
 def prepare() -> None:
