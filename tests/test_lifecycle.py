@@ -255,6 +255,86 @@ def test_check_exit_codes_and_json(tmp_path, history):
         ("Dockerfile", "modified"), ("scripts/backup.sh", "missing")}
 
 
+def test_accepted_customisations_are_not_drift_until_they_change(tmp_path, history):
+    history()
+    repo = generated_repo(tmp_path, version="v2.0.0")
+    runner = CliRunner()
+    edit(repo / "Dockerfile", "ENTRYPOINT", "# our base image policy\nENTRYPOINT")
+    assert runner.invoke(app, ["check", str(repo)]).exit_code == 1
+
+    result = runner.invoke(app, ["accept", "-C", str(repo), str(repo / "Dockerfile")])
+    assert result.exit_code == 0 and "accepted Dockerfile" in result.output, result.output
+    accepted = json.loads((repo / ".agentgen" / "accepted.json").read_text())
+    assert list(accepted["files"]) == ["Dockerfile"]
+    report = json.loads(runner.invoke(app, ["check", str(repo), "--format", "json"]).output)
+    assert (report["status"], report["accepted"]) == ("clean", ["Dockerfile"])
+
+    # A later change is drift again; so is any other owned file.
+    edit(repo / "Dockerfile", "# our base image policy", "# our base image policy, v2")
+    (repo / "compose.yaml").write_text((repo / "compose.yaml").read_text() + "# ours\n")
+    report = json.loads(runner.invoke(app, ["check", str(repo), "--format", "json"]).output)
+    assert report["status"] == "drift"
+    assert {d["path"] for d in report["drift"]} == {"Dockerfile", "compose.yaml"}
+    # Restored to the template's content: accepting it again drops the record.
+    git(repo, "checkout", "--", "compose.yaml")
+    result = runner.invoke(app, ["accept", "-C", str(repo), str(repo / "compose.yaml")])
+    assert result.exit_code == 0 and "nothing to accept" in result.output
+
+
+@pytest.mark.parametrize(("path", "message"), [
+    ("src/demo/graph.py", "src/demo/graph.py: yours (agentgen never reports it as drift)"),
+    ("notes.txt", "notes.txt: not a file agentgen renders"),
+    ("missing.txt", "missing.txt: no such file"),
+    ("../outside.txt", "not inside the project"),
+    ("Dockerfile", "Dockerfile: has conflict markers"),
+])
+def test_accept_refuses_what_it_cannot_accept_with_one_line(tmp_path, history, path, message):
+    history()
+    repo = generated_repo(tmp_path, version="v2.0.0")
+    (repo / "notes.txt").write_text("ours\n")
+    (tmp_path / "outside.txt").write_text("x\n")
+    edit(repo / "Dockerfile", "ENTRYPOINT", "<<<<<<< before updating\n=======\n>>>>>>> after\n"
+         "ENTRYPOINT")
+    result = CliRunner().invoke(app, ["accept", "-C", str(repo), str(repo / path)])
+    assert result.exit_code != 0 and message in result.output, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) == 1
+    assert not (repo / ".agentgen").exists()
+
+
+def test_update_conflict_resolved_and_accepted_then_check_is_clean(tmp_path, history):
+    """The round trip of a customised repository: an update conflicts, the user resolves and
+    accepts, check is clean; the next clean update keeps the accepted file accepted."""
+    def v2(template: Path) -> None:
+        edit(template / "project" / "Dockerfile.jinja", "ENTRYPOINT", "# v2 says\nENTRYPOINT")
+        edit(template / "project" / "README.md.jinja", "## ", "## (v2) ")
+
+    history(v2)
+    repo = generated_repo(tmp_path)
+    edit(repo / "Dockerfile", "ENTRYPOINT", "# we say\nENTRYPOINT")
+    commit_all(repo, "ours")
+    runner = CliRunner()
+    result = runner.invoke(app, ["update", str(repo)])
+    assert result.exit_code == 1 and "agentgen accept Dockerfile" in result.output, result.output
+
+    text = (repo / "Dockerfile").read_text()
+    resolved = "\n".join(line for line in text.splitlines()
+                          if not line.startswith(("<<<<<<<", "=======", ">>>>>>>"))) + "\n"
+    (repo / "Dockerfile").write_text(resolved)
+    assert runner.invoke(app, ["check", str(repo)]).exit_code == 1
+    assert runner.invoke(app, ["accept", "-C", str(repo), str(repo / "Dockerfile")]).exit_code == 0
+    assert runner.invoke(app, ["check", str(repo)]).exit_code == 0
+    commit_all(repo, "updated to v2, Dockerfile customised")
+
+    # v3 changes the README only: the accepted Dockerfile is carried, check stays clean.
+    source = tmp_path / "history"
+    edit(source / "project" / "README.md.jinja", "## (v2) ", "## (v3) ")
+    commit_all(source, "v3", "v3.0.0")
+    result = update(repo)
+    assert result.ok
+    assert runner.invoke(app, ["check", str(repo)]).exit_code == 0
+    assert "# we say" in (repo / "Dockerfile").read_text()
+
+
 def test_check_reports_a_newer_template_with_exit_2(tmp_path, history):
     history()
     repo = generated_repo(tmp_path, version="v1.0.0")

@@ -260,5 +260,30 @@ def check(
     raise typer.Exit(result.exit_code)
 
 
+@app.command()
+@_handle_errors
+def accept(
+    paths: Annotated[list[Path], typer.Argument(help="Files agentgen owns, as they are now.",
+                                                show_default=False)],
+    directory: Annotated[Path, typer.Option("--directory", "-C", help="Generated repository.")]
+    = Path("."),
+) -> None:
+    """Accept your changes to files agentgen owns: agentgen check reports only later changes.
+
+    Recorded in .agentgen/accepted.json (commit it); an update that merges cleanly into an
+    accepted file keeps it accepted.
+    """
+    from rich.markup import escape
+
+    from .lifecycle import accept as run_accept
+
+    recorded = run_accept(directory, list(paths))
+    out = _consoles()[0]
+    for rel in recorded:
+        out.print(f"accepted {escape(rel)}", soft_wrap=True)
+    out.print(f"{len(recorded)} file(s) accepted; commit .agentgen/accepted.json with them"
+              if recorded else "nothing to accept: the files match the template")
+
+
 def main() -> None:
     app()

@@ -1,18 +1,25 @@
-"""A generated repository over time: `update` it to a newer template, `check` it for drift.
+"""A generated repository over time: `update` it to a newer template, `check` it for drift,
+`accept` customisations of files agentgen owns.
 
 Both start from the repository's `.copier-answers.yml`: its answers, `_commit` (the template release
 that rendered it) and `_src_path` (where that template is published). `update` runs copier's own
 3-way update (re-render the recorded version with the recorded answers, take the user's diff against
 it, apply that diff onto the new render), with `_src_path` redirected to the installed template
 history so it needs no network. `check` renders the recorded version again and compares.
+`accept` records a file's current content (its SHA-256) in `.agentgen/accepted.json`: `check` then
+reports only changes made since, and `update` keeps a merged file accepted when its content before
+the update was.
 """
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import hashlib
+import json
 import subprocess
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,7 @@ from .render import render, user_owned
 from .spec import Spec, load_spec
 
 ANSWERS_FILE = ".copier-answers.yml"
+ACCEPTED_FILE = ".agentgen/accepted.json"
 # Markers copier's inline conflicts (and ours, for renamed files) leave in a file.
 CONFLICT_MARKER = b"<<<<<<< "
 
@@ -169,11 +177,32 @@ def update(root: Path | str, *, to: str | None = None,
     except BaseException:
         _restore(root)  # the tree was clean: put it back as committed (Ctrl-C included)
         raise
-    result.changes = [(_change_letter(code), path) for code, path in _status(root)]
     conflicted = {c.path for c in result.conflicts}
+    _carry_acceptance(root, conflicted)
+    result.changes = [(_change_letter(code), path) for code, path in _status(root)]
     result.changes = [("U" if path in conflicted else letter, path)
                       for letter, path in result.changes]
     return result
+
+
+def _carry_acceptance(root: Path, conflicted: set[str]) -> None:
+    """A file whose content before the update was accepted stays accepted when the update merged
+    cleanly into it (the template's change applied on top of the accepted edits); a conflicted one
+    is accepted by the user once resolved (`agentgen accept`)."""
+    accepted = read_accepted(root)
+    if not accepted:
+        return
+    kept = {}
+    for rel, digest in accepted.items():
+        if rel in conflicted or not (root / rel).is_file():
+            continue
+        try:
+            before = git("show", f"HEAD:./{rel}", cwd=root).encode(errors="surrogateescape")
+        except UserError:
+            continue
+        if _sha256(before) == digest:
+            kept[rel] = _sha256((root / rel).read_bytes())
+    _write_accepted(root, kept)
 
 
 def _restore(root: Path) -> None:
@@ -299,6 +328,7 @@ class CheckResult:
     latest: str
     drift: list[Drift]
     compared: int
+    accepted: list[str] = field(default_factory=list)  # customisations recorded by `accept`
 
     @property
     def status(self) -> str:
@@ -319,6 +349,7 @@ class CheckResult:
             "recorded_version": self.version,
             "latest_version": self.latest,
             "files_compared": self.compared,
+            "accepted": self.accepted,
             "drift": [{"path": d.path, "kind": d.kind, "diff": d.diff} for d in self.drift],
         }
 
@@ -326,42 +357,134 @@ class CheckResult:
 def check(root: Path | str) -> CheckResult:
     """Compare the files the template owns with a fresh render of the recorded answers and version.
 
-    Files the user owns (the template's `_skip_if_exists`) and files the template does not render
-    are ignored.
+    Files the user owns (the template's `_skip_if_exists`), files the template does not render and
+    files whose content is the one accepted (`accept`) are not drift.
 
     Raises:
-        LifecycleError: no answers file, unknown recorded version.
+        LifecycleError: no answers file, unknown recorded version, unreadable accepted file.
         SpecError: the recorded answers are invalid.
     """
     root = Path(root)
     if not root.is_dir():
         raise LifecycleError(f"{root}: not a directory")
     recorded = read_recorded(root)
-    spec = recorded.spec()
+    accepted = read_accepted(root)
     versions = known_versions()
     drift: list[Drift] = []
     compared = 0
-    with template_at(recorded.version, versions) as template, \
-            tempfile.TemporaryDirectory(prefix="agentgen-check-") as tmp:
-        fresh = Path(tmp) / "tree"
-        render(spec, fresh, template=template, version=recorded.version, src_path=recorded.src_path)
-        owned_by_user = user_owned(spec, template)
-        from .validate import iter_files
-
-        for rel in iter_files(fresh):
-            name = rel.as_posix()
-            if owned_by_user(name):
-                continue
+    with _fresh_render(recorded) as (fresh, owned):
+        for name in owned:
             compared += 1
-            expected, actual_path = (fresh / rel).read_bytes(), root / rel
+            expected, actual_path = (fresh / name).read_bytes(), root / name
             if not actual_path.is_file():
                 drift.append(Drift(name, "missing", _diff(name, expected, b"", recorded.version)))
                 continue
             actual = actual_path.read_bytes()
-            if actual != expected:
+            if actual != expected and _sha256(actual) != accepted.get(name):
                 drift.append(Drift(name, "modified", _diff(name, expected, actual,
                                                            recorded.version)))
-    return CheckResult(root, recorded.version, versions.latest, drift, compared)
+    return CheckResult(root, recorded.version, versions.latest, drift, compared,
+                       sorted(accepted))
+
+
+@contextlib.contextmanager
+def _fresh_render(recorded: Recorded) -> Iterator[tuple[Path, list[str]]]:
+    """The recorded version rendered with the recorded answers (a temporary tree), and the paths
+    in it that agentgen owns."""
+    from .validate import iter_files
+
+    spec = recorded.spec()
+    with template_at(recorded.version) as template, \
+            tempfile.TemporaryDirectory(prefix="agentgen-check-") as tmp:
+        fresh = Path(tmp) / "tree"
+        render(spec, fresh, template=template, version=recorded.version, src_path=recorded.src_path)
+        owned_by_user = user_owned(spec, template)
+        yield fresh, [rel.as_posix() for rel in iter_files(fresh)
+                      if not owned_by_user(rel.as_posix())]
+
+
+# --- accept -------------------------------------------------------------------------------------
+
+def accept(root: Path | str, paths: list[str | Path]) -> list[str]:
+    """Record the current content of files agentgen owns as accepted customisations: `check` no
+    longer reports them until they change again. A file equal to the template's is no longer
+    recorded (nothing to accept). Returns the project-relative paths recorded.
+
+    Raises:
+        LifecycleError: no answers file; a path outside the project, missing, owned by the user
+            (never drift, nothing to accept), not rendered by the template, or with conflict markers.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise LifecycleError(f"{root}: not a directory")
+    if not paths:
+        raise LifecycleError("accept: name at least one file")
+    recorded = read_recorded(root)
+    base = root.resolve()
+    rels = []
+    for path in paths:
+        absolute = (Path.cwd() / path).resolve()  # an absolute path stays itself
+        try:
+            rels.append(absolute.relative_to(base).as_posix())
+        except ValueError:
+            raise LifecycleError(f"{path}: not inside the project {root}") from None
+    accepted = read_accepted(root)
+    recorded_now = []
+    with _fresh_render(recorded) as (fresh, owned):
+        owned_set = set(owned)
+        for rel in rels:
+            actual = root / rel
+            if not actual.is_file():
+                raise LifecycleError(f"{rel}: no such file")
+            if rel not in owned_set:
+                why = ("yours (agentgen never reports it as drift)" if (fresh / rel).is_file()
+                       else "not a file agentgen renders")
+                raise LifecycleError(f"{rel}: {why}; only files agentgen owns are accepted")
+            content = actual.read_bytes()
+            if CONFLICT_MARKER in content:
+                raise LifecycleError(f"{rel}: has conflict markers ({CONFLICT_MARKER.decode()}...): "
+                                     "resolve them first")
+            if content == (fresh / rel).read_bytes():
+                accepted.pop(rel, None)
+            else:
+                accepted[rel] = _sha256(content)
+                recorded_now.append(rel)
+    _write_accepted(root, accepted)
+    return recorded_now
+
+
+def read_accepted(root: Path) -> dict[str, str]:
+    """Accepted customisations: project-relative path -> SHA-256 of the accepted content."""
+    path = root / ACCEPTED_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise LifecycleError(f"{path}: cannot read: {exc}") from None
+    files = data.get("files") if isinstance(data, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in files.items()):
+        raise LifecycleError(f"{path}: expected {{\"files\": {{path: sha256}}}}")
+    return dict(files)
+
+
+def _write_accepted(root: Path, accepted: dict[str, str]) -> None:
+    path = root / ACCEPTED_FILE
+    if not accepted:
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+        return
+    path.parent.mkdir(exist_ok=True)
+    text = json.dumps({"files": dict(sorted(accepted.items()))}, indent=2) + "\n"
+    scratch = path.with_name(f".{path.name}.tmp")
+    scratch.write_text(text, encoding="utf-8")
+    scratch.replace(path)
+
+
+def _sha256(content: bytes) -> str:
+    return hashlib.sha256(content).hexdigest()
 
 
 def _diff(name: str, expected: bytes, actual: bytes, version: str) -> str:

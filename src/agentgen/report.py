@@ -68,8 +68,10 @@ def print_update(console: Console, result: UpdateResult) -> None:
         console.print(f"[bold red]conflict:[/] {escape(conflict.path)}: {escape(conflict.reason)}",
                       soft_wrap=True)
     if result.conflicts:
+        names = " ".join(sorted({c.path for c in result.conflicts}))
         console.print(f"[bold red]{len(result.conflicts)} conflicted file(s)[/]: resolve them, then "
-                      "git add -A && git commit")
+                      f"agentgen accept {escape(names)} (so that agentgen check takes them as "
+                      "they are) and git add -A && git commit", soft_wrap=True)
     else:
         console.print("Review with git diff, run agentgen validate, then git add -A && git commit")
 
@@ -82,11 +84,13 @@ def print_check(console: Console, result: CheckResult) -> None:
         names = ", ".join(d.path for d in result.drift)
         console.print(f"[bold red]drift:[/] {len(result.drift)} of {result.compared} template-owned "
                       f"file(s) differ from template {result.version}: {escape(names)} "
-                      "(restore them, or change the answers and run agentgen update)",
+                      "(restore them, change the answers and run agentgen update, or keep them "
+                      f"with agentgen accept {escape(' '.join(d.path for d in result.drift))})",
                       soft_wrap=True)
     elif status == "outdated":
         console.print(f"[yellow]outdated:[/] no drift from template {result.version}, but "
                       f"{result.latest} is available: agentgen update --to {result.latest}")
     else:
+        accepted = f" ({len(result.accepted)} as accepted)" if result.accepted else ""
         console.print(f"[green]clean:[/] {result.compared} template-owned files match template "
-                      f"{result.version}")
+                      f"{result.version}{accepted}")
