@@ -155,8 +155,8 @@ def test_conflicting_edit_leaves_markers_lists_the_file_and_exits_1(tmp_path, hi
     assert result.exit_code == 1, result.output
     assert "conflict" in result.output and "Dockerfile" in result.output
     dockerfile = (repo / "Dockerfile").read_text()
-    assert "<<<<<<< before updating" in dockerfile and ">>>>>>> after updating" in dockerfile
-    assert "# we say" in dockerfile and "# v2 says" in dockerfile
+    # Your side first, then the template's, named.
+    assert "<<<<<<< yours\n# we say\n=======\n# v2 says\n>>>>>>> template v2.0.0\n" in dockerfile
 
 
 def test_a_renamed_file_carries_the_users_edits(tmp_path, history):
@@ -174,6 +174,27 @@ def test_a_renamed_file_carries_the_users_edits(tmp_path, history):
     moved = (repo / "scripts" / "restore-database.sh").read_text()
     assert "# restores need a ticket" in moved
     assert result.carried == [("scripts/restore.sh", "scripts/restore-database.sh")]
+    assert os.access(repo / "scripts" / "restore-database.sh", os.X_OK)
+
+
+def test_a_renamed_file_whose_edits_conflict_shows_yours_first(tmp_path, history):
+    def rename(template: Path) -> None:
+        scripts = template / "project" / "scripts"
+        (scripts / "restore.sh").rename(scripts / "restore-database.sh")
+        edit(scripts / "restore-database.sh", "set -", "# v2 restores\nset -")
+
+    history(rename)
+    repo = generated_repo(tmp_path)
+    edit(repo / "scripts" / "restore.sh", "set -", "# restores need a ticket\nset -")
+    commit_all(repo, "ours")
+
+    result = update(repo)
+
+    assert [c.path for c in result.conflicts] == ["scripts/restore-database.sh"]
+    moved = (repo / "scripts" / "restore-database.sh").read_text()
+    assert ("<<<<<<< yours\n# restores need a ticket\n=======\n# v2 restores\n"
+            ">>>>>>> template v2.0.0\n") in moved
+    assert os.access(repo / "scripts" / "restore-database.sh", os.X_OK)
 
 
 def test_a_removed_file_the_user_edited_is_kept_as_a_conflict(tmp_path, history):
@@ -187,6 +208,7 @@ def test_a_removed_file_the_user_edited_is_kept_as_a_conflict(tmp_path, history)
     assert result.exit_code == 1, result.output
     assert "scripts/lock.sh" in result.output
     assert (repo / "scripts" / "lock.sh").read_text() == "#!/bin/sh\necho our lock\n"
+    assert os.access(repo / "scripts" / "lock.sh", os.X_OK)  # its mode kept too
 
 
 def test_update_with_data_grows_the_scale(tmp_path, history):

@@ -173,6 +173,8 @@ def update(root: Path | str, *, to: str | None = None,
         result.conflicts = [Conflict(path, "both you and the template changed these lines: "
                                      "resolve the markers")
                             for path in _unmerged(root)]
+        for conflict in result.conflicts:
+            _name_the_sides(root / conflict.path, target)
         _protect_removed_edits(root, recorded, before, result)
     except BaseException:
         _restore(root)  # the tree was clean: put it back as committed (Ctrl-C included)
@@ -230,6 +232,27 @@ def _copier_update(root: Path, data: dict[str, Any], target: str) -> None:
         raise LifecycleError(f"copier update failed: {exc}") from exc
 
 
+# Every conflict shows your side first, then the template's, under labels that name them.
+YOURS = "yours"
+
+
+def _theirs(version: str) -> str:
+    return f"template {version}"
+
+
+def _name_the_sides(path: Path, version: str) -> None:
+    """Copier labels its inline conflicts `before updating` (your side, first) and `after
+    updating` (the template's); name them (file mode kept: the file is rewritten in place)."""
+    if not path.is_file():
+        return
+    lines = path.read_bytes().split(b"\n")
+    renamed = [b"<<<<<<< " + YOURS.encode() if line == b"<<<<<<< before updating"
+               else b">>>>>>> " + _theirs(version).encode() if line == b">>>>>>> after updating"
+               else line for line in lines]
+    if renamed != lines:
+        path.write_bytes(b"\n".join(renamed))
+
+
 def _unmerged(root: Path) -> list[str]:
     out = git("diff", "--name-only", "-z", "--diff-filter=U", "--relative", cwd=root)
     return sorted({p for p in out.split("\0") if p})
@@ -271,19 +294,24 @@ def _protect_removed_edits(root: Path, recorded: Recorded, before: set[str],
             if target is None:
                 (root / rel).parent.mkdir(parents=True, exist_ok=True)
                 (root / rel).write_bytes(ours)
+                if git("ls-files", "-s", "--", rel, cwd=root).startswith("100755"):
+                    (root / rel).chmod((root / rel).stat().st_mode | 0o111)
                 result.conflicts.append(Conflict(rel, f"template {result.to_version} removed this "
                                                  "file, which you had edited: kept as you had it; "
                                                  "move your edits or delete it"))
                 continue
             ours_file = Path(tmp) / "ours"
             ours_file.write_bytes(ours)
+            # Your side first, as in copier's conflicts; the result replaces the new file's
+            # content (its mode, the template's, is kept).
             merged = subprocess.run(
-                ["git", "merge-file", "-L", "after updating", "-L", "last update",
-                 "-L", "before updating", str(root / target), str(base_file), str(ours_file)],
-                capture_output=True, check=False)
+                ["git", "merge-file", "-p", "-L", YOURS, "-L", _theirs(recorded.version),
+                 "-L", _theirs(result.to_version), str(ours_file), str(base_file),
+                 str(root / target)], capture_output=True, check=False)
             if merged.returncode < 0 or merged.returncode > 127:
                 raise LifecycleError(f"git merge-file failed on {target}: "
                                      f"{merged.stderr.decode(errors='replace').strip()}")
+            (root / target).write_bytes(merged.stdout)
             if merged.returncode:
                 result.conflicts.append(Conflict(target, f"renamed from {rel} by template "
                                                  f"{result.to_version}; your edits to {rel} "
