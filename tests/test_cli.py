@@ -120,6 +120,21 @@ def test_non_empty_destination_needs_force_and_force_keeps_user_files(tmp_path):
     assert "FROM python:" in (dest / "Dockerfile").read_text()
 
 
+def test_force_refuses_a_langgraph_project_agentgen_did_not_generate(tmp_path):
+    """`new --force` would replace the project's own langgraph.json, pyproject.toml and README."""
+    dest = tmp_path / "theirs"
+    dest.mkdir()
+    files = {"langgraph.json": '{"graphs": {"a": "./agent.py:graph"}, "dependencies": ["."]}\n',
+             "pyproject.toml": '[project]\nname = "theirs"\nversion = "1"\n',
+             "agent.py": "graph = None\n"}
+    for name, text in files.items():
+        (dest / name).write_text(text)
+    result = run("new", str(dest), "--no-input", "--force")
+    assert_clean_failure(result, 1, "holds a LangGraph project agentgen did not generate")
+    assert sorted(p.name for p in dest.iterdir()) == sorted(files)
+    assert all((dest / name).read_text() == text for name, text in files.items())
+
+
 def _unwritable_dir(tmp_path: Path) -> Path:
     """A directory this process cannot write to: chmod for a user; for root, a virtual file system."""
     if os.geteuid() != 0:

@@ -24,13 +24,19 @@ def check_destination(dest: Path, *, force: bool) -> None:
     """Refuse a destination the project cannot go to, before any work is done.
 
     Raises:
-        DestinationError: dest is a file, not empty (without force), or not writable.
+        DestinationError: dest is a file, not empty (without force), a LangGraph project agentgen
+            did not generate (even with force), or not writable.
     """
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"{dest}: destination exists and is not a directory")
     if dest.is_dir() and any(dest.iterdir()) and not force:
         raise DestinationError(
             f"{dest}: destination is not empty (use --force to replace the files agentgen owns)")
+    if (dest / "langgraph.json").is_file() and not (dest / ".copier-answers.yml").is_file():
+        raise DestinationError(
+            f"{dest}: holds a LangGraph project agentgen did not generate (langgraph.json): new "
+            "would replace its langgraph.json, pyproject.toml and README; generate into another "
+            "directory")
     # Really try: permission bits say nothing for root on a read-only or virtual file system.
     for directory in {dest if dest.is_dir() else _existing_ancestor(dest), _staging_base(dest)}:
         try:
