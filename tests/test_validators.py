@@ -80,6 +80,37 @@ def test_graphs_defined_under_conditions_or_by_import_resolve(project):
     assert errors(project) == []
 
 
+def test_validate_import_imports_every_graph_in_the_project_environment(project, tmp_path):
+    """`agentgen validate --import`: each graph imported as the runtime serving it would (here in
+    this test environment, which has the runtime); a graph whose module fails to import is named."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from agentgen.cli import app
+
+    python = Path(sys.executable)  # not resolved: a virtualenv's python is a symlink
+    runner = CliRunner()
+    result = runner.invoke(app, ["validate", str(project), "--import", "--python", str(python)])
+    assert result.exit_code == 0 and "import (1)" in result.output, result.output
+
+    package = next(p for p in (project / "src").iterdir() if p.is_dir())
+    (package / "broken.py").write_text("import no_such_module_here\ngraph = None\n")
+    path = project / "langgraph.json"
+    config = json.loads(path.read_text())
+    config["graphs"]["broken"] = f"./src/{package.name}/broken.py:graph"
+    path.write_text(json.dumps(config))
+    assert errors(project) == []  # statically it resolves
+    result = runner.invoke(app, ["validate", str(project), "--import", "--python", str(python)])
+    assert result.exit_code == 1
+    assert ("langgraph.json: [import] graph 'broken': ModuleNotFoundError: No module named "
+            "'no_such_module_here'") in result.output, result.output
+
+    result = runner.invoke(app, ["validate", str(project), "--import"])  # no .venv there
+    assert result.exit_code == 1 and "--python:" in result.output and "make install" in result.output
+    assert "Traceback" not in result.output
+
+
 def test_a_project_is_validated_without_its_environment_caches_and_ignored_files(project):
     """`agentgen validate` on a checkout: its .venv (with thousands of third-party files that
     would not pass), caches and git-ignored files are not the project's artifacts."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +13,7 @@ from .errors import ValidationFailedError
 from .history import installed_version, template_at
 from .render import render, user_owned
 from .spec import Spec, load_spec
-from .validate import Report, iter_files, validate_tree, validator_process
+from .validate import Finding, Report, iter_files, validate_tree, validator_process
 from .write import check_destination, git_init_commit, place, staging_dir
 
 
@@ -81,7 +82,47 @@ def _keep_user_files(spec: Spec, template: Path, tree: Path, dest: Path) -> None
             (tree / rel).unlink()
 
 
-def validate(root: Path | str) -> Report:
+def validate(root: Path | str, *, import_graphs: bool = False,
+             python: Path | str | None = None) -> Report:
     """Run every validator on an existing project directory (not on its `.venv`, `.git`,
-    `node_modules`, caches or what git ignores)."""
-    return validate_tree(Path(root), project=True)
+    `node_modules`, caches or what git ignores). With `import_graphs`, also import every graph of
+    its langgraph.json in the project's environment (`python`, default: its `.venv`) as the runtime
+    serving it does (`python -m agentgen_runtime graphs`).
+
+    Raises:
+        UserError: `import_graphs` and no such Python.
+    """
+    root = Path(root)
+    report = validate_tree(root, project=True)
+    if import_graphs:
+        report.findings = sorted(set(report.findings) | set(import_findings(root, python)))
+        report.checked["import"] = 1
+    return report
+
+
+def import_findings(root: Path, python: Path | str | None = None) -> list[Finding]:
+    """One finding per graph of `root/langgraph.json` that does not import in the environment of
+    `python` (default: root/.venv), or for the environment itself."""
+    import subprocess
+
+    from .errors import UserError
+
+    # absolute, not resolved: a virtualenv's python is a symlink to the base interpreter
+    python = (Path(python) if python is not None else root / ".venv" / "bin" / "python").absolute()
+    if not python.is_file():
+        raise UserError(f"--python: {python} does not exist (create the project's environment "
+                        "with make install, or name its Python)")
+    proc = subprocess.run([str(python), "-m", "agentgen_runtime", "graphs"], cwd=root,
+                          capture_output=True, text=True, check=False, timeout=600,
+                          env={k: v for k, v in os.environ.items() if k != "LANGGRAPH_CONFIG"})
+    findings = []
+    for line in proc.stdout.splitlines():
+        if line.startswith("error "):
+            graph, _, why = line[len("error "):].partition(": ")
+            findings.append(Finding("langgraph.json", "import", f"graph {graph!r}: {why}"
+                                    if graph != "langgraph.json" else why))
+    if proc.returncode != 0 and not findings:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        findings.append(Finding("langgraph.json", "import", f"{python} -m agentgen_runtime graphs "
+                                f"failed (is the runtime installed there?): {last}"))
+    return findings

@@ -170,15 +170,21 @@ def _cell(value: Any) -> str:
 @_handle_errors
 def validate(
     directory: Annotated[Path, typer.Argument(help="Project directory.")] = Path("."),
+    import_graphs: Annotated[bool, typer.Option(
+        "--import", help="Also import every graph of langgraph.json in the project's "
+        "environment, as the runtime does.")] = False,
+    python: Annotated[Path | None, typer.Option(
+        "--python", help="The project environment's Python for --import (default: "
+        "DIRECTORY/.venv/bin/python).", show_default=False)] = None,
 ) -> None:
-    """Run every validator on an existing generated repository."""
+    """Run every validator on a project (not its .venv, caches or git-ignored files)."""
     from .api import validate as validate_dir
     from .errors import UserError, ValidationFailedError
     from .report import print_checks
 
     if not directory.is_dir():
         raise UserError(f"{directory}: not a directory")
-    report = validate_dir(directory)
+    report = validate_dir(directory, import_graphs=import_graphs, python=python)
     print_checks(_consoles()[0], report)
     if not report.ok:
         raise ValidationFailedError(report.errors)

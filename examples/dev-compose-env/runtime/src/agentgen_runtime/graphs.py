@@ -84,14 +84,47 @@ async def load_graphs(config: Config) -> dict[str, Graph]:
     """Import every graph of langgraph.json (after config.apply). Raises ConfigError."""
     graphs: dict[str, Graph] = {}
     for spec in config.graphs:
-        value = import_object(spec.location, config.base)
-        per_run = callable(value) and not isinstance(value, Pregel) and _takes_config(value) \
-            and not hasattr(value, "compile")
-        try:
-            compiled = await _materialize(value, None)
-        except ConfigError as exc:
-            raise ConfigError(f"graphs.{spec.graph_id} ({spec.location}): {exc}") from None
-        assistant_id = str(uuid.uuid5(ASSISTANT_NAMESPACE, spec.graph_id))
-        graphs[spec.graph_id] = Graph(spec.graph_id, assistant_id, spec.description, compiled,
-                                      value if per_run else None)
+        graphs[spec.graph_id] = await load_graph(config, spec)
     return graphs
+
+
+async def load_graph(config: Config, spec: Any) -> Graph:
+    """Import one graph of langgraph.json (after config.apply). Raises ConfigError."""
+    value = import_object(spec.location, config.base)
+    per_run = callable(value) and not isinstance(value, Pregel) and _takes_config(value) \
+        and not hasattr(value, "compile")
+    try:
+        compiled = await _materialize(value, None)
+    except ConfigError as exc:
+        raise ConfigError(f"graphs.{spec.graph_id} ({spec.location}): {exc}") from None
+    assistant_id = str(uuid.uuid5(ASSISTANT_NAMESPACE, spec.graph_id))
+    return Graph(spec.graph_id, assistant_id, spec.description, compiled,
+                 value if per_run else None)
+
+
+def check_graphs() -> int:
+    """`agentgen-runtime graphs`: import every graph of langgraph.json as the server does (its env
+    file applied, its local dependencies importable; no settings, secrets or database needed).
+    Prints one line per graph, `ok <id>` or `error <id>: <why>`; exit 1 when any fails."""
+    import asyncio
+    import sys
+
+    from .config import apply, load_config
+
+    try:
+        config = load_config()
+        apply(config)
+    except ConfigError as exc:
+        print(f"error langgraph.json: {' '.join(str(exc).split())}")
+        return 1
+    failed = 0
+    for spec in config.graphs:
+        try:
+            asyncio.run(load_graph(config, spec))
+        except Exception as exc:  # noqa: BLE001 - any failure of the user's module, in one line
+            failed += 1
+            print(f"error {spec.graph_id}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+        else:
+            print(f"ok {spec.graph_id}")
+    sys.stdout.flush()
+    return 1 if failed else 0

@@ -3,6 +3,7 @@
   serve (default)   the API under uvicorn (host, port, workers from the settings)
   maintenance ...   database chores (see maintenance.py): migrate, cleanup, backup
   doctor            check the environment, one line per problem
+  graphs            import every graph of langgraph.json, one line each (no database needed)
   healthcheck [URL] exit 0 when URL (default: this container's /health) answers 200
 """
 
@@ -81,6 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         from .doctor import main as doctor
 
         return doctor()
+    if command == "graphs":
+        from .graphs import check_graphs
+
+        return check_graphs()
     if command == "healthcheck":
         from .healthcheck import main as healthcheck
 
