@@ -28,7 +28,7 @@ import yaml
 
 from ._git import git
 from .errors import UserError
-from .history import known_versions, redirect_source, template_at, template_repository, version_key
+from .history import Versions, known_versions, redirect_source, template_at, template_repository, version_key
 from .render import render, user_owned
 from .spec import Spec, load_spec
 
@@ -400,7 +400,7 @@ def check(root: Path | str) -> CheckResult:
     versions = known_versions()
     drift: list[Drift] = []
     compared = 0
-    with _fresh_render(recorded) as (fresh, owned):
+    with _fresh_render(recorded, versions) as (fresh, owned):
         for name in owned:
             compared += 1
             expected, actual_path = (fresh / name).read_bytes(), root / name
@@ -416,13 +416,14 @@ def check(root: Path | str) -> CheckResult:
 
 
 @contextlib.contextmanager
-def _fresh_render(recorded: Recorded) -> Iterator[tuple[Path, list[str]]]:
+def _fresh_render(recorded: Recorded,
+                  versions: Versions | None = None) -> Iterator[tuple[Path, list[str]]]:
     """The recorded version rendered with the recorded answers (a temporary tree), and the paths
     in it that agentgen owns."""
     from .validate import iter_files
 
     spec = recorded.spec()
-    with template_at(recorded.version) as template, \
+    with template_at(recorded.version, versions) as template, \
             tempfile.TemporaryDirectory(prefix="agentgen-check-") as tmp:
         fresh = Path(tmp) / "tree"
         render(spec, fresh, template=template, version=recorded.version, src_path=recorded.src_path)

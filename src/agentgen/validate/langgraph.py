@@ -112,16 +112,12 @@ def _top_level(body: list) -> list:
     """Statements at a module's top level, including those under if/try/with blocks."""
     import ast
 
+    blocks = (ast.If, ast.Try, getattr(ast, "TryStar", ast.Try), ast.ExceptHandler, ast.With,
+              ast.AsyncWith)
     found = []
     for node in body:
         found.append(node)
-        for field in ("body", "orelse", "finalbody", "handlers"):
-            found.extend(_top_level(getattr(node, field, []) or [])
-                         if isinstance(node, (ast.If, ast.Try, ast.With, ast.AsyncWith,
-                                              ast.ExceptHandler, getattr(ast, "TryStar", ast.Try)))
-                         else [])
+        if isinstance(node, blocks):
+            for field in ("body", "orelse", "finalbody", "handlers"):
+                found.extend(_top_level(getattr(node, field, [])))
     return found
-
-
-def prepare() -> None:
-    import langgraph_cli.config  # noqa: F401
