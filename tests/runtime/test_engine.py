@@ -327,8 +327,14 @@ def test_postgres_restarted_under_load_loses_no_acknowledged_run():
             assert refused and len(acknowledged) > 20, (len(refused), len(acknowledged))
 
             def settled() -> bool:
-                return all(a.call("GET", f"/threads/{tid}/runs/{rid}")[1]["status"]
-                           not in ("pending", "running") for tid, rid, _ in acknowledged)
+                for tid, rid, text in acknowledged:
+                    status, body, _ = a.call("GET", f"/threads/{tid}/runs/{rid}")
+                    if status >= 500:
+                        return False  # still reconnecting: asked again
+                    assert status == 200, (text, status, body)  # 404: an acknowledged run lost
+                    if body["status"] in ("pending", "running"):
+                        return False
+                return True
 
             wait_until(settled, 60, "every acknowledged run to end")
             for tid, rid, text in acknowledged:
