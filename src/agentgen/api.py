@@ -92,7 +92,7 @@ def validate(root: Path | str, *, import_graphs: bool = False,
     Raises:
         UserError: `import_graphs` and no such Python.
     """
-    root = Path(root)
+    root = Path(root).absolute()  # langgraph-cli compares its paths with the config's, absolute
     report = validate_tree(root, project=True)
     if import_graphs:
         report.findings = sorted(set(report.findings) | set(import_findings(root, python)))

@@ -133,6 +133,49 @@ def new(
 
 @app.command()
 @_handle_errors
+def init(
+    directory: Annotated[Path, typer.Argument(help="The LangGraph project (default: the current "
+                                              "directory).")] = Path("."),
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Answers file (YAML); "
+                                                "see `agentgen schema`.", show_default=False)] = None,
+    graph: Annotated[str | None, typer.Option(help="[ID=]path/to/file.py:attribute: the graph of a "
+                                              "project without langgraph.json (one is written).",
+                                              show_default=False)] = None,
+    name: Annotated[str | None, typer.Option(help="Project name (default: pyproject.toml's, else "
+                                             "the directory's).", show_default=False)] = None,
+    scale: Annotated[str | None, typer.Option(help=f"One of: {SCALES}.", show_default=False)] = None,
+    secrets: Annotated[str | None, typer.Option(help=f"One of: {SECRETS}.",
+                                                show_default=False)] = None,
+    target: Annotated[list[str] | None, typer.Option(help=f"Repeatable. One of: {TARGETS}.",
+                                                     show_default=False)] = None,
+    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; unanswered "
+                                           "questions take their defaults.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Move each file in a path agentgen must "
+                                        "own (e.g. a Dockerfile) aside to <path>.orig.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and validate; print the "
+                                          "files that would be written; write nothing.")] = False,
+) -> None:
+    """Add agentgen's deployment to an existing LangGraph project, in place (your files untouched)."""
+    from .adopt import adopt, load_init_spec
+    from .prompt import ask_missing
+    from .report import print_adopt
+    from .spec import read_answers_file
+
+    out, err = _consoles()
+    answers = read_answers_file(config) if config else {}
+    flags = {"name": name, "scale": scale, "secrets": secrets, "targets": target or None}
+    answers.update({key: value for key, value in flags.items() if value is not None})
+    spec, langgraph_json = load_init_spec(directory, answers, graph)
+    if not no_input and sys.stdin.isatty():
+        asked = ask_missing({**answers, "name": spec.name}, out)
+        spec, langgraph_json = load_init_spec(directory, asked, graph)
+    with err.status("Rendering and validating…"):
+        result = adopt(spec, directory, config=langgraph_json, force=force, dry_run=dry_run)
+    print_adopt(out, spec, result)
+
+
+@app.command()
+@_handle_errors
 def schema() -> None:
     """Print the JSON Schema (draft 2020-12) that every answers file must match."""
     import json
@@ -187,7 +230,7 @@ def validate(
     report = validate_dir(directory, import_graphs=import_graphs, python=python)
     print_checks(_consoles()[0], report)
     if not report.ok:
-        raise ValidationFailedError(report.errors)
+        raise ValidationFailedError(report.errors, wrote_nothing=False)
 
 
 @app.command()

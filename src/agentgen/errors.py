@@ -60,9 +60,10 @@ class DestinationError(UserError):
 class ValidationFailedError(UserError):
     """A generated artifact failed a validator; nothing was written."""
 
-    def __init__(self, findings: Sequence[object]):
+    def __init__(self, findings: Sequence[object], *, wrote_nothing: bool = True):
         self.findings = list(findings)
-        super().__init__(f"{len(self.findings)} validation error(s); nothing was written")
+        super().__init__(f"{len(self.findings)} validation error(s)"
+                         + ("; nothing was written" if wrote_nothing else ""))
 
     def lines(self) -> list[str]:
         return [str(f) for f in self.findings] + [str(self)]

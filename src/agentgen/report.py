@@ -8,6 +8,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.tree import Tree
 
+from .adopt import AdoptResult
 from .api import Result
 from .lifecycle import CheckResult, UpdateResult
 from .spec import Spec
@@ -47,6 +48,28 @@ def print_result(console: Console, spec: Spec, result: Result) -> None:
     if "compose" in spec.targets:
         steps += ["./scripts/init-secrets.sh", "docker compose up --build"]
     steps.append("less README.md  # configuration, deployment, operations")
+    console.print("[bold]Next steps:[/]\n" + "\n".join(f"  {s}" for s in steps))
+
+
+def print_adopt(console: Console, spec: Spec, result: AdoptResult) -> None:
+    verb = "Would add" if not result.written else "Added"
+    console.print(file_tree(str(result.root), result.files))
+    print_checks(console, result.report)
+    for rel in result.moved:
+        console.print(f"[yellow]{'Would move' if not result.written else 'Moved'}[/] your "
+                      f"{escape(rel.as_posix())} aside to {escape(rel.as_posix())}.orig", soft_wrap=True)
+    console.print(f"[bold green]{verb} {len(result.files)} files[/] to {result.root} "
+                  "(none of yours changed)", soft_wrap=True)
+    if not spec.own_dockerignore:
+        console.print("[yellow]note:[/] the image copies the project as your .dockerignore leaves "
+                      "it: make sure it excludes .env, secrets/, .venv and .git", soft_wrap=True)
+    if not result.written:
+        return
+    steps = [f"cd {result.root}", "make -f agentgen.mk install graphs"]
+    if "compose" in spec.targets:
+        steps += ["./scripts/init-secrets.sh", "docker compose up --build"]
+    steps += ["less docs/deployment.md  # what agentgen owns, configuration, operations",
+              "git add -A && git commit -m 'Deployment by agentgen'"]
     console.print("[bold]Next steps:[/]\n" + "\n".join(f"  {s}" for s in steps))
 
 

@@ -46,6 +46,11 @@ class SecretsBackend(StrEnum):
     AZURE_KEY_VAULT = "azure-key-vault"
 
 
+class Mode(StrEnum):
+    NEW = "new"  # a repository around the sample agent (`agentgen new`)
+    INIT = "init"  # the deployment added to an existing LangGraph project (`agentgen init`)
+
+
 class LLMProvider(StrEnum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
@@ -201,6 +206,13 @@ def spec_schema() -> dict[str, Any]:
                                           "description": "Days of checkpoints kept by retention cleanup"},
             "overrides": {**preset, "default": {},
                           "description": "Preset values to override for this project"},
+            "mode": {"enum": _enum_values(Mode), "default": "new",
+                     "description": "new: a repository around the sample agent; init: agentgen's "
+                                    "deployment files added to an existing LangGraph project "
+                                    "(set by `agentgen init`)"},
+            "own_dockerignore": {"type": "boolean", "default": True,
+                                 "description": "agentgen writes .dockerignore (init: false when "
+                                                "the project has its own)"},
         },
     })
 
@@ -240,6 +252,8 @@ class Spec:
     ingress_host: str
     checkpoint_retention_days: int
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    mode: Mode = Mode.NEW
+    own_dockerignore: bool = True
 
     @cached_property
     def preset(self) -> dict[str, Any]:
@@ -265,6 +279,8 @@ class Spec:
             "ingress_host": self.ingress_host,
             "checkpoint_retention_days": self.checkpoint_retention_days,
             "overrides": dict(self.overrides),
+            "mode": self.mode.value,
+            "own_dockerignore": self.own_dockerignore,
         }
 
 
@@ -420,6 +436,8 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
         ingress_host=data["ingress_host"],
         checkpoint_retention_days=data["checkpoint_retention_days"],
         overrides=MappingProxyType(dict(data["overrides"])),
+        mode=Mode(data["mode"]),
+        own_dockerignore=data["own_dockerignore"],
     )
 
 
