@@ -124,3 +124,49 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
         podman("kube", "down", str(play), check=False)
         podman("secret", "rm", "demo-secrets", check=False)
         podman("rmi", "-f", image, check=False)
+
+
+def test_an_adopted_project_builds_and_serves(containers, postgres, tmp_path):
+    """`agentgen init` on a user's project (hatchling package, module graph, an env file): the
+    image installs it as its langgraph.json says and serves its graph, non-root and read-only."""
+    from .test_init import init, user_project
+
+    project = user_project(tmp_path, "env-file")
+    init(project)
+    image = "localhost/greeter-under-test:0.1.0"
+    volumes = []
+    if Path("/etc/ssl/certs/ca-certificates.crt").is_file():
+        volumes = ["-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]
+    build = podman("build", "--format", "docker", "--pull=never", "--network=host", "--layers=false",
+                   *volumes, "-t", image, str(project), check=False)
+    assert build.returncode == 0, build.stdout[-2000:] + build.stderr[-2000:]
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "api_keys").write_text("k-adopted")
+    secrets.chmod(0o755)
+    (secrets / "api_keys").chmod(0o644)
+    port = free_port()
+    name = "greeter-under-test"
+    podman("rm", "-f", name, check=False)
+    started = podman("run", "-d", "--name", name, "--network", "host", "--read-only",
+                     "--cap-drop", "ALL", "--tmpfs", "/tmp", "-v", f"{secrets}:/run/secrets:ro",
+                     "-e", f"DATABASE_URL={postgres.create_database('adopted')}", "-e", f"PORT={port}",
+                     "-e", "WORKERS=1", image, check=False)
+    assert started.returncode == 0, started.stderr[-2000:]
+    try:
+        base = f"http://127.0.0.1:{port}"
+        try:
+            wait_until(lambda: http_status(f"{base}/ready") == 200, 90, "container /ready")
+        except TimeoutError:
+            logs = podman("logs", name, check=False)
+            raise AssertionError(f"not ready:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}") from None
+        request = urllib.request.Request(
+            f"{base}/runs/wait", method="POST", headers={"X-API-Key": "k-adopted",
+                                                        "Content-Type": "application/json"},
+            data=json.dumps({"assistant_id": "greeter", "input": {"text": "hi"}}).encode())
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
+            assert json.load(response)["reply"] == "Bonjour hi"  # greeter.env reached the image
+        assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
+    finally:
+        podman("rm", "-f", name, check=False)
+        podman("rmi", "-f", image, check=False)

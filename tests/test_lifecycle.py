@@ -52,7 +52,8 @@ def edit(path: Path, old: str, new: str) -> None:
 def v2_changes(template: Path) -> None:
     """The release after v1: changes a line, adds a file, removes a file."""
     project = template / "project"
-    edit(project / "README.md.jinja", "## ", "## (v2) ")
+    edit(project / "Makefile.jinja", ": everyday commands", ": (v2) everyday commands")
+    edit(project / "README.md.jinja", "## ", "## (v2) ")  # the user's once generated: not applied
     (project / "docs" / "upgrading.md").write_text("# Upgrading\n\nRun agentgen update.\n")
     (project / "scripts" / "lock.sh").unlink()
 
@@ -91,7 +92,10 @@ def generated_repo(tmp_path: Path, version: str = "v1.0.0", answers: dict | None
 
 
 def user_edits(repo: Path) -> None:
-    """Two generated files edited (one of them also changed by v2, on another line), one added."""
+    """Two generated files edited (one of them also changed by v2, on another line), one added,
+    and the README (the user's once generated) edited."""
+    makefile = repo / "Makefile"
+    makefile.write_text(makefile.read_text() + "\n# Our runbook\nrunbook:\n\t@echo page the on-call\n")
     readme = repo / "README.md"
     readme.write_text(readme.read_text() + "\n## Our runbook\n\nPage the on-call.\n")
     edit(repo / "Dockerfile", "ENTRYPOINT", "# our base image policy: see wiki\nENTRYPOINT")
@@ -100,9 +104,11 @@ def user_edits(repo: Path) -> None:
 
 
 def assert_updated_keeping_edits(repo: Path) -> None:
+    makefile = (repo / "Makefile").read_text()
+    assert ": (v2) everyday commands" in makefile  # v2's change
+    assert "# Our runbook" in makefile  # the user's, in the same file
     readme = (repo / "README.md").read_text()
-    assert "## (v2) " in readme  # v2's change
-    assert "## Our runbook" in readme  # the user's, in the same file
+    assert "## (v2) " not in readme and "## Our runbook" in readme  # the user's file: not updated
     assert "# our base image policy: see wiki" in (repo / "Dockerfile").read_text()
     assert (repo / "docs" / "upgrading.md").read_text().startswith("# Upgrading")  # added by v2
     assert not (repo / "scripts" / "lock.sh").exists()  # removed by v2
@@ -110,7 +116,7 @@ def assert_updated_keeping_edits(repo: Path) -> None:
     recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     assert recorded["_commit"] == "v2.0.0"
     assert recorded["_src_path"] == PUBLIC_SOURCE
-    assert "<<<<<<<" not in readme
+    assert "<<<<<<<" not in makefile
 
 
 def test_update_keeps_user_edits_and_applies_the_new_template(tmp_path, history):
@@ -123,10 +129,11 @@ def test_update_keeps_user_edits_and_applies_the_new_template(tmp_path, history)
     assert result.ok and (result.from_version, result.to_version) == ("v1.0.0", "v2.0.0")
     assert_updated_keeping_edits(repo)
     changes = dict((path, letter) for letter, path in result.changes)
-    assert changes["README.md"] == "M" and changes["docs/upgrading.md"] == "A"
+    assert changes["Makefile"] == "M" and changes["docs/upgrading.md"] == "A"
+    assert "README.md" not in changes
     assert changes["scripts/lock.sh"] == "D" and "notes.txt" not in changes
     # Against v2, the only differences left are the user's edits.
-    assert {d.path for d in check(repo).drift} == {"README.md", "Dockerfile"}
+    assert {d.path for d in check(repo).drift} == {"Makefile", "Dockerfile"}
 
 
 def test_plain_copier_update_against_the_published_git_source(tmp_path, history):
@@ -328,7 +335,7 @@ def test_update_conflict_resolved_and_accepted_then_check_is_clean(tmp_path, his
     accepts, check is clean; the next clean update keeps the accepted file accepted."""
     def v2(template: Path) -> None:
         edit(template / "project" / "Dockerfile.jinja", "ENTRYPOINT", "# v2 says\nENTRYPOINT")
-        edit(template / "project" / "README.md.jinja", "## ", "## (v2) ")
+        edit(template / "project" / "Makefile.jinja", ": everyday commands", ": (v2) everyday commands")
 
     history(v2)
     repo = generated_repo(tmp_path)
@@ -347,9 +354,9 @@ def test_update_conflict_resolved_and_accepted_then_check_is_clean(tmp_path, his
     assert runner.invoke(app, ["check", str(repo)]).exit_code == 0
     commit_all(repo, "updated to v2, Dockerfile customised")
 
-    # v3 changes the README only: the accepted Dockerfile is carried, check stays clean.
+    # v3 changes the Makefile only: the accepted Dockerfile is carried, check stays clean.
     source = tmp_path / "history"
-    edit(source / "project" / "README.md.jinja", "## (v2) ", "## (v3) ")
+    edit(source / "project" / "Makefile.jinja", "(v2) everyday", "(v3) everyday")
     commit_all(source, "v3", "v3.0.0")
     result = update(repo)
     assert result.ok
@@ -427,8 +434,8 @@ def test_update_offline_from_the_installed_wheel(tmp_path, history):
 
     assert updated.returncode == 0, updated.stdout + updated.stderr
     assert "from template v1.0.0 to v2.0.0" in " ".join(updated.stdout.split())
-    readme = (repo / "README.md").read_text()
-    assert "## (v2) " in readme and "## Our runbook" in readme
+    makefile = (repo / "Makefile").read_text()
+    assert ": (v2) everyday commands" in makefile and "# Our runbook" in makefile
     assert not (repo / "scripts" / "lock.sh").exists() and (repo / "docs" / "upgrading.md").exists()
     recorded = yaml.safe_load((repo / ".copier-answers.yml").read_text())
     assert recorded["_commit"] == "v2.0.0"
@@ -455,3 +462,49 @@ def test_an_interrupted_update_leaves_the_repository_as_committed(tmp_path, hist
     after = {p: p.read_bytes() for p in repo.rglob("*") if p.is_file() and ".git" not in p.parts}
     assert after == before
     assert git(repo, "status", "--porcelain") == ""
+
+
+def test_init_project_round_trip_update_conflict_accept_check(tmp_path, history):
+    """A project adopted with `agentgen init`: update to v2 conflicts in an owned file, the user
+    resolves and accepts, check is clean; the user's own files are never touched by the update;
+    a later edit of an owned file is drift until accepted."""
+    from agentgen.adopt import adopt, load_init_spec
+
+    from .test_init import snapshot, user_project
+
+    deployment_doc = "{% if mode == 'init' %}deployment.md{% endif %}.jinja"
+
+    def v2(template: Path) -> None:
+        edit(template / "project" / "Dockerfile.jinja", "ENTRYPOINT", "# v2 says\nENTRYPOINT")
+        edit(template / "project" / "docs" / deployment_doc, "## Run it locally", "## Run it (v2)")
+        edit(template / "project" / "README.md.jinja", "## ", "## (v2) ")  # new projects only
+
+    history(v2)
+    project = user_project(tmp_path, "src-layout")
+    theirs = {path: data for path, data in snapshot(project).items() if not path.startswith(".git/")}
+    spec, _ = load_init_spec(project, {}, None)
+    adopt(spec, project, template_version="v1.0.0")
+    commit_all(project, "deployment by agentgen")
+    edit(project / "Dockerfile", "ENTRYPOINT", "# we say\nENTRYPOINT")
+    commit_all(project, "ours")
+
+    runner = CliRunner()
+    result = runner.invoke(app, ["update", str(project)])
+    assert result.exit_code == 1 and "agentgen accept Dockerfile" in result.output, result.output
+    assert "## Run it (v2)" in (project / "docs" / "deployment.md").read_text()
+    now = snapshot(project)
+    assert {path: now[path] for path in theirs} == theirs  # README.md, pyproject.toml, Makefile, ...
+    text = (project / "Dockerfile").read_text()
+    assert "<<<<<<< yours\n# we say\n=======\n# v2 says\n>>>>>>> template v2.0.0\n" in text
+    (project / "Dockerfile").write_text("\n".join(
+        line for line in text.splitlines() if not line.startswith(("<<<<<<<", "=======", ">>>>>>>"))) + "\n")
+    assert runner.invoke(app, ["check", str(project)]).exit_code == 1
+    assert runner.invoke(app, ["accept", "-C", str(project), "Dockerfile"]).exit_code == 0
+    assert runner.invoke(app, ["check", str(project)]).exit_code == 0
+    commit_all(project, "updated to v2")
+
+    edit(project / "compose.yaml", "restart: unless-stopped", "restart: always")
+    drift = runner.invoke(app, ["check", str(project)])
+    assert drift.exit_code == 1 and "compose.yaml" in drift.output, drift.output
+    assert runner.invoke(app, ["accept", "-C", str(project), "compose.yaml"]).exit_code == 0
+    assert runner.invoke(app, ["check", str(project)]).exit_code == 0

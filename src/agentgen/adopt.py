@@ -179,24 +179,26 @@ def check_project(root: Path, graph: str | None) -> None:
 
 
 def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = None,
-          force: bool = False, dry_run: bool = False) -> AdoptResult:
+          force: bool = False, dry_run: bool = False,
+          template_version: str | None = None) -> AdoptResult:
     """Render agentgen's files for `spec` (mode init), validate them with the project, write them.
 
     `config` is a langgraph.json to write too (from --graph). A rendered path the project holds
     with other content is refused (DestinationError listing them), or with `force` moved aside to
-    `<path>.orig`. Nothing is written when anything fails.
+    `<path>.orig`. Nothing is written when anything fails. `template_version` renders another
+    release of the installed history (as `generate` does).
     """
     from .history import installed_version, template_at
     from .validate import Report, iter_files, validator_process
     from .write import place, staging_dir
 
     given, root = Path(root), Path(root).absolute()
-    with staging_dir(root) as scratch, template_at(installed_version()) as template, \
+    with staging_dir(root) as scratch, template_at(template_version or installed_version()) as template, \
             validator_process() as validate_in_worker:
         from .render import render
 
         tree = scratch / "tree"
-        render(spec, tree, template=template)
+        render(spec, tree, template=template, version=template_version)
         if config is not None:
             (tree / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         rendered = [Path(p) for p in iter_files(tree)]

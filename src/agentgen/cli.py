@@ -314,7 +314,8 @@ def check(
 def accept(
     paths: Annotated[list[Path], typer.Argument(help="Files agentgen owns, as they are now.",
                                                 show_default=False)],
-    directory: Annotated[Path, typer.Option("--directory", "-C", help="Generated repository.")]
+    directory: Annotated[Path, typer.Option("--directory", "-C", help="Generated repository "
+                                            "(relative PATHs are taken from it, as git -C does).")]
     = Path("."),
 ) -> None:
     """Accept your changes to files agentgen owns: agentgen check reports only later changes.

@@ -452,7 +452,7 @@ def accept(root: Path | str, paths: list[str | Path]) -> list[str]:
     base = root.resolve()
     rels = []
     for path in paths:
-        absolute = (Path.cwd() / path).resolve()  # an absolute path stays itself
+        absolute = (base / path).resolve()  # relative to the project, as git -C; absolute stays
         try:
             rels.append(absolute.relative_to(base).as_posix())
         except ValueError:

@@ -35,8 +35,8 @@ def check_destination(dest: Path, *, force: bool) -> None:
     if (dest / "langgraph.json").is_file() and not (dest / ".copier-answers.yml").is_file():
         raise DestinationError(
             f"{dest}: holds a LangGraph project agentgen did not generate (langgraph.json): new "
-            f"would replace its langgraph.json, pyproject.toml and README; run agentgen init {dest} "
-            "to add the deployment to it in place")
+            f"would add the sample agent around it; run agentgen init {dest} to add the deployment "
+            "to it in place")
     # Really try: permission bits say nothing for root on a read-only or virtual file system.
     for directory in {dest if dest.is_dir() else _existing_ancestor(dest), _staging_base(dest)}:
         try:

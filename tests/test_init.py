@@ -1,0 +1,230 @@
+"""`agentgen init`: a LangGraph project of the user's (fixtures written for these tests, one per
+common layout) gets agentgen's deployment in place; the user's files are never changed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from agentgen.cli import app
+
+from .conftest import snapshot
+from .servers import free_port, http_status, process
+
+FIXTURES = Path(__file__).parent / "fixtures" / "byo"
+IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
+            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}
+# What each fixture's graphs answer to {"text": "hi"} (none calls a model).
+REPLIES = {
+    "src-layout": {"agent": "react: hi"},
+    "flat-requirements": {"echo": "HI!"},
+    "uv-project": {"writer": "draft of hi", "critic": "review of hi"},
+    "env-file": {"greeter": "Bonjour hi"},
+}
+
+
+def git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True,
+                          env={**os.environ, **IDENTITY}).stdout
+
+
+def user_project(tmp_path: Path, name: str) -> Path:
+    """A fixture project copied into a fresh git repository, committed as its user has it."""
+    project = tmp_path / name
+    shutil.copytree(FIXTURES / name, project)
+    git(project, "init", "--quiet", "--initial-branch=main")
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "-m", "our agent")
+    return project
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args))
+
+
+def init(project: Path, *extra: str):
+    result = invoke("init", str(project), "--no-input", *extra)
+    assert result.exit_code == 0, result.output
+    return result
+
+
+@pytest.mark.parametrize("name", sorted(REPLIES))
+def test_init_adds_only_agentgen_files_and_check_is_clean(tmp_path, name):
+    project = user_project(tmp_path, name)
+    before = snapshot(project)
+    result = init(project)
+    assert "none of yours changed" in result.output
+    status = git(project, "status", "--porcelain", "--untracked-files=all").splitlines()
+    assert status and all(line.startswith("?? ") for line in status), status  # only added
+    after = snapshot(project)
+    assert {path: after[path] for path in before} == before
+    added = set(after) - set(before)
+    assert {"Dockerfile", "agentgen.mk", "compose.yaml", "deploy/constraints.txt",
+            "docs/deployment.md", ".github/workflows/agentgen-ci.yml", ".copier-answers.yml",
+            "runtime/pyproject.toml"} <= added
+    assert not {"README.md", "pyproject.toml", "Makefile", ".gitignore", ".env.example",
+                "constraints.txt", "langgraph.json"} & added
+    assert not any(p.startswith(("src/", "tests/")) for p in added)
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["mode"] == "init"
+    # A project's own .dockerignore is kept; agentgen writes one only where there was none.
+    assert answers["own_dockerignore"] is ("flat-requirements" != name)
+    git(project, "add", "--all")
+    git(project, "commit", "--quiet", "-m", "deployment by agentgen")
+    checked = invoke("check", str(project))
+    assert checked.exit_code == 0, checked.output
+
+
+def test_init_derives_the_answers_from_the_project(tmp_path):
+    project = user_project(tmp_path, "uv-project")
+    init(project, "--dry-run")
+    assert not (project / ".copier-answers.yml").exists()  # dry run: nothing written
+    init(project, "--target", "kubernetes", "--scale", "small")
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["name"], answers["python_version"], answers["targets"], answers["secrets"]) == (
+        "two-graphs", "3.11", ["kubernetes"], "kubernetes")  # pyproject name, langgraph.json python
+    assert answers["description"] == "Two graphs in two modules, managed with uv"
+    dockerfile = (project / "Dockerfile").read_text()
+    assert "ARG PYTHON_VERSION=3.11" in dockerfile
+    assert "install.py --constraint deploy/constraints.txt" in dockerfile
+
+
+def test_install_plan_follows_langgraph_json_and_the_lock(tmp_path):
+    """install.py (run by the image and agentgen.mk) installs each dependency as LangGraph reads
+    it, with the project's uv.lock pins winning over the runtime's."""
+    project = user_project(tmp_path, "uv-project")
+    init(project)
+    script = project / "runtime" / "src" / "agentgen_runtime" / "install.py"
+
+    def planned(cwd: Path) -> list[str]:
+        done = subprocess.run([sys.executable, str(script), "--constraint",
+                               str(project / "deploy" / "constraints.txt"), "--print"],
+                              cwd=cwd, capture_output=True, text=True, check=True)
+        return done.stdout.splitlines()
+
+    lines = planned(project)
+    # A virtual uv project (no build backend): its dependencies, not the project itself.
+    assert lines[-1].endswith("./runtime langgraph==1.2.22 langchain-core==1.7.2")
+    lock = {line.split("==")[0] for line in lines[:-1]}
+    assert "langsmith" in lock and sum(1 for line in lines if line.startswith("langsmith==")) == 1
+    locked = next(line for line in lines if line.startswith("langsmith=="))
+    assert locked in (project / "uv.lock").read_text().replace('"', "").replace(
+        "name = langsmith\nversion = ", "langsmith==")
+    # A package (setuptools, src layout) is installed as itself.
+    src = user_project(tmp_path, "src-layout")
+    init(src)
+    lines = subprocess.run([sys.executable, str(src / "runtime/src/agentgen_runtime/install.py"),
+                            "--constraint", "deploy/constraints.txt", "--print", "--editable"],
+                           cwd=src, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert lines[-1].endswith(f"-e ./runtime -e {src.resolve()}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(REPLIES))
+def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres, name):
+    """As the user would after init: `make -f agentgen.mk install`, `agentgen validate --import`
+    (with the .venv present), then the image's ENTRYPOINT lists every graph of langgraph.json and
+    answers one run of each through the langgraph-sdk client."""
+    from langgraph_sdk import get_client
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed (apt-get install make)")
+    project = user_project(tmp_path, name)
+    init(project)
+    env = {**os.environ, "PYTHON": sys.executable, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+    done = subprocess.run(["make", "-f", "agentgen.mk", "install"], cwd=project, capture_output=True,
+                          text=True, env=env, timeout=900)
+    assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    validated = invoke("validate", str(project), "--import")
+    assert validated.exit_code == 0, validated.output
+    assert "import (1)" in validated.output
+
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    (secrets / "api_keys").write_text("k-user")
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    server_env = {"DATABASE_URL": postgres.create_database(name.replace("-", "_")), "PORT": str(port),
+                  "SECRETS_DIR": str(secrets), "WORKERS": "1", "LOG_LEVEL": "WARNING"}
+    with process([str(project / ".venv" / "bin" / "agentgen-runtime")], cwd=project, env=server_env,
+                 what=f"{name} served", ready=lambda: http_status(f"{base}/ready") == 200):
+
+        async def scenario() -> None:
+            client = get_client(url=base, api_key="k-user")
+            graphs = {a["graph_id"] for a in await client.assistants.search()}
+            assert graphs == set(json.loads((project / "langgraph.json").read_text())["graphs"])
+            for graph_id, reply in REPLIES[name].items():
+                thread = (await client.threads.create())["thread_id"]
+                result = await client.runs.wait(thread, graph_id, input={"text": "hi"})
+                assert result["reply"] == reply, (graph_id, result)
+
+        asyncio.run(scenario())
+
+
+def test_graph_flag_writes_langgraph_json(tmp_path):
+    project = user_project(tmp_path, "flat-requirements")
+    (project / "langgraph.json").unlink()
+    git(project, "commit", "--quiet", "-am", "no langgraph.json")
+    init(project, "--graph", "echo=agent.py:graph")
+    assert json.loads((project / "langgraph.json").read_text()) == {
+        "dependencies": ["."], "graphs": {"echo": "./agent.py:graph"}}
+    assert invoke("validate", str(project)).exit_code == 0
+
+
+@pytest.mark.parametrize(("setup", "args", "message"), [
+    (lambda p: (p / "langgraph.json").unlink(), (),
+     "no langgraph.json (pass --graph path/to/file.py:attribute to write one)"),
+    (lambda p: (p / "langgraph.json").unlink(), ("--graph", "missing.py:graph"),
+     "--graph: ./missing.py does not exist"),
+    (lambda p: (p / "langgraph.json").unlink(), ("--graph", "agent.py:nope"),
+     "--graph: ./agent.py does not define 'nope'"),
+    (lambda p: None, ("--graph", "agent.py:graph"), "langgraph.json exists; declare graphs there"),
+    (lambda p: (p / "Dockerfile").write_text("FROM scratch\n"), (),
+     "holds files agentgen must own: Dockerfile (move them away, or pass --force"),
+    (lambda p: (p / "langgraph.json").write_text('{"dependencies": ["."], "graphs": {"echo": "./gone.py:graph"}}'), (),
+     "graph 'echo': ./gone.py does not exist"),
+    (lambda p: (p / ".copier-answers.yml").write_text("_commit: v0.1.0\n"), (),
+     "agentgen already manages this project (.copier-answers.yml): use agentgen update"),
+])
+def test_init_refuses_with_one_line_and_writes_nothing(tmp_path, setup, args, message):
+    project = user_project(tmp_path, "flat-requirements")
+    setup(project)
+    before = snapshot(project)
+    result = invoke("init", str(project), "--no-input", *args)
+    assert result.exit_code != 0
+    assert message in result.output, result.output
+    assert "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert errors and len(errors) <= 2, result.output  # a finding and its count at most
+    assert snapshot(project) == before
+    assert not list(tmp_path.glob(".agentgen-*")) and not list(project.glob(".agentgen-*"))
+
+
+def test_force_moves_the_users_files_aside(tmp_path):
+    project = user_project(tmp_path, "flat-requirements")
+    (project / "Dockerfile").write_text("FROM scratch\n")
+    (project / "scripts").mkdir()
+    (project / "scripts" / "backup.sh").write_text("echo ours\n")
+    result = init(project, "--force")
+    assert "Moved your Dockerfile aside to Dockerfile.orig" in result.output
+    assert (project / "Dockerfile.orig").read_text() == "FROM scratch\n"
+    assert (project / "scripts" / "backup.sh.orig").read_text() == "echo ours\n"
+    assert "agentgen-runtime" in (project / "Dockerfile").read_text()
+
+
+def test_new_force_into_a_langgraph_project_points_to_init(tmp_path):
+    project = user_project(tmp_path, "src-layout")
+    before = snapshot(project)
+    result = invoke("new", str(project), "--force", "--no-input")
+    assert result.exit_code == 1
+    assert f"run agentgen init {project} to add the deployment to it in place" in result.output
+    assert snapshot(project) == before
