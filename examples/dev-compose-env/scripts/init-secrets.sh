@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 umask 022
 mkdir -p secrets
 chmod 700 secrets
+# Never committed, whatever the repository's own .gitignore says.
+[ -f secrets/.gitignore ] || printf '*\n' > secrets/.gitignore
 
 if [ ! -s secrets/api_keys ]; then
     # Clients send it in the X-API-Key header; add more keys comma-separated.

@@ -1,0 +1,176 @@
+"""Install a LangGraph project and this runtime into the running Python's environment, the way the
+project's own `langgraph.json` and packaging say (what `agentgen init` projects' image and
+`make -f agentgen.mk install` run, before the runtime is installed: standard library only).
+
+    python runtime/src/agentgen_runtime/install.py --runtime './runtime[redis]' \\
+        --constraint deploy/constraints.txt [--editable] [--print]
+
+`dependencies` of `langgraph.json` (default `["."]`), as LangGraph Platform reads them: a local
+directory with a build backend (`pyproject.toml` with `[build-system]`, `setup.py`, `setup.cfg`) is
+installed as a package; one without is source (the runtime makes it importable) whose
+`requirements.txt`, else `[project].dependencies`, is installed; anything else is a requirement.
+
+Versions: `--constraint` (the runtime's tested pins) merged with the project's lock. A `uv.lock`
+beside `langgraph.json` pins every package it resolved from an index, and its pin wins over the
+runtime's; a package a requirements file pins with `==` drops the runtime's pin too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+import subprocess
+import sys
+import tempfile
+import tomllib
+from pathlib import Path
+
+BUILD_FILES = ("setup.py", "setup.cfg")
+_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_PIN = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?\s*===?\s*([^\s;#]+)")
+
+
+class InstallError(Exception):
+    """The project cannot be installed as its langgraph.json says (one line)."""
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def _pyproject(directory: Path) -> dict:
+    path = directory / "pyproject.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InstallError(f"{path}: {exc}") from None
+
+
+def is_package(directory: Path) -> bool:
+    """Whether pip can build `directory` as a distribution (a build backend is declared)."""
+    return "build-system" in _pyproject(directory) or any((directory / f).is_file() for f in BUILD_FILES)
+
+
+def plan(config: Path) -> tuple[list[list[str]], list[Path]]:
+    """The pip arguments for every dependency of `config` (each a list: ['-e'?, item] or ['-r',
+    file]), and the requirements files named (for their pins)."""
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InstallError(f"{config}: {exc}") from None
+    dependencies = data.get("dependencies") if isinstance(data, dict) else None
+    if dependencies is None:
+        dependencies = ["."]
+    if not isinstance(dependencies, list) or not all(isinstance(d, str) for d in dependencies):
+        raise InstallError(f"{config}: dependencies: expected a list of strings")
+    steps: list[list[str]] = []
+    files: list[Path] = []
+    for dependency in dependencies:
+        if not dependency.startswith((".", "/")):
+            steps.append([dependency])
+            continue
+        directory = (config.parent / dependency).resolve()
+        if not directory.is_dir():
+            raise InstallError(f"{config}: dependencies: {dependency}: no such directory")
+        if is_package(directory):
+            steps.append([str(directory)])
+        elif (directory / "requirements.txt").is_file():
+            files.append(directory / "requirements.txt")
+            steps.append(["-r", str(directory / "requirements.txt")])
+        else:
+            project = _pyproject(directory).get("project") or {}
+            steps.extend([requirement] for requirement in project.get("dependencies") or ())
+    return steps, files
+
+
+def lock_pins(project: Path) -> dict[str, str]:
+    """{canonical name: 'name==version'} of every package `uv.lock` resolved from an index."""
+    path = project / "uv.lock"
+    if not path.is_file():
+        return {}
+    try:
+        lock = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise InstallError(f"{path}: {exc}") from None
+    pins = {}
+    for package in lock.get("package") or ():
+        source = package.get("source") or {}
+        if "registry" in source and package.get("name") and package.get("version"):
+            pins[canonical(package["name"])] = f"{package['name']}=={package['version']}"
+    return pins
+
+
+def requirement_pins(path: Path) -> set[str]:
+    """Canonical names a requirements file pins exactly (following its own -r includes)."""
+    names: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.strip()
+        if line.startswith(("-r ", "--requirement ")):
+            names |= requirement_pins(path.parent / line.split(maxsplit=1)[1])
+        elif (match := _PIN.match(line)) is not None:
+            names.add(canonical(match.group(1)))
+    return names
+
+
+def constraints(runtime_pins: Path, project: Path, files: list[Path]) -> list[str]:
+    """The runtime's pins, but where the project's lock or requirements pin the package."""
+    locked = lock_pins(project)
+    theirs = set(locked) | {name for f in files for name in requirement_pins(f)}
+    lines = list(locked.values())
+    for line in runtime_pins.read_text(encoding="utf-8").splitlines():
+        match = _NAME.match(line)
+        if match and not line.lstrip().startswith("#") and canonical(match.group(1)) not in theirs:
+            lines.append(line.strip())
+    return lines
+
+
+def command(args: argparse.Namespace, constraint_file: Path) -> list[str]:
+    steps, _ = plan(args.config)
+    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
+           "--constraint", str(constraint_file)]
+    editable = ["-e"] if args.editable else []
+    cmd += [*editable, args.runtime]
+    for step in steps:
+        local = len(step) == 1 and Path(step[0]).is_absolute()
+        cmd += [*editable, *step] if local else step
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="install.py", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", type=Path, default=Path("langgraph.json"),
+                        help="the project's langgraph.json (default: ./langgraph.json)")
+    parser.add_argument("--runtime", default="./runtime", help="the runtime's pip requirement")
+    parser.add_argument("--constraint", type=Path, required=True, help="the runtime's pins")
+    parser.add_argument("--editable", action="store_true",
+                        help="local packages and the runtime editable (a development environment)")
+    parser.add_argument("--print", action="store_true", dest="dry",
+                        help="print the constraints and the pip command; install nothing")
+    args = parser.parse_args(argv)
+    try:
+        args.config = args.config.resolve()
+        _, files = plan(args.config)
+        lines = constraints(args.constraint, args.config.parent, files)
+        with tempfile.NamedTemporaryFile("w", suffix="-constraints.txt", delete=False) as out:
+            out.write("\n".join(lines) + "\n")
+        pinned = Path(out.name)
+        try:
+            cmd = command(args, pinned)
+            if args.dry:
+                print("\n".join(lines))
+                print(shlex.join(cmd))
+                return 0
+            return subprocess.run(cmd, check=False).returncode  # noqa: S603 - pip, with our arguments
+        finally:
+            pinned.unlink(missing_ok=True)
+    except (InstallError, OSError) as exc:
+        print(f"install.py: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
