@@ -258,7 +258,10 @@ def _validate_with_project(root: Path, tree: Path, rendered: list[Path], scratch
             continue  # what will be there: the rendered file (a clash is moved aside)
         if source.is_file() and not source.is_symlink():
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, target)
+            try:
+                os.link(source, target)  # the staging directory is on the project's file system
+            except OSError:
+                shutil.copy2(source, target)
     if not (merged / CONFIG).exists() and (root / CONFIG).is_file():
         shutil.copy2(root / CONFIG, merged / CONFIG)
     report = validate_tree_in_worker(merged)
