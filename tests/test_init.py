@@ -98,6 +98,18 @@ def test_init_derives_the_answers_from_the_project(tmp_path):
     assert "install.py --constraint deploy/constraints.txt" in dockerfile
 
 
+def test_init_takes_an_answers_file_over_what_it_derives(tmp_path):
+    project = user_project(tmp_path, "src-layout")
+    config = tmp_path / "answers.yml"
+    config.write_text("name: support-bot\nscale: medium\ntargets: [helm]\nsecrets: vault\n")
+    init(project, "--config", str(config))
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["name"], answers["scale"], answers["targets"], answers["secrets"]) == (
+        "support-bot", "medium", ["helm"], "vault")
+    assert (project / "deploy" / "helm" / "support-bot" / "Chart.yaml").is_file()
+    assert "./runtime[redis,vault]" in (project / "Dockerfile").read_text()
+
+
 def test_install_plan_follows_langgraph_json_and_the_lock(tmp_path):
     """install.py (run by the image and agentgen.mk) installs each dependency as LangGraph reads
     it, with the project's uv.lock pins winning over the runtime's."""
