@@ -77,7 +77,7 @@ def test_init_adds_only_agentgen_files_and_check_is_clean(tmp_path, name):
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
     assert answers["mode"] == "init"
     # A project's own .dockerignore is kept; agentgen writes one only where there was none.
-    assert answers["own_dockerignore"] is ("flat-requirements" != name)
+    assert answers["own_dockerignore"] is (name != "flat-requirements")
     git(project, "add", "--all")
     git(project, "commit", "--quiet", "-m", "deployment by agentgen")
     checked = invoke("check", str(project))
@@ -202,7 +202,8 @@ def test_graph_flag_writes_langgraph_json(tmp_path):
     (lambda p: None, ("--graph", "agent.py:graph"), "langgraph.json exists; declare graphs there"),
     (lambda p: (p / "Dockerfile").write_text("FROM scratch\n"), (),
      "holds files agentgen must own: Dockerfile (move them away, or pass --force"),
-    (lambda p: (p / "langgraph.json").write_text('{"dependencies": ["."], "graphs": {"echo": "./gone.py:graph"}}'), (),
+    (lambda p: (p / "langgraph.json").write_text(
+        '{"dependencies": ["."], "graphs": {"echo": "./gone.py:graph"}}'), (),
      "graph 'echo': ./gone.py does not exist"),
     (lambda p: (p / ".copier-answers.yml").write_text("_commit: v0.1.0\n"), (),
      "agentgen already manages this project (.copier-answers.yml): use agentgen update"),

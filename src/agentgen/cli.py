@@ -34,6 +34,19 @@ TARGETS = "compose, kubernetes, helm, langgraph-platform"
 SECRETS = "env, kubernetes, sealed-secrets, aws-secrets-manager, vault, gcp-secret-manager, azure-key-vault"
 
 
+# Options `new` and `init` share.
+ConfigOption = Annotated[Path | None, typer.Option("--config", "-c", help="Answers file (YAML); see "
+                                                   "`agentgen schema`.", show_default=False)]
+ScaleOption = Annotated[str | None, typer.Option(help=f"One of: {SCALES}.", show_default=False)]
+SecretsOption = Annotated[str | None, typer.Option(help=f"One of: {SECRETS}.", show_default=False)]
+TargetOption = Annotated[list[str] | None, typer.Option(help=f"Repeatable. One of: {TARGETS}.",
+                                                        show_default=False)]
+NoInputOption = Annotated[bool, typer.Option("--no-input", help="Never prompt; unanswered questions "
+                                             "take their defaults.")]
+DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Render and validate; print the files "
+                                            "that would be written; write nothing.")]
+
+
 def _consoles() -> tuple[Any, Any]:
     from rich.console import Console
 
@@ -86,21 +99,16 @@ def _root(
 def new(
     dest: Annotated[str | None, typer.Argument(help="Directory to create (default: ./NAME; '.' for "
                                                "the current one).", show_default=False)] = None,
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Answers file (YAML); "
-                                                "see `agentgen schema`.", show_default=False)] = None,
+    config: ConfigOption = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: DEST's name).",
                                              show_default=False)] = None,
-    scale: Annotated[str | None, typer.Option(help=f"One of: {SCALES}.", show_default=False)] = None,
-    secrets: Annotated[str | None, typer.Option(help=f"One of: {SECRETS}.",
-                                                show_default=False)] = None,
-    target: Annotated[list[str] | None, typer.Option(help=f"Repeatable. One of: {TARGETS}.",
-                                                     show_default=False)] = None,
-    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; unanswered "
-                                           "questions take their defaults.")] = False,
+    scale: ScaleOption = None,
+    secrets: SecretsOption = None,
+    target: TargetOption = None,
+    no_input: NoInputOption = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty DEST, replacing "
                                         "only the files the template owns.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and validate; print the "
-                                          "files that would be written; write nothing.")] = False,
+    dry_run: DryRunOption = False,
     no_git: Annotated[bool, typer.Option("--no-git", help="Do not create a git repository.")] = False,
 ) -> None:
     """Create a new deployment repository (prompts on a terminal unless --no-input)."""
@@ -136,24 +144,19 @@ def new(
 def init(
     directory: Annotated[Path, typer.Argument(help="The LangGraph project (default: the current "
                                               "directory).")] = Path("."),
-    config: Annotated[Path | None, typer.Option("--config", "-c", help="Answers file (YAML); "
-                                                "see `agentgen schema`.", show_default=False)] = None,
+    config: ConfigOption = None,
     graph: Annotated[str | None, typer.Option(help="[ID=]path/to/file.py:attribute: the graph of a "
                                               "project without langgraph.json (one is written).",
                                               show_default=False)] = None,
     name: Annotated[str | None, typer.Option(help="Project name (default: pyproject.toml's, else "
                                              "the directory's).", show_default=False)] = None,
-    scale: Annotated[str | None, typer.Option(help=f"One of: {SCALES}.", show_default=False)] = None,
-    secrets: Annotated[str | None, typer.Option(help=f"One of: {SECRETS}.",
-                                                show_default=False)] = None,
-    target: Annotated[list[str] | None, typer.Option(help=f"Repeatable. One of: {TARGETS}.",
-                                                     show_default=False)] = None,
-    no_input: Annotated[bool, typer.Option("--no-input", help="Never prompt; unanswered "
-                                           "questions take their defaults.")] = False,
+    scale: ScaleOption = None,
+    secrets: SecretsOption = None,
+    target: TargetOption = None,
+    no_input: NoInputOption = False,
     force: Annotated[bool, typer.Option("--force", help="Move each file in a path agentgen must "
                                         "own (e.g. a Dockerfile) aside to <path>.orig.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and validate; print the "
-                                          "files that would be written; write nothing.")] = False,
+    dry_run: DryRunOption = False,
 ) -> None:
     """Add agentgen's deployment to an existing LangGraph project, in place (your files untouched)."""
     from .adopt import adopt, load_init_spec
