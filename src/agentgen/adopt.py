@@ -190,9 +190,10 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
     """
     from .history import installed_version, template_at
     from .validate import Report, iter_files, validator_process
-    from .write import place, staging_dir
+    from .write import check_writable, place, staging_dir
 
     given, root = Path(root), Path(root).absolute()
+    check_writable(root)  # the project, and its parent where the files are staged
     with staging_dir(root) as scratch, template_at(template_version or installed_version()) as template, \
             validator_process() as validate_in_worker:
         from .render import render

@@ -37,6 +37,16 @@ def check_destination(dest: Path, *, force: bool) -> None:
             f"{dest}: holds a LangGraph project agentgen did not generate (langgraph.json): new "
             f"would add the sample agent around it; run agentgen init {dest} to add the deployment "
             "to it in place")
+    check_writable(dest)
+
+
+def check_writable(dest: Path) -> None:
+    """Refuse a destination (or the directory beside it where files are staged) that cannot be
+    written, before any work is done.
+
+    Raises:
+        DestinationError: naming the directory.
+    """
     # Really try: permission bits say nothing for root on a read-only or virtual file system.
     for directory in {dest if dest.is_dir() else _existing_ancestor(dest), _staging_base(dest)}:
         try:
