@@ -185,6 +185,16 @@ def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres,
                 assert result["reply"] == reply, (graph_id, result)
 
         asyncio.run(scenario())
+        # The generated load test drives the user's own graph (its input has no messages).
+        graph_id = next(iter(REPLIES[name]))
+        load = subprocess.run([str(project / ".venv" / "bin" / "python"), "scripts/load_test.py",
+                               "--url", base, "--requests", "20", "--concurrency", "2", "--warmup", "0",
+                               "--assistant", graph_id, "--input", '{"text": "hi"}',
+                               "--api-key", "k-user", "--json"],
+                              cwd=project, capture_output=True, text=True, timeout=300)
+        assert load.returncode == 0, load.stdout + load.stderr
+        measured = json.loads(load.stdout)
+        assert (measured["requests"], measured["errors"]) == (20, 0), measured
 
 
 def test_graph_flag_writes_langgraph_json(tmp_path):

@@ -34,7 +34,7 @@ def percentile(values: list[float], q: float) -> float:
 async def client_loop(http: httpx.AsyncClient, args: argparse.Namespace, budget: list[int],
                       deadline: float, latencies: list[float], errors: Counter) -> None:
     body = {"assistant_id": args.assistant,
-            "input": {"messages": [{"role": "user", "content": args.message}]}}
+            "input": args.input or {"messages": [{"role": "user", "content": args.message}]}}
     turns = 0
     thread_id = None
     while budget[0] > 0 and time.monotonic() < deadline:
@@ -107,8 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=20, help="unmeasured requests first")
     parser.add_argument("--timeout", type=float, default=60, help="per request, seconds")
     parser.add_argument("--turns", type=int, default=10, help="runs per thread (conversation)")
-    parser.add_argument("--assistant", default="agent")
-    parser.add_argument("--message", default="hello")
+    parser.add_argument("--assistant", default="agent", help="graph id (a key of langgraph.json graphs)")
+    parser.add_argument("--message", default="hello", help="sent as one user message")
+    parser.add_argument("--input", type=json.loads, help="the run's input as JSON, for graphs whose "
+                        'state has no messages (e.g. \'{"text": "hi"}\')')
     parser.add_argument("--api-key", default=os.environ.get("API_KEY"))
     parser.add_argument("--api-key-header", default="X-API-Key")
     parser.add_argument("--allow-remote", action="store_true", help="allow a non-loopback URL")
