@@ -106,3 +106,23 @@ def test_secrets_choices_follow_the_targets():
     assert _allowed_secrets(["compose"]) == ["env", "aws-secrets-manager", "vault"]
     assert _allowed_secrets(["kubernetes"])[0] == "kubernetes"
     assert "env" not in _allowed_secrets(["compose", "helm"])
+
+
+def test_interactive_init_asks_the_three_questions_in_the_users_project(tmp_path):
+    import shutil
+    from pathlib import Path
+
+    project = tmp_path / "agent"
+    shutil.copytree(Path(__file__).parent / "fixtures" / "byo" / "flat-requirements", project)
+    term = Terminal([sys.executable, "-m", "agentgen", "init"], project)
+    term.expect("Scale [dev/small/medium/large] (dev):")
+    term.send("medium")
+    term.expect("Targets")
+    term.send("kubernetes")
+    term.expect("Secrets backend")
+    term.send("sealed-secrets")
+    assert term.wait() == 0, term.screen
+    assert "none of yours changed" in term.flat
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["name"], answers["mode"], answers["scale"], answers["targets"], answers["secrets"]) == (
+        "agent", "init", "medium", ["kubernetes"], "sealed-secrets")
