@@ -75,6 +75,11 @@ class GuardedPool(AsyncConnectionPool):
                 await self.check()  # the others the server closed too
 
 
+# psycopg_pool retries a failed connection with an uncapped exponential backoff (1, 2, 4, 8, 16 s
+# ...) until it gives up: after a 16 s outage its next attempt may come 15 s after the database is
+# back, every request refused meanwhile. Giving up early bounds the gap between attempts (at most
+# ~4 s): the next request then starts a fresh attempt at once, and the pool refills to its size.
+RECONNECT_GIVE_UP_SECONDS = 8.0
 # A pooled connection idle for longer than this is checked with a round trip before it is used.
 CHECK_IDLE_SECONDS = 10.0
 _handed_out: weakref.WeakKeyDictionary[AsyncConnection, float] = weakref.WeakKeyDictionary()
@@ -90,6 +95,7 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         max_size=settings.db_pool_size + settings.db_pool_overflow,
         open=False,
         timeout=settings.db_connect_timeout,
+        reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
         kwargs=CONNECTION_KWARGS,
         name="agent",
     )
