@@ -145,6 +145,88 @@ def test_install_plan_follows_langgraph_json_and_the_lock(tmp_path):
     assert lines[-1].endswith(f"-e ./runtime -e {src.resolve()}")
 
 
+POETRY_PYPROJECT = """\
+[tool.poetry]
+name = "poetry-bot"
+version = "0.1.0"
+description = "Managed with Poetry"
+packages = [{include = "bot"}]
+
+[tool.poetry.dependencies]
+python = "^3.11"
+langgraph = "^1.0"
+langchain-openai = "^0.3"
+
+[build-system]
+requires = ["poetry-core>=1.0"]
+build-backend = "poetry.core.masonry.api"
+"""
+POETRY_LOCK = """\
+[[package]]
+name = "langgraph"
+version = "1.2.22"
+description = "from the index"
+
+[[package]]
+name = "ourlib"
+version = "0.3.0"
+description = "from git: not a pin pip can take"
+
+[package.source]
+type = "git"
+url = "https://example.com/ourlib.git"
+reference = "main"
+resolved_reference = "0123456789abcdef"
+
+[[package]]
+name = "Requests"
+version = "2.31.0"
+description = "from a private index"
+
+[package.source]
+type = "legacy"
+url = "https://pypi.example.com/simple"
+reference = "private"
+"""
+PDM_LOCK = """\
+[[package]]
+name = "langgraph"
+version = "1.2.20"
+
+[[package]]
+name = "ourlib"
+version = "0.3.0"
+git = "https://example.com/ourlib.git"
+revision = "0123456789abcdef"
+"""
+
+
+@pytest.mark.parametrize(("lock", "text", "pins"), [
+    ("poetry.lock", POETRY_LOCK, {"langgraph==1.2.22", "Requests==2.31.0"}),
+    ("pdm.lock", PDM_LOCK, {"langgraph==1.2.20"}),
+])
+def test_a_poetry_or_pdm_project_is_adopted_with_its_lock(tmp_path, lock, text, pins):
+    project = tmp_path / "poetry-bot"
+    (project / "bot").mkdir(parents=True)
+    (project / "bot" / "__init__.py").write_text("")
+    (project / "bot" / "graph.py").write_text("graph = None\n")
+    (project / "pyproject.toml").write_text(POETRY_PYPROJECT)
+    (project / lock).write_text(text)
+    (project / "langgraph.json").write_text(json.dumps(
+        {"dependencies": ["."], "graphs": {"bot": "./bot/graph.py:graph"}}))
+    init(project)
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["name"], answers["description"], answers["llm_provider"]) == (
+        "poetry-bot", "Managed with Poetry", "openai")  # langchain-openai: its key is a secret
+    lines = subprocess.run([sys.executable, "runtime/src/agentgen_runtime/install.py", "--constraint",
+                            "deploy/constraints.txt", "--print"], cwd=project, capture_output=True,
+                           text=True, check=True).stdout.splitlines()
+    constraints = set(lines[:-1])
+    assert pins <= constraints and not any(line.lower().startswith("ourlib") for line in constraints)
+    assert sum(1 for line in constraints if line.startswith("langgraph==")) == 1  # the lock's wins
+    assert lines[-1].endswith(f"./runtime {project.resolve()}")  # poetry-core builds the package
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REPLIES))
 def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres, name):

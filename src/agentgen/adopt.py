@@ -76,7 +76,8 @@ def _dns_label(text: str) -> str | None:
 
 
 def _requirement_names(root: Path, config: Mapping[str, Any], pyproject: Mapping[str, Any]) -> set[str]:
-    names = set()
+    names = {_canonical(name) for name in
+             ((pyproject.get("tool") or {}).get("poetry") or {}).get("dependencies") or {}}
     project = pyproject.get("project") or {}
     for requirement in [*(project.get("dependencies") or ()),
                         *(d for d in config.get("dependencies") or () if isinstance(d, str)
@@ -112,7 +113,8 @@ def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     """Answers read from the project: name, description, Python version, the model provider whose
     key the deployment carries, and whether the project has its own .dockerignore."""
     pyproject = _pyproject(root)
-    project = pyproject.get("project") or {}
+    # PEP 621 metadata, else Poetry's own table (Poetry < 2)
+    project = pyproject.get("project") or (pyproject.get("tool") or {}).get("poetry") or {}
     answers: dict[str, Any] = {"mode": "init", "own_dockerignore": not (root / ".dockerignore").exists()}
     name = None
     for candidate in (project.get("name"), root.resolve().name):

@@ -11,8 +11,9 @@ installed as a package; one without is source (the runtime makes it importable) 
 `requirements.txt`, else `[project].dependencies`, is installed; anything else is a requirement.
 
 Versions: `--constraint` (the runtime's tested pins) merged with the project's lock. A `uv.lock`
-beside `langgraph.json` pins every package it resolved from an index, and its pin wins over the
-runtime's; a package a requirements file pins with `==` drops the runtime's pin too.
+(else `poetry.lock`, else `pdm.lock`) beside `langgraph.json` pins every package it resolved from an
+index, and its pin wins over the runtime's; a package a requirements file pins with `==` drops the
+runtime's pin too.
 """
 
 from __future__ import annotations
@@ -87,10 +88,24 @@ def plan(config: Path) -> tuple[list[list[str]], list[Path]]:
     return steps, files
 
 
+LOCK_FILES = ("uv.lock", "poetry.lock", "pdm.lock")
+
+
+def _from_an_index(lock: str, package: dict) -> bool:
+    """Whether a lock entry was resolved from a package index (not git, a path or a URL)."""
+    source = package.get("source") or {}
+    if lock == "uv.lock":
+        return "registry" in source
+    if lock == "poetry.lock":
+        return source.get("type", "legacy") == "legacy"
+    return not any(key in package for key in ("path", "url", "git", "editable", "revision"))
+
+
 def lock_pins(project: Path) -> dict[str, str]:
-    """{canonical name: 'name==version'} of every package `uv.lock` resolved from an index."""
-    path = project / "uv.lock"
-    if not path.is_file():
+    """{canonical name: 'name==version'} of every package the project's lock (uv.lock, else
+    poetry.lock, else pdm.lock) resolved from an index."""
+    path = next((project / name for name in LOCK_FILES if (project / name).is_file()), None)
+    if path is None:
         return {}
     try:
         lock = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -98,8 +113,7 @@ def lock_pins(project: Path) -> dict[str, str]:
         raise InstallError(f"{path}: {exc}") from None
     pins = {}
     for package in lock.get("package") or ():
-        source = package.get("source") or {}
-        if "registry" in source and package.get("name") and package.get("version"):
+        if package.get("name") and package.get("version") and _from_an_index(path.name, package):
             pins[canonical(package["name"])] = f"{package['name']}=={package['version']}"
     return pins
 
