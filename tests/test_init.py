@@ -115,6 +115,15 @@ def test_init_takes_an_answers_file_over_what_it_derives(tmp_path):
     assert "./runtime[redis,vault]" in (project / "Dockerfile").read_text()
 
 
+def test_a_project_named_like_a_reserved_package_is_adopted(tmp_path):
+    project = user_project(tmp_path, "env-file")
+    pyproject = project / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('name = "greeter"', 'name = "langgraph"'))
+    init(project)
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert (answers["name"], answers["package"]) == ("langgraph", "langgraph_agent")
+
+
 def test_install_plan_follows_langgraph_json_and_the_lock(tmp_path):
     """install.py (run by the image and agentgen.mk) installs each dependency as LangGraph reads
     it, with the project's uv.lock pins winning over the runtime's."""

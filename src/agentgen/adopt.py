@@ -21,7 +21,15 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DestinationError, UserError, ValidationFailedError
-from .spec import NAME_PATTERN, PYTHON_VERSIONS, YAML_NON_STRING, Spec, load_spec
+from .spec import (
+    NAME_PATTERN,
+    PYTHON_KEYWORDS,
+    PYTHON_VERSIONS,
+    RESERVED_PACKAGES,
+    YAML_NON_STRING,
+    Spec,
+    load_spec,
+)
 
 CONFIG = "langgraph.json"
 ANSWERS = ".copier-answers.yml"
@@ -122,6 +130,10 @@ def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
             break
     if name:
         answers["name"] = name
+        package = name.replace("-", "_")
+        if package in RESERVED_PACKAGES or package in PYTHON_KEYWORDS:
+            # (init renders no Python package: `package` only names the database and its user)
+            answers["package"] = f"{package}_agent"
     description = project.get("description")
     if isinstance(description, str) and description.strip():
         answers["description"] = description.strip()[:500]
