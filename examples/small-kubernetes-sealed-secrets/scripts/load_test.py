@@ -38,13 +38,13 @@ async def client_loop(http: httpx.AsyncClient, args: argparse.Namespace, budget:
     turns = 0
     thread_id = None
     while budget[0] > 0 and time.monotonic() < deadline:
+        budget[0] -= 1  # claimed before any await: the clients together send exactly the budget
         if thread_id is None or turns == args.turns:
             response = await http.post("/threads", json={})
             if response.status_code != 200:
                 errors[f"thread {response.status_code}"] += 1
                 return
             thread_id, turns = response.json()["thread_id"], 0
-        budget[0] -= 1
         turns += 1
         start = time.perf_counter()
         try:
