@@ -151,6 +151,19 @@ _THREADS = sql.SQL(
     "FROM agent_threads")
 
 
+def checkpoint_config(thread_id: str, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """The checkpointer config of a thread the caller was authorised for: a client's checkpoint
+    reference may only name a checkpoint (id, namespace) within it, never another thread."""
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    for key in ("checkpoint_ns", "checkpoint_id"):
+        value = (checkpoint or {}).get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise HTTPException(422, f"checkpoint.{key} must be a string")
+            configurable[key] = value
+    return {"configurable": configurable}
+
+
 def _now() -> str:
     return dt.datetime.now(dt.UTC).isoformat()
 
@@ -271,10 +284,7 @@ class Service:
     async def state(self, thread_id: str, graph_id: str | None,
                     checkpoint_id: str | None = None) -> Any:
         graph = self.graph_of(graph_id)
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
-        if checkpoint_id:
-            config["configurable"]["checkpoint_id"] = checkpoint_id
-        return await graph.aget_state(config)
+        return await graph.aget_state(checkpoint_config(thread_id, {"checkpoint_id": checkpoint_id}))
 
     @staticmethod
     def state_json(state: Any) -> dict[str, Any]:
@@ -532,20 +542,18 @@ def build_router(authenticate: Any) -> APIRouter:
     async def update_state(thread_id: str, body: StateUpdate, request: Request) -> dict[str, Any]:
         service = _service(request)
         graph = service.graph_of(await service.authorize(_owner(request), thread_id))
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id}}
-        checkpoint_id = body.checkpoint_id or (body.checkpoint or {}).get("checkpoint_id")
-        if checkpoint_id:
-            config["configurable"]["checkpoint_id"] = checkpoint_id
+        config = checkpoint_config(thread_id, {**(body.checkpoint or {}),
+                                               **({"checkpoint_id": body.checkpoint_id}
+                                                  if body.checkpoint_id else {})})
         new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
         return {"checkpoint": new_config["configurable"]}
 
     async def history(service: Service, thread_id: str, graph_id: str | None,
                       query: HistoryQuery) -> list[dict]:
         graph = service.graph_of(graph_id)
-        config: dict[str, Any] = {"configurable": {"thread_id": thread_id,
-                                                   **(query.checkpoint or {})}}
-        before = ({"configurable": query.before if isinstance(query.before, dict)
-                   else {"checkpoint_id": query.before}} if query.before else None)
+        config = checkpoint_config(thread_id, query.checkpoint)
+        before = (checkpoint_config(thread_id, query.before if isinstance(query.before, dict)
+                                    else {"checkpoint_id": query.before}) if query.before else None)
         return [Service.state_json(state) async for state in graph.aget_state_history(
             config, limit=query.limit, before=before, filter=query.metadata)]
 

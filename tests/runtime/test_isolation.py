@@ -1,0 +1,108 @@
+"""Ownership across API keys, route by route: a second key gets 404 (or an empty answer) for every
+route that names a thread or a run of the first, whatever the body says. The list of routes is
+read from the server's own OpenAPI document, so a route added without a case here fails the test."""
+
+from __future__ import annotations
+
+import pytest
+
+from .helpers import runtime_server
+
+pytestmark = pytest.mark.slow
+OWNER, INTRUDER = "key-one", "key-two"
+# Routes that name nothing owned (the graphs are shared by every key).
+UNOWNED = {"/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/schemas",
+           "/threads", "/runs", "/runs/wait", "/runs/stream", "/runs/batch"}
+
+
+@pytest.fixture(scope="module")
+def owned(database):
+    with runtime_server(database, RUN_LEASE_SECONDS="3") as server:
+        status, thread, _ = server.call("POST", "/threads", {}, key=OWNER)
+        assert status == 200, thread
+        tid = thread["thread_id"]
+        status, _, _ = server.call("POST", f"/threads/{tid}/runs/wait",
+                                   {"assistant_id": "weather", "input": {"question": "secret?"}},
+                                   key=OWNER)
+        assert status == 200
+        status, runs, _ = server.call("GET", f"/threads/{tid}/runs", key=OWNER)
+        assert status == 200 and len(runs) == 1, runs
+        yield server, tid, runs[0]["run_id"]
+
+
+def _cases(tid: str, rid: str, own: str) -> list[tuple[str, str, str, object]]:
+    """(route template, method, concrete path, body) for every route naming a thread or run."""
+    run = {"assistant_id": "weather", "input": {"question": "mine now?"}}
+    return [
+        ("/threads/{thread_id}", "GET", f"/threads/{tid}", None),
+        ("/threads/{thread_id}", "DELETE", f"/threads/{tid}", None),
+        ("/threads/{thread_id}/state", "GET", f"/threads/{tid}/state", None),
+        ("/threads/{thread_id}/state/{checkpoint_id}", "GET", f"/threads/{tid}/state/x", None),
+        ("/threads/{thread_id}/state", "POST", f"/threads/{tid}/state",
+         {"values": {"question": "overwritten"}}),
+        ("/threads/{thread_id}/history", "GET", f"/threads/{tid}/history", None),
+        ("/threads/{thread_id}/history", "POST", f"/threads/{tid}/history", {}),
+        ("/threads/{thread_id}/runs", "GET", f"/threads/{tid}/runs", None),
+        ("/threads/{thread_id}/runs", "POST", f"/threads/{tid}/runs", run),
+        ("/threads/{thread_id}/runs/wait", "POST", f"/threads/{tid}/runs/wait", run),
+        ("/threads/{thread_id}/runs/stream", "POST", f"/threads/{tid}/runs/stream", run),
+        ("/threads/{thread_id}/runs/{run_id}", "GET", f"/threads/{tid}/runs/{rid}", None),
+        ("/threads/{thread_id}/runs/{run_id}", "DELETE", f"/threads/{tid}/runs/{rid}", None),
+        ("/threads/{thread_id}/runs/{run_id}/join", "GET", f"/threads/{tid}/runs/{rid}/join", None),
+        ("/threads/{thread_id}/runs/{run_id}/stream", "GET", f"/threads/{tid}/runs/{rid}/stream",
+         None),
+        ("/threads/{thread_id}/runs/{run_id}/cancel", "POST",
+         f"/threads/{tid}/runs/{rid}/cancel", None),
+        # the run under the intruder's own thread: a run id is not a capability either
+        ("/threads/{thread_id}/runs/{run_id}", "GET", f"/threads/{own}/runs/{rid}", None),
+        ("/threads/{thread_id}/runs/{run_id}/join", "GET", f"/threads/{own}/runs/{rid}/join", None),
+        # a body that names the other thread (the checkpoint's thread_id once replaced the
+        # authorised one)
+        ("/threads/{thread_id}/history", "POST", f"/threads/{own}/history",
+         {"checkpoint": {"thread_id": tid}}),
+        ("/threads/{thread_id}/history", "POST", f"/threads/{own}/history",
+         {"before": {"thread_id": tid, "checkpoint_id": "ffffffff"}}),
+        ("/threads/{thread_id}/state", "POST", f"/threads/{own}/state",
+         {"values": {"question": "x"}, "checkpoint": {"thread_id": tid}}),
+        ("/threads/{thread_id}/runs/wait", "POST", f"/threads/{own}/runs/wait",
+         {**run, "config": {"configurable": {"thread_id": tid}}}),
+    ]
+
+
+def test_a_second_key_reaches_nothing_of_the_first(owned):
+    server, tid, rid = owned
+    status, own_thread, _ = server.call("POST", "/threads", {}, key=INTRUDER)
+    own = own_thread["thread_id"]
+    status, spec, _ = server.call("GET", "/openapi.json", key=OWNER)
+    assert status == 200
+    routes = {(path, method.upper()) for path, item in spec["paths"].items() for method in item
+              if path not in UNOWNED and path.startswith(("/threads", "/runs"))}
+    cases = _cases(tid, rid, own)
+    checked_below = {("/runs/cancel", "POST"), ("/threads/search", "POST")}
+    assert routes - {(route, method) for route, method, _, _ in cases} - checked_below == set(), \
+        "routes without an isolation case"
+
+    for route, method, path, body in cases:
+        status, answer, _ = server.call(method, path, body, key=INTRUDER)
+        if path.startswith(f"/threads/{own}"):
+            # the intruder's own thread answers, but with nothing of the owner's
+            assert status in (200, 404, 422), (route, path, status, answer)
+            assert "secret?" not in str(answer), (route, path, body, answer)
+        else:
+            assert status == 404, (route, method, path, status, answer)
+
+    # the intruder's cancel-many with the owner's ids cancels nothing, search finds nothing
+    status, _, _ = server.call("POST", "/runs/cancel", {"run_ids": [rid]}, key=INTRUDER)
+    assert status in (204, 404)
+    status, _, _ = server.call("POST", "/runs/cancel", {"thread_id": tid}, key=INTRUDER)
+    assert status == 404
+    status, found, _ = server.call("POST", "/threads/search", {"ids": [tid]}, key=INTRUDER)
+    assert status == 200 and found == []
+
+    # the owner still has everything, unchanged
+    status, state, _ = server.call("GET", f"/threads/{tid}/state", key=OWNER)
+    assert status == 200 and state["values"]["question"] == "secret?", state
+    status, history, _ = server.call("POST", f"/threads/{tid}/history", {}, key=OWNER)
+    assert status == 200 and history and all(h["checkpoint"]["thread_id"] == tid for h in history)
+    status, run, _ = server.call("GET", f"/threads/{tid}/runs/{rid}", key=OWNER)
+    assert status == 200 and run["status"] == "success"
