@@ -193,6 +193,31 @@ def test_a_waiting_client_gets_its_answer_after_kill_9_of_the_process(database):
         assert log_of(b, tid) == ["in:w", "out:w"]
 
 
+def test_a_waiting_client_gets_the_real_result_after_sigterm_hands_its_run_on(database):
+    """`runs.wait` through a load balancer on a run longer than the grace period; its process gets
+    SIGTERM and hands the run back: the response is cut off (never a complete empty 200), the SDK
+    rejoins at Location on the other process and returns the run's real result."""
+    with runtime_server(database, **ENGINE, SHUTDOWN_GRACE_SECONDS="1") as a, \
+            runtime_server(database, **ENGINE) as b, Balancer([a.port, b.port]) as url:
+        tid = a.call("POST", "/threads", {})[1]["thread_id"]
+
+        async def scenario():
+            c = get_client(url=url, api_key="key-one", timeout=60)
+            waiting = asyncio.ensure_future(c.runs.wait(tid, "slow", input={"text": "t", "seconds": 4}))
+            for _ in range(100):
+                runs = await c.runs.list(tid)
+                if runs and runs[0]["status"] == "running":
+                    break
+                await asyncio.sleep(0.1)
+            a.proc.send_signal(signal.SIGTERM)
+            return await waiting
+
+        with pytest.warns(UserWarning, match="reconnect"):
+            result = asyncio.run(scenario())
+        assert result["log"] == ["in:t", "out:t"], result
+        assert log_of(b, tid) == ["in:t", "out:t"]
+
+
 def test_a_dropped_stream_is_joined_from_the_other_process(pair):
     a, b = pair
 
@@ -385,3 +410,39 @@ def test_cancel_reaches_the_process_running_the_run_and_the_runs_api(pair):
     assert log_of(a, tid) in (["in:kept", "out:kept"], ["in:kept", "out:kept", "in:stopped"])
     assert stateless["thread_id"] is None and len(batch) == 3
     assert all(r["status"] in ("pending", "running", "success") for r in batch)
+
+
+def test_two_concurrent_resumes_of_one_interrupt_have_a_loser_that_knows(pair):
+    """Two clients resume the same interrupt at once through two processes (default strategy):
+    one decision is applied and its client gets the result; the other client gets 409 (its
+    decision was not applied), never a 200 carrying the winner's state."""
+    a, b = pair
+
+    async def scenario(index: int):
+        ca, cb = client(a), client(b)
+        tid = (await ca.threads.create())["thread_id"]
+        paused = await ca.runs.wait(tid, "approve", input={"text": f"p{index}", "seconds": 0.5})
+        assert paused["__interrupt__"][0]["value"] == {"question": f"approve p{index}?"}, paused
+
+        async def resume(c, decision: str):
+            try:
+                return await c.runs.wait(tid, "approve", command={"resume": decision})
+            except httpx.HTTPStatusError as exc:
+                return exc.response.status_code
+
+        answers = dict(zip(("yes", "no"), await asyncio.gather(resume(ca, "yes"), resume(cb, "no")),
+                           strict=True))
+        return tid, answers
+
+    for tid, answers in asyncio.run(_gather(scenario, 10)):
+        log = log_of(a, tid)
+        decisions = [entry for entry in log if entry.startswith("decision:")]
+        assert len(decisions) == 1, (log, answers)
+        applied = decisions[0].removeprefix("decision:")
+        other = "no" if applied == "yes" else "yes"
+        assert isinstance(answers[applied], dict) and answers[applied]["log"][-1] == decisions[0], answers
+        assert answers[other] == 409, answers
+
+
+async def _gather(scenario, n: int):
+    return await asyncio.gather(*(scenario(i) for i in range(n)))

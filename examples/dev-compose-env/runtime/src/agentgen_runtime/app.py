@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .api import Service, build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, apply, import_object, load_config
-from .db import create_pool, measured_saver, setup_schema, sweep_checkpoints
+from .db import create_pool, fenced_store, measured_saver, setup_schema, sweep_checkpoints
 from .drain import Drain, DrainMiddleware
 from .errors import ErrorMiddleware, install_handlers
 from .graphs import load_graphs
@@ -130,8 +130,6 @@ def prepare(settings: Settings, config: Config | None = None) -> Config:
 
 
 def _store(pool: Any, config: Config) -> Any:
-    from langgraph.store.postgres.aio import AsyncPostgresStore
-
     options: dict[str, Any] = {}
     if config.store.get("index"):
         index = dict(config.store["index"])
@@ -141,7 +139,7 @@ def _store(pool: Any, config: Config) -> Any:
         options["index"] = index
     if config.store.get("ttl"):
         options["ttl"] = config.store["ttl"]
-    return AsyncPostgresStore(pool, **options)
+    return fenced_store(pool, **options)
 
 
 async def _sweep_periodically(pool: Any, ttl: dict[str, Any]) -> None:

@@ -15,6 +15,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from .fencing import FENCE, FUNCTION as FENCE_FUNCTION
+from .fencing import FencingCursor, fenced_statement
 from .settings import Settings
 
 
@@ -167,7 +169,7 @@ async def _setup_locked(conn: AsyncConnection) -> None:
 
         for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA).split(";") if s.strip()):
             await conn.execute(statement)
-        for function in FUNCTIONS:
+        for function in (FENCE_FUNCTION, *FUNCTIONS):
             await conn.execute(function)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
@@ -214,10 +216,16 @@ async def sweep_checkpoints(pool: AsyncConnectionPool, minutes: float) -> int:
 
 
 def measured_saver(pool: AsyncConnectionPool):
-    """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus)."""
+    """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus), and whose
+    checkpoint and pending-write statements are fenced by the lease of the run making them (see
+    fencing.py). Raises RuntimeError when the installed checkpointer's SQL cannot be fenced."""
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
 
     from .observability import CHECKPOINTER_LATENCY, CHECKPOINTER_OPS
+
+    statements = {query: fenced_statement(query) for query in (
+        AsyncPostgresSaver.UPSERT_CHECKPOINTS_SQL, AsyncPostgresSaver.UPSERT_CHECKPOINT_WRITES_SQL,
+        AsyncPostgresSaver.INSERT_CHECKPOINT_WRITES_SQL)}
 
     def measured(operation: str, method):
         async def wrapper(self, *args, **kwargs):
@@ -241,17 +249,47 @@ def measured_saver(pool: AsyncConnectionPool):
             # lock, which a single shared connection needs. With a pool each operation has a
             # connection of its own: without the lock, runs do not queue behind each other (nor,
             # during an outage, behind each other's connection timeouts).
+            fence = FENCE.get()
             if self.pipe is not None or not isinstance(self.conn, AsyncConnectionPool):
                 async with super()._cursor(pipeline=pipeline) as cur:
-                    yield cur
+                    yield cur if fence is None else FencingCursor(cur, fence, statements)
                 return
             async with self.conn.connection() as conn:
                 if pipeline:
                     batch = conn.pipeline() if self.supports_pipeline else conn.transaction()
                     async with batch, conn.cursor(binary=True, row_factory=dict_row) as cur:
-                        yield cur
+                        yield cur if fence is None else FencingCursor(cur, fence, statements)
                 else:
                     async with conn.cursor(binary=True, row_factory=dict_row) as cur:
-                        yield cur
+                        yield cur if fence is None else FencingCursor(cur, fence, statements)
 
     return MeasuredSaver(pool)
+
+
+def fenced_store(pool: AsyncConnectionPool, **options: Any):
+    """An AsyncPostgresStore whose writes made inside a run are fenced by the run's lease: the
+    fence is checked first in the same pipeline (one implicit transaction, no extra round trip),
+    so a refused check aborts the batch's writes."""
+    from langgraph.store.base import BaseStore
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
+    class FencedStore(AsyncPostgresStore):
+        # The batched store queues puts to a background task that does not run in the run's
+        # context (it would not see its fence): inside a run, writes go straight to abatch.
+        async def aput(self, *args: Any, **kwargs: Any) -> None:
+            if FENCE.get() is None:
+                return await super().aput(*args, **kwargs)
+            return await BaseStore.aput(self, *args, **kwargs)
+
+        async def adelete(self, *args: Any, **kwargs: Any) -> None:
+            if FENCE.get() is None:
+                return await super().adelete(*args, **kwargs)
+            return await BaseStore.adelete(self, *args, **kwargs)
+
+        async def _batch_put_ops(self, put_ops: Any, cur: Any) -> None:
+            fence = FENCE.get()
+            if fence is not None:
+                await cur.execute("SELECT agent_fence(%s, %s::integer, '')", fence)
+            await super()._batch_put_ops(put_ops, cur)
+
+    return FencedStore(pool, **options)

@@ -25,6 +25,8 @@ from psycopg_pool import PoolTimeout
 from pydantic import BaseModel, ConfigDict, Field
 
 from .engine import Engine, RunRejected, RunReleased, Transient
+from .errors import dependency_failure
+from .fencing import FENCE, Fenced, is_fenced
 from .graphs import Graph
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
@@ -143,6 +145,7 @@ def jsonable(value: Any) -> Any:
 
 
 KEEPALIVE_SECONDS = 10.0
+WAIT_RETRY_SECONDS = 1.0  # a waiting client's read of its run's outcome, retried during an outage
 MAX_BATCH = 100
 # Thread rows with whether a run is pending or running on them (any process).
 _THREADS = sql.SQL(
@@ -355,11 +358,15 @@ class Service:
         if row["record_events"] and row["attempt"] == 1:
             emit("metadata", {"run_id": run_id, "attempt": row["attempt"]})
         run_input, config = self.run_arguments(body, thread_id, run_id)
+        config["metadata"].update(graph_id=graph_id, assistant_id=row["assistant_id"],
+                                  run_attempt=row["attempt"])
         if stateful and row["attempt"] > 1 and await self.resumes(thread_id, run_id):
             run_input = None  # continue from the checkpoint the earlier attempt saved
         started = time.perf_counter()
         status, output, error = "success", None, None
         token = thread_context.set(thread_id) if stateful else None
+        # every write this task (and the tasks LangGraph starts for it) makes is fenced by this claim
+        fence = FENCE.set((run_id, row["attempt"]))
         RUNS_ACTIVE.labels(graph_id).inc()
         try:
             graph = await self.runnable(graph_id, config, stateful)
@@ -381,12 +388,16 @@ class Service:
         except (asyncio.CancelledError, KeyboardInterrupt):
             RUN_DURATION.labels(graph_id, "interrupted").observe(time.perf_counter() - started)
             raise
-        except (OperationalError, PoolTimeout) as exc:  # the database, not the run: run it again
-            raise Transient(str(exc)) from exc
-        except Exception as exc:  # noqa: BLE001 - the run's outcome, reported to its clients
+        except Exception as exc:
+            if is_fenced(exc):  # another worker holds the run now: stop, write nothing more
+                raise Fenced(str(exc)) from exc
+            if isinstance(exc, OperationalError | PoolTimeout):  # the database: run it again
+                raise Transient(str(exc)) from exc
+            # the run's outcome, reported to its clients
             status, error = "error", f"{type(exc).__name__}: {exc}"
             emit("error", {"error": type(exc).__name__, "message": str(exc)})
         finally:
+            FENCE.reset(fence)
             RUNS_ACTIVE.labels(graph_id).dec()
             if token is not None:
                 thread_context.reset(token)
@@ -610,13 +621,24 @@ def build_router(authenticate: Any) -> APIRouter:
         run_id = row["run_id"]
 
         async def body_when_done() -> AsyncIterator[bytes]:
+            # Never a complete body without the outcome: while the database is unavailable the
+            # wait is retried (keepalives go on); RunReleased (this process is shutting down) and
+            # anything else propagate, the connection drops without a complete body (see
+            # ErrorMiddleware) and the client joins the run at Location elsewhere.
             waiting = asyncio.ensure_future(service.engine.wait(run_id))
             try:
-                while not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
-                    yield b"\n"  # JSON allows leading whitespace; proxies see a live response
-                # RunReleased (this process is shutting down) propagates: the connection drops
-                # without a complete body and the client joins the run at Location elsewhere.
-                yield json.dumps(Service.outcome(waiting.result()), separators=(",", ":")).encode()
+                while True:
+                    if not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
+                        yield b"\n"  # JSON allows leading whitespace; proxies see a live response
+                        continue
+                    exc = waiting.exception()
+                    if exc is not None and dependency_failure(exc) is not None:
+                        await asyncio.sleep(WAIT_RETRY_SECONDS)
+                        waiting = asyncio.ensure_future(service.engine.wait(run_id))
+                        continue
+                    yield json.dumps(Service.outcome(waiting.result()),
+                                     separators=(",", ":")).encode()
+                    return
             finally:
                 waiting.cancel()
 

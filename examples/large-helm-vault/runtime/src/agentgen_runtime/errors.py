@@ -3,7 +3,8 @@
 A dependency outage (the pool cannot give a connection within the connect timeout, PostgreSQL or
 Redis refuses) is 503 with `Retry-After`, never 500. An unexpected exception is a 500 answered by the
 application itself, so the client's keep-alive connection stays usable (uvicorn closes a connection
-whose application raised).
+whose application raised). An exception after the headers went out drops the connection: a cut-off
+body is what tells a client (the SDK rejoins at `Location`) that the answer is not complete.
 """
 
 from __future__ import annotations
@@ -129,7 +130,11 @@ class ErrorMiddleware:
         except Exception as exc:
             if not started:
                 await unexpected_response(exc)(scope, receive, send)
+            elif not finished:
+                # The answer cannot be completed (a run's outcome is unknown here): the connection
+                # is dropped (uvicorn closes it when the application raises), never ended cleanly,
+                # so that the client sees a cut-off body and rejoins the run at Location.
+                log.warning("response aborted after it started: %s: %s", type(exc).__name__, exc)
+                raise
             else:
-                log.error("error after the response started", exc_info=exc)
-                if not finished:
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                log.error("error after the response ended", exc_info=exc)

@@ -70,6 +70,9 @@ class Settings(BaseSettings):
     # died is noticed within lease + lease/2 and resumed elsewhere, at most run_max_attempts times.
     run_lease_seconds: float = Field(15.0, ge=1, le=300)
     run_max_attempts: int = Field(3, ge=1)
+    # A blocked event loop (blocking code in an async node) is logged, naming the graph and node,
+    # once it has not turned for this long (metric agent_event_loop_stalls_total).
+    loop_stall_warn_seconds: float = Field(1.0, gt=0)
     max_concurrent_runs: int = Field(10, ge=1, description="Runs one process executes at once")
     # SIGTERM: in-flight runs get this long to finish, then go back to the queue for another process
     # (keep terminationGracePeriodSeconds above it).

@@ -90,6 +90,12 @@ RUNS_RETRIED = Counter("agent_runs_retried_total",
                        "Runs claimed again after their lease lapsed (their process died)")
 RUNS_ABANDONED = Counter("agent_runs_abandoned_total",
                          "Runs marked error after run_max_attempts lapsed leases")
+RUNS_FENCED = Counter("agent_runs_fenced_total",
+                      "Run attempts stopped because a write came after another worker took the run "
+                      "over (the process stalled or lost the database past its lease)")
+LOOP_STALLS = Counter("agent_event_loop_stalls_total",
+                      "Times the event loop was blocked longer than loop_stall_warn_seconds "
+                      "(blocking code in an async node)")
 LLM_TOKENS = Counter("agent_llm_tokens_total", "LLM tokens", ["model", "type"])
 LLM_COST = Counter("agent_llm_cost_usd_total", "LLM cost in USD (from the price table)", ["model"])
 CHECKPOINTER_OPS = Counter("agent_checkpointer_operations_total", "Checkpointer operations",

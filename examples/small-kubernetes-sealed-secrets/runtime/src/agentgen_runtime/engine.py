@@ -33,6 +33,8 @@ import contextlib
 import logging
 import os
 import socket
+import sys
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -43,10 +45,13 @@ from typing import Any
 from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
+from .fencing import Fenced, is_fenced
 from .observability import (
     QUEUE_DEPTH,
     QUEUE_WAIT,
     RUNS_ABANDONED,
+    LOOP_STALLS,
+    RUNS_FENCED,
     RUNS_RETRIED,
 )
 from .settings import Settings
@@ -109,7 +114,8 @@ RETURNING r.*, extract(epoch FROM now() - r.created_at) AS waited
 # caller passed its worker (it has room), `pending` otherwise. created_at is clock_timestamp(), taken
 # after the lock (not the transaction's start): it orders a thread's runs as the engine takes them.
 # Notifies `c:<id>` for each cancelled running run, `d:<id>` for each cancelled pending one and
-# `q:<worker>` when the run is pending. SQLSTATE AGR01: rejected (multitask_strategy=reject).
+# `q:<worker>` when the run is pending. SQLSTATE AGR01: rejected (multitask_strategy=reject);
+# AGR02: a resume (command.resume) sent while a run is in progress on the thread (enqueue).
 FUNCTIONS = ["""
 CREATE OR REPLACE FUNCTION agent_run_cancel(p_ids text[], p_action text)
 RETURNS SETOF text LANGUAGE plpgsql AS $fn$
@@ -151,6 +157,12 @@ BEGIN
         IF cardinality(v_active) > 0 AND p_strategy = 'reject' THEN
             RAISE EXCEPTION 'thread % already has a run in progress (multitask_strategy=reject)',
                 p_thread_id USING ERRCODE = 'AGR01';
+        ELSIF cardinality(v_active) > 0 AND p_strategy = 'enqueue'
+              AND coalesce(p_kwargs -> 'command' ? 'resume', false) THEN
+            -- a resume queued behind a run would answer an interrupt that run may already have
+            -- resumed: the client must learn that its decision was not applied
+            RAISE EXCEPTION 'thread % already has a run in progress: resume the interrupt it '
+                'leaves once it ends', p_thread_id USING ERRCODE = 'AGR02';
         ELSIF cardinality(v_active) > 0 AND p_strategy IN ('interrupt', 'rollback') THEN
             PERFORM agent_run_cancel(v_active, p_strategy);
         END IF;
@@ -193,7 +205,8 @@ FROM done
 
 
 class RunRejected(Exception):
-    """multitask_strategy=reject on a busy thread (answered 409)."""
+    """multitask_strategy=reject on a busy thread, or a resume queued behind a run in progress
+    (answered 409)."""
 
 
 class Transient(Exception):
@@ -212,6 +225,7 @@ class LocalRun:
     condition readers wait on."""
 
     run_id: str
+    attempt: int = 0
     task: asyncio.Task[Any] | None = None
     events: list[tuple[int, str, Any]] = field(default_factory=list)
     unflushed: list[tuple[int, str, Any]] = field(default_factory=list)
@@ -225,6 +239,105 @@ class LocalRun:
 
 
 Executor = Callable[[dict[str, Any], Callable[[str, Any], None]], Awaitable[tuple[str, Any, str | None]]]
+
+
+PULSE_SECONDS = 0.1
+
+
+class LeaseKeeper(threading.Thread):
+    """Renews the leases of the engine's runs from a thread of its own, on a connection of its own,
+    so that a node blocking the event loop (blocking code in an async node) does not let its run's
+    lease lapse while its process is alive: a second execution would follow. A process that is
+    truly frozen (SIGSTOP, a paused VM) renews nothing: its runs are taken over, and fencing keeps
+    it from writing when it wakes. The keeper also reports loop stalls (log naming the graph and
+    node, metric); it stops renewing once the loop has been stalled for longer than a run may last
+    (run_timeout_seconds), so that a wedged process cannot hold runs forever."""
+
+    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(name="agentgen-lease-keeper", daemon=True)
+        self.engine, self.loop = engine, loop
+        self.loop_thread = threading.get_ident()
+        self._stopping = threading.Event()
+        self._conn: Any = None
+        self._stall_reported = False
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=5)
+
+    def run(self) -> None:
+        settings = self.engine.settings
+        tick = min(0.25, settings.run_lease_seconds / 6)
+        last_renewal = time.monotonic()
+        while not self._stopping.wait(tick):
+            stalled = time.monotonic() - self.engine.loop_beat
+            self._watch_loop(stalled)
+            if time.monotonic() - last_renewal < settings.run_lease_seconds / 3:
+                continue
+            last_renewal = time.monotonic()
+            if stalled > settings.run_timeout_seconds:
+                log.error("event loop stalled for %.0f s (longer than run_timeout_seconds): "
+                          "leases no longer renewed, the runs will be taken over", stalled)
+                continue
+            try:
+                self._renew()
+            except Exception as exc:  # noqa: BLE001 - the database is down: the next tick retries
+                log.warning("lease renewal failed (%s); retrying", exc)
+                self._close()
+
+    def _renew(self) -> None:
+        import psycopg
+
+        ids = [r.run_id for r in list(self.engine.local.values()) if not r.done]
+        if not ids:
+            return
+        if self._conn is None or self._conn.closed:
+            settings = self.engine.settings
+            self._conn = psycopg.connect(settings.database_conninfo(), autocommit=True,
+                                         connect_timeout=max(1, int(settings.db_connect_timeout)))
+        rows = self._conn.execute(
+            "UPDATE agent_runs SET lease_until = now() + make_interval(secs => %s) "
+            "WHERE run_id = ANY(%s) AND worker = %s AND status = 'running' "
+            "RETURNING run_id, cancel", (self.engine.lease, ids, self.engine.worker)).fetchall()
+        held = {row[0]: row[1] for row in rows}
+        with contextlib.suppress(RuntimeError):  # the loop closed: the process is stopping
+            self.loop.call_soon_threadsafe(self.engine._renewed, ids, held)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+        self._conn = None
+
+    def _watch_loop(self, stalled: float) -> None:
+        if stalled <= self.engine.settings.loop_stall_warn_seconds:
+            self._stall_reported = False
+            return
+        if self._stall_reported:
+            return
+        self._stall_reported = True
+        LOOP_STALLS.inc()
+        graph, node, where = blocking_node(sys._current_frames().get(self.loop_thread))
+        log.warning("event loop blocked for %.1f s by graph %s, node %s (%s): blocking code in an "
+                    "async node stalls every request and run of this process; await it or run it "
+                    "in a thread (asyncio.to_thread)", stalled, graph or "?", node or "?", where,
+                    extra={"fields": {"event": "loop_stall", "graph_id": graph, "node": node,
+                                      "where": where}})
+
+
+def blocking_node(frame: Any) -> tuple[str | None, str | None, str]:
+    """(graph id, node name, innermost code location) of what the loop thread is running: the node
+    is named by the nearest LangGraph task config on the stack (metadata langgraph_node)."""
+    where = "unknown"
+    if frame is not None:
+        where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
+    while frame is not None:
+        config = frame.f_locals.get("config")
+        metadata = config.get("metadata") if isinstance(config, dict) else None
+        if isinstance(metadata, dict) and metadata.get("langgraph_node"):
+            return metadata.get("graph_id"), str(metadata["langgraph_node"]), where
+        frame = frame.f_back
+    return None, None, where
 
 
 class Engine:
@@ -248,6 +361,8 @@ class Engine:
         self._pending_hint = True
         # Runs that ended here lately, for waiters that come after the end (no read needed).
         self._recent: OrderedDict[str, LocalRun] = OrderedDict()
+        self._keeper: LeaseKeeper | None = None
+        self.loop_beat = time.monotonic()  # last time the event loop turned (see _pulse)
 
     @property
     def lease(self) -> float:
@@ -262,8 +377,10 @@ class Engine:
     def start(self) -> None:
         self._tasks = [asyncio.create_task(self._listen(), name="engine-listen"),
                        asyncio.create_task(self._work(), name="engine-work"),
-                       asyncio.create_task(self._heartbeat(), name="engine-heartbeat"),
+                       asyncio.create_task(self._pulse(), name="engine-pulse"),
                        asyncio.create_task(self._reap(), name="engine-reap")]
+        self._keeper = LeaseKeeper(self, asyncio.get_running_loop())
+        self._keeper.start()
 
     async def release_after(self, grace: float) -> None:
         """Stop claiming; give local runs `grace` seconds, then hand the rest back to the queue
@@ -297,6 +414,8 @@ class Engine:
     async def stop(self, grace: float) -> None:
         """release_after(grace), then stop the background loops."""
         await self.release_after(grace)
+        if self._keeper is not None:
+            self._keeper.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -321,7 +440,7 @@ class Engine:
                     "worker": self.worker if here else None, "caller": self.worker,
                     "lease": self.lease})).fetchone()
         except errors.DatabaseError as exc:
-            if exc.sqlstate == "AGR01":
+            if exc.sqlstate in ("AGR01", "AGR02"):
                 raise RunRejected(exc.diag.message_primary) from None
             raise
         finally:
@@ -364,7 +483,7 @@ class Engine:
         return rows
 
     def _spawn(self, row: dict[str, Any]) -> None:
-        run = LocalRun(row["run_id"])
+        run = LocalRun(row["run_id"], row["attempt"])
         self.local[run.run_id] = run
         run.task = asyncio.create_task(self._execute(run, row), name=f"run-{run.run_id}")
         run.task.add_done_callback(lambda _: self._forget(run))
@@ -399,9 +518,14 @@ class Engine:
                 run.events = await self._stored_events(run.run_id)  # earlier attempts' events
                 flusher = asyncio.create_task(self._flush_periodically(run))
             status, output, error = await self.executor(row, lambda e, d: self._emit(run, e, d))
+        except Fenced:
+            self._fenced_off(run)
+            await self._finish_events(run, flusher)
+            self._over(run)
+            return
         except asyncio.CancelledError:
             action = run.cancel or "interrupt"
-            if action == "release" or action == "lost":
+            if action in ("release", "lost", "fenced"):
                 await self._finish_events(run, flusher)
                 self._over(run)
                 return
@@ -471,6 +595,18 @@ class Engine:
         run.final_known = True
         self._over(run)
 
+    def _fenced_off(self, run: LocalRun) -> None:
+        """A write of this attempt was refused: another worker holds the run (this process stalled
+        or lost the database past its lease). It stops here without writing anything more."""
+        if run.cancel == "fenced":
+            return
+        run.cancel = "fenced"
+        RUNS_FENCED.inc()
+        log.warning("run %s: attempt %d fenced off (another worker holds its lease); it stops "
+                    "here without writing", run.run_id, run.attempt,
+                    extra={"fields": {"run_id": run.run_id, "attempt": run.attempt,
+                                      "event": "run_fenced"}})
+
     # --- events -----------------------------------------------------------------------------
     def _emit(self, run: LocalRun, event: str, data: Any) -> None:
         item = (len(run.events) + 1, event, data)
@@ -481,13 +617,17 @@ class Engine:
     async def _flush(self, run: LocalRun) -> None:
         if not run.unflushed:
             return
+        if run.cancel == "fenced":
+            run.unflushed = []
+            return
         batch, run.unflushed = run.unflushed, []
         async with self.pool.connection() as conn:
             async with conn.cursor() as cur:
                 await cur.executemany(
-                    "INSERT INTO agent_run_events (run_id, seq, event, data) VALUES (%s, %s, %s, %s) "
-                    "ON CONFLICT DO NOTHING",
-                    [(run.run_id, seq, event, Jsonb(data)) for seq, event, data in batch])
+                    "INSERT INTO agent_run_events (run_id, seq, event, data) "
+                    "VALUES (agent_fence(%s, %s, %s), %s, %s, %s) ON CONFLICT DO NOTHING",
+                    [(run.run_id, run.attempt, run.run_id, seq, event, Jsonb(data))
+                     for seq, event, data in batch])
             await self._notify(conn, f"e:{run.run_id}")
 
     async def _flush_periodically(self, run: LocalRun) -> None:
@@ -495,7 +635,12 @@ class Engine:
             await asyncio.sleep(0.05)
             try:
                 await self._flush(run)
-            except Exception:
+            except Exception as exc:
+                if is_fenced(exc):
+                    self._fenced_off(run)
+                    if run.task is not None and not run.finishing:
+                        run.task.cancel()
+                    return
                 log.warning("run %s: events not flushed yet", run.run_id, exc_info=True)
 
     async def _finish_events(self, run: LocalRun, flusher: asyncio.Task[Any] | None) -> None:
@@ -508,7 +653,10 @@ class Engine:
             try:
                 await self._flush(run)
                 return
-            except Exception:  # noqa: BLE001
+            except Exception as exc:  # noqa: BLE001
+                if is_fenced(exc):
+                    self._fenced_off(run)
+                    return
                 await asyncio.sleep(0.5)
 
     async def _stored_events(self, run_id: str, after: int = 0) -> list[tuple[int, str, Any]]:
@@ -664,31 +812,27 @@ class Engine:
             if row["cancel"]:
                 self._cancel_local(row["run_id"], row["cancel"])
 
-    async def _heartbeat(self) -> None:
-        """Renew the leases of this process' runs; a run whose lease was taken over is stopped
-        here (its outcome would be discarded anyway); cancel requests missed by LISTEN land here."""
+    async def _pulse(self) -> None:
+        """Mark that the event loop turns; the lease keeper thread reads it to detect stalls."""
         while True:
-            await asyncio.sleep(self.lease / 3)
-            self._give_up_wedged()
-            ids = [r.run_id for r in self.local.values() if not r.done]
-            if not ids:
+            self.loop_beat = time.monotonic()
+            await asyncio.sleep(PULSE_SECONDS)
+
+    def _renewed(self, ids: list[str], held: dict[str, str | None]) -> None:
+        """On the loop, after the keeper renewed leases: a run whose lease another worker took
+        over stops here (its writes would be fenced off anyway); cancel requests missed by LISTEN
+        land here."""
+        self._give_up_wedged()
+        for run_id in ids:
+            run = self.local.get(run_id)
+            if run is None or run.done:
                 continue
-            try:
-                async with self.pool.connection() as conn:
-                    rows = await (await conn.execute(
-                        "UPDATE agent_runs SET lease_until = now() + make_interval(secs => %s) "
-                        "WHERE run_id = ANY(%s) AND worker = %s AND status = 'running' "
-                        "RETURNING run_id, cancel", (self.lease, ids, self.worker))).fetchall()
-            except Exception as exc:  # noqa: BLE001
-                log.warning("lease renewal failed (%s); retrying", exc)
-                continue
-            held = {row["run_id"]: row["cancel"] for row in rows}
-            for run_id in ids:
-                if run_id not in held:
-                    log.warning("run %s: lease lost (another worker holds it); stopping here", run_id)
-                    self._cancel_local(run_id, "lost")
-                elif held[run_id]:
-                    self._cancel_local(run_id, held[run_id])
+            if run_id not in held:
+                self._fenced_off(run)
+                if run.task is not None and run.started and not run.finishing:
+                    run.task.cancel()
+            elif held[run_id]:
+                self._cancel_local(run_id, held[run_id])
 
     def _give_up_wedged(self) -> None:
         """A run whose task has not ended long after it was cancelled stops being renewed here: its

@@ -1,0 +1,211 @@
+"""Lease fencing: an attempt that lost its run writes nothing, and a blocked event loop is not a dead
+worker.
+
+- Directly on the library: each kind of write a run makes (checkpoint, pending writes, store item,
+  run events) is refused for an attempt that no longer holds the run, and accepted for the one
+  that does.
+- Two runtime processes on one PostgreSQL, the real langgraph-sdk: a process frozen (SIGSTOP) in
+  the middle of a node past its lease, its run taken over and finished by the other, a second run
+  acknowledged on the thread, then the frozen process woken (SIGCONT): the thread keeps both runs
+  exactly once, its history linear, and the woken attempt is recorded as fenced.
+- An async node that calls time.sleep for 3 leases: executed once, the next run kept, a warning
+  names the node."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+import uuid
+
+import pytest
+from langgraph_sdk import get_client
+
+from ..servers import output, wait_until
+from .helpers import runtime_server
+
+pytestmark = pytest.mark.slow
+LEASE = 2
+ENGINE = {"RUN_LEASE_SECONDS": str(LEASE), "RATE_LIMIT_PER_MINUTE": "1000000", "LOG_LEVEL": "INFO"}
+
+
+def _settings(database: str):
+    from agentgen_runtime.settings import Settings
+
+    return Settings(database_url=database, api_keys="k", run_lease_seconds=LEASE)
+
+
+def test_every_write_of_an_attempt_that_lost_its_run_is_refused(database):
+    from agentgen_runtime.db import create_pool, fenced_store, measured_saver, setup_schema
+    from agentgen_runtime.engine import Engine, LocalRun
+    from agentgen_runtime.fencing import FENCE, is_fenced
+    from langgraph.checkpoint.base import empty_checkpoint
+
+    async def scenario() -> None:
+        settings = _settings(database)
+        pool = create_pool(settings)
+        await pool.open(wait=True)
+        try:
+            await setup_schema(pool)
+            thread, run = str(uuid.uuid4()), str(uuid.uuid4())
+            async with pool.connection() as conn:
+                await conn.execute("INSERT INTO agent_threads (thread_id, owner) VALUES (%s, 'k')",
+                                   (thread,))
+                # attempt 2 holds the run: attempt 1 is a zombie
+                await conn.execute(
+                    "INSERT INTO agent_runs (run_id, thread_id, assistant_id, status, attempt, worker) "
+                    "VALUES (%s, %s, 'slow', 'running', 2, 'now')", (run, thread))
+            saver, store = measured_saver(pool), fenced_store(pool)
+            config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
+
+            def checkpoint():
+                c = empty_checkpoint()
+                c["channel_values"] = {"log": ["x"]}
+                c["channel_versions"] = {"log": 1}
+                return c
+
+            async def writes(attempt: int) -> dict[str, bool]:
+                """Which of the four writes attempt `attempt` got through."""
+                token = FENCE.set((run, attempt))
+                refused: dict[str, bool] = {}
+                try:
+                    for name, write in (
+                        ("checkpoint", lambda: saver.aput(config, checkpoint(), {"run_id": run},
+                                                          {"log": 1})),
+                        ("pending writes", lambda: saver.aput_writes(
+                            {"configurable": {**config["configurable"], "checkpoint_id": "c1"}},
+                            [("log", ["w"])], "task-1")),
+                        ("store item", lambda: store.aput(("memories", thread), f"a{attempt}",
+                                                          {"v": attempt})),
+                    ):
+                        try:
+                            await write()
+                            refused[name] = False
+                        except Exception as exc:  # noqa: BLE001
+                            assert is_fenced(exc), (name, exc)
+                            refused[name] = True
+                    engine = Engine(settings, pool, None, None)  # type: ignore[arg-type]
+                    local = LocalRun(run, attempt)
+                    engine._emit(local, "values", {"attempt": attempt})
+                    try:
+                        await engine._flush(local)
+                        refused["events"] = False
+                    except Exception as exc:  # noqa: BLE001
+                        assert is_fenced(exc), exc
+                        refused["events"] = True
+                finally:
+                    FENCE.reset(token)
+                return refused
+
+            assert await writes(1) == dict.fromkeys(
+                ("checkpoint", "pending writes", "store item", "events"), True)
+            async with pool.connection() as conn:
+                for table in ("checkpoints", "checkpoint_writes"):
+                    count = await (await conn.execute(
+                        f"SELECT count(*) AS n FROM {table} WHERE thread_id = %s",  # noqa: S608
+                        (thread,))).fetchone()
+                    assert count["n"] == 0, table
+                events = await (await conn.execute(
+                    "SELECT count(*) AS n FROM agent_run_events WHERE run_id = %s", (run,))).fetchone()
+                assert events["n"] == 0
+            assert await store.aget(("memories", thread), "a1") is None
+
+            assert await writes(2) == dict.fromkeys(
+                ("checkpoint", "pending writes", "store item", "events"), False)
+            assert (await saver.aget_tuple(config)).checkpoint["channel_values"]["log"] == ["x"]
+            assert (await store.aget(("memories", thread), "a2")).value == {"v": 2}
+
+            # once the run ended, even the attempt that held it writes nothing more
+            async with pool.connection() as conn:
+                await conn.execute("UPDATE agent_runs SET status = 'success' WHERE run_id = %s",
+                                   (run,))
+            assert await writes(2) == dict.fromkeys(
+                ("checkpoint", "pending writes", "store item", "events"), True)
+            # outside runs (an API state update) nothing is fenced
+            await saver.aput(config, checkpoint(), {}, {"log": 1})
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
+def _history_is_linear(history: list[dict]) -> bool:
+    return all(newer["parent_checkpoint"] and
+               newer["parent_checkpoint"]["checkpoint_id"] == older["checkpoint"]["checkpoint_id"]
+               for newer, older in zip(history, history[1:], strict=False))
+
+
+def _metric(server, name: str) -> float:
+    status, _, _ = server.call("GET", "/health")
+    import urllib.request
+
+    text = urllib.request.urlopen(f"{server.base}/metrics").read().decode()  # noqa: S310
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith(name + " ") or line.startswith(name + "{"))
+
+
+@pytest.mark.parametrize("durability", ["async", "exit"])
+def test_a_frozen_worker_woken_after_a_takeover_writes_nothing(database, durability):
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
+        ca, cb = (get_client(url=s.base, api_key="key-one", timeout=60) for s in (a, b))
+
+        async def scenario() -> None:
+            tid = (await ca.threads.create())["thread_id"]
+            first = await ca.runs.create(tid, "slow", input={"text": "r1", "seconds": 3, "block": False},
+                                         durability=durability)
+            await asyncio.sleep(1)  # in the middle of `reply`, on a
+            assert (await ca.runs.get(tid, first["run_id"]))["status"] == "running"
+            a.proc.send_signal(signal.SIGSTOP)
+            try:
+                joined = await cb.runs.join(tid, first["run_id"])  # taken over and finished by b
+                assert joined["log"] == ["in:r1", "out:r1"], joined
+                second = await cb.runs.wait(tid, "slow", input={"text": "r2", "seconds": 0},
+                                            durability=durability)
+                assert second["log"] == ["in:r1", "out:r1", "in:r2", "out:r2"], second
+            finally:
+                a.proc.send_signal(signal.SIGCONT)
+            # a wakes up in the middle of r1's `reply`, whose lease b has taken and released, and
+            # finishes the node (its sleep is over)
+            wait_until(lambda: a.call("GET", "/health")[0] == 200, 20, "a to answer again")
+            await asyncio.sleep(2)
+            state = await cb.threads.get_state(tid)
+            assert state["values"]["log"] == ["in:r1", "out:r1", "in:r2", "out:r2"], state
+            history = await cb.threads.get_history(tid, limit=100)
+            assert _history_is_linear(history), [(h["checkpoint"]["checkpoint_id"],
+                                                  (h["parent_checkpoint"] or {}).get("checkpoint_id"))
+                                                 for h in history]
+            runs = await cb.runs.list(tid)
+            assert sorted(r["status"] for r in runs) == ["success", "success"], runs
+
+        asyncio.run(scenario())
+        wait_until(lambda: "fenced off" in output(a.proc), 20, "the woken attempt to be fenced")
+        assert _metric(a, "agent_runs_fenced_total") >= 1
+        assert _metric(b, "agent_runs_fenced_total") == 0
+
+
+def test_a_node_blocking_the_loop_for_three_leases_runs_once(database):
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
+        ca = get_client(url=a.base, api_key="key-one", timeout=60)
+
+        async def scenario() -> None:
+            tid = (await ca.threads.create())["thread_id"]
+            started = time.monotonic()
+            answer = await ca.runs.wait(tid, "slow", input={"text": "r1", "seconds": 3 * LEASE,
+                                                            "block": True})
+            assert time.monotonic() - started >= 3 * LEASE
+            assert answer["log"] == ["in:r1", "out:r1"], answer
+            second = await ca.runs.wait(tid, "slow", input={"text": "r2", "seconds": 0,
+                                                            "block": False})
+            assert second["log"] == ["in:r1", "out:r1", "in:r2", "out:r2"], second
+            runs = await ca.runs.list(tid)
+            assert sorted(r["status"] for r in runs) == ["success", "success"], runs
+
+        asyncio.run(scenario())
+        logged = output(a.proc)
+        assert "event loop blocked" in logged and "node reply" in logged and "graph slow" in logged, \
+            logged[-3000:]
+        # executed once: nobody took the run over, nothing was fenced
+        assert _metric(a, "agent_runs_fenced_total") == 0
+        assert _metric(b, "agent_runs_fenced_total") == 0
+        assert _metric(a, "agent_event_loop_stalls_total") >= 1
+        assert "lease lapsed" not in output(a.proc) + output(b.proc)
