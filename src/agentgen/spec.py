@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from fractions import Fraction
 from functools import cache, cached_property
 from pathlib import Path
 from types import MappingProxyType
@@ -93,8 +94,11 @@ _NAME_RULE = ("a DNS-1123 label of at most 40 characters: lowercase letters, dig
               "starting with a letter and not ending with '-', and not a word YAML reads as a "
               "boolean or null (true, no, on, null, ...)")
 _QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(m|Ki|Mi|Gi|Ti|k|M|G|T)?$")
-_QUANTITY_FACTORS = {None: 1, "m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12,
-                     "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+# Exact (Fraction): "700m" and "0.7" are the same quantity (floats once told them apart).
+_QUANTITY_FACTORS = {None: Fraction(1), "m": Fraction(1, 1000), "k": Fraction(10**3),
+                     "M": Fraction(10**6), "G": Fraction(10**9), "T": Fraction(10**12),
+                     "Ki": Fraction(2**10), "Mi": Fraction(2**20), "Gi": Fraction(2**30),
+                     "Ti": Fraction(2**40)}
 
 
 @cache
@@ -360,10 +364,10 @@ def _type_name(value: Any) -> str:
             dict: "object", type(None): "null"}.get(type(value), type(value).__name__)
 
 
-def _quantity(value: str) -> float:
+def _quantity(value: str) -> Fraction:
     match = _QUANTITY.match(value)
     assert match, value  # the schema's pattern already admitted it
-    return float(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
+    return Fraction(match.group(1)) * _QUANTITY_FACTORS[match.group(2)]
 
 
 def _cross_field_problems(data: Mapping[str, Any]) -> list[FieldProblem]:
