@@ -464,6 +464,55 @@ def test_an_interrupted_update_leaves_the_repository_as_committed(tmp_path, hist
     assert git(repo, "status", "--porcelain") == ""
 
 
+@pytest.mark.parametrize("failure", [KeyboardInterrupt(), RuntimeError("injected")])
+def test_a_failed_update_in_a_monorepo_touches_nothing_outside_the_project(tmp_path, history,
+                                                                         monkeypatch, failure):
+    """The project is a folder of a larger repository with uncommitted work beside it (a sibling's
+    edited, staged and untracked files, an ignored file in the project): a failed update restores
+    the project alone and every other byte stays as it was (once, `git reset --hard` lost them)."""
+    import agentgen.lifecycle
+    from agentgen.history import template_at
+
+    history()
+    mono = tmp_path / "mono"
+    project = mono / "services" / "agent"
+    with template_at("v1.0.0") as template:
+        render(load_spec(ANSWERS), project, template=template, version="v1.0.0")
+    (mono / "web").mkdir()
+    (mono / "web" / "app.js").write_text("v1\n")
+    (mono / "web" / "staged.js").write_text("v1\n")
+    (mono / ".gitignore").write_text("*.local\n")
+    git(mono, "init", "--quiet", "--initial-branch=main")
+    commit_all(mono, "monorepo")
+    (mono / "web" / "app.js").write_text("uncommitted edit\n")
+    (mono / "web" / "staged.js").write_text("staged edit\n")
+    git(mono, "add", "web/staged.js")
+    (mono / "web" / "untracked.js").write_text("new, untracked\n")
+    (project / "settings.local").write_text("ignored, the user's\n")
+    index_before = git(mono, "diff", "--cached", "--name-status")
+
+    def files() -> dict[str, bytes]:
+        return {p.relative_to(mono).as_posix(): p.read_bytes() for p in mono.rglob("*")
+                if p.is_file() and ".git" not in p.relative_to(mono).parts}
+
+    before = files()
+
+    def half_done(root, data, target):
+        (root / "Dockerfile").write_text("half-written\n")
+        (root / "new-file.txt").write_text("new\n")
+        (root / "settings.local").write_text("overwritten\n")
+        (root / "other.local").write_text("created, ignored\n")
+        git(mono, "add", "--force", "services/agent/Dockerfile", "services/agent/new-file.txt")
+        raise failure
+
+    monkeypatch.setattr(agentgen.lifecycle, "_copier_update", half_done)
+    with pytest.raises(type(failure)):
+        update(project)
+    assert files() == before
+    assert git(mono, "diff", "--cached", "--name-status") == index_before  # the staged edit too
+    assert git(mono, "status", "--porcelain", "--", "services") == ""
+
+
 def test_init_project_round_trip_update_conflict_accept_check(tmp_path, history):
     """A project adopted with `agentgen init`: update to v2 conflicts in an owned file, the user
     resolves and accepts, check is clean; the user's own files are never touched by the update;

@@ -166,6 +166,7 @@ def update(root: Path | str, *, to: str | None = None,
         return result
     new_answers = new_spec.to_answers()
     before = set(git("ls-files", "-z", cwd=root).split("\0")) - {""}
+    ignored = _ignored_files(root)
     try:
         with template_repository([recorded.version, target], versions) as repo, \
                 redirect_source(_git_url(recorded.src_path), repo):
@@ -177,7 +178,7 @@ def update(root: Path | str, *, to: str | None = None,
             _name_the_sides(root / conflict.path, target)
         _protect_removed_edits(root, recorded, before, result)
     except BaseException:
-        _restore(root)  # the tree was clean: put it back as committed (Ctrl-C included)
+        _restore(root, ignored)  # the project was clean: put it back (Ctrl-C included)
         raise
     conflicted = {c.path for c in result.conflicts}
     _carry_acceptance(root, conflicted)
@@ -207,9 +208,39 @@ def _carry_acceptance(root: Path, conflicted: set[str]) -> None:
     _write_accepted(root, kept)
 
 
-def _restore(root: Path) -> None:
-    git("reset", "--quiet", "--hard", "HEAD", cwd=root)
+# Ignored files of the project kept aside before an update (copier also writes template files the
+# user's .gitignore matches); larger ones, and whole ignored directories (.venv), are not its own.
+IGNORED_BACKUP_LIMIT = 1 << 20
+
+
+def _ignored_files(root: Path) -> dict[str, bytes]:
+    """The project's git-ignored regular files (not whole ignored directories) and their bytes."""
+    out = git("status", "--porcelain=v1", "-z", "--ignored=traditional", "--", ".", cwd=root)
+    top = _git_root(root)
+    kept = {}
+    for item in out.split("\0"):
+        if not item.startswith("!! ") or item.endswith("/"):
+            continue
+        path = top / item[3:]
+        if path.is_symlink() or not path.is_file() or path.stat().st_size > IGNORED_BACKUP_LIMIT:
+            continue
+        kept[path.relative_to(root).as_posix()] = path.read_bytes()
+    return kept
+
+
+def _restore(root: Path, ignored: dict[str, bytes]) -> None:
+    """Put the project directory (clean before the update) back as committed, and nothing else:
+    the index and work tree of its paths only (a monorepo's other folders keep their uncommitted
+    work), files the update created removed, the ignored files it touched restored."""
+    git("restore", "--quiet", "--source=HEAD", "--staged", "--worktree", "--", ".", cwd=root)
     git("clean", "--quiet", "--force", "-d", "--", ".", cwd=root)
+    for rel in set(_ignored_files(root)) - set(ignored):
+        (root / rel).unlink(missing_ok=True)
+    for rel, content in ignored.items():
+        path = root / rel
+        if not path.is_file() or path.read_bytes() != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
 
 
 def _git_url(src_path: str) -> str:
