@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._confine import writable_parent
 from .errors import DestinationError, UserError, ValidationFailedError
 from .spec import (
     NAME_PATTERN,
@@ -217,6 +218,8 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
         if config is not None:
             (tree / CONFIG).write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
         rendered = [Path(p) for p in iter_files(tree)]
+        for rel in rendered:  # before anything is compared, read or written
+            writable_parent(root, rel)
         clashes, same = [], []
         for rel in rendered:
             target = root / rel

@@ -57,6 +57,10 @@ class DestinationError(UserError):
     """The destination cannot take the generated project (a file, not empty, not writable)."""
 
 
+class OutsideProjectError(UserError):
+    """A path agentgen would read or write leads outside the project (symlink, '..')."""
+
+
 class ValidationFailedError(UserError):
     """A generated artifact failed a validator; nothing was written."""
 

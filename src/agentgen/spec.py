@@ -7,6 +7,7 @@ frozen `Spec`. `spec_schema()` is the schema `agentgen schema` prints and every 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -518,6 +519,22 @@ def read_answers_file(path: Path) -> dict[str, Any]:
             error (with line:column), duplicated keys, nesting or aliases beyond their bounds, or not
             a mapping.
     """
+    data = read_yaml_bounded(path)
+    private = [k for k in data if isinstance(k, str) and k.startswith("_")]
+    if private and path.name != COPIER_ANSWERS_FILE:
+        raise ConfigFileError(f"{path}: unknown key {_short(private[0])} (keys starting with '_' are "
+                              f"copier's own, allowed only in {COPIER_ANSWERS_FILE})")
+    return {k: v for k, v in data.items() if k not in private}
+
+
+def read_yaml_bounded(path: Path) -> dict[str, Any]:
+    """A YAML mapping read within bounds (every YAML file agentgen reads from a project or a user:
+    answers files, `.copier-answers.yml`): a regular file of at most 1 MiB, UTF-8, bounded nesting,
+    aliases and values, no duplicated keys.
+
+    Raises:
+        ConfigFileError: naming the file (and line:column when YAML says where).
+    """
     import stat
 
     try:
@@ -557,11 +574,39 @@ def read_answers_file(path: Path) -> dict[str, Any]:
             f"{path}: an answers file must be a mapping of field: value, got {_type_name(data)}")
     if _count_nodes(data, MAX_ANSWERS_NODES) > MAX_ANSWERS_NODES:
         raise ConfigFileError(f"{path}: more than {MAX_ANSWERS_NODES} values (aliases expanded)")
-    private = [k for k in data if isinstance(k, str) and k.startswith("_")]
-    if private and path.name != COPIER_ANSWERS_FILE:
-        raise ConfigFileError(f"{path}: unknown key {_short(private[0])} (keys starting with '_' are "
-                              f"copier's own, allowed only in {COPIER_ANSWERS_FILE})")
-    return {k: v for k, v in data.items() if k not in private}
+    return data
+
+
+def load_json_bounded(raw: bytes, *, what: str) -> Any:
+    """JSON from a project file, within the answers files' bounds (1 MiB, nesting).
+
+    Raises:
+        ValueError: naming what is wrong (too large, too deep, not UTF-8 JSON).
+    """
+    if len(raw) > MAX_ANSWERS_BYTES:
+        raise ValueError(f"larger than {MAX_ANSWERS_BYTES // 1024} KiB")
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise ValueError(_short(str(exc), 200)) from None
+    if _depth_over(data, MAX_ANSWERS_DEPTH):
+        raise ValueError(f"nested deeper than {MAX_ANSWERS_DEPTH} levels")
+    return data
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+    return False
 
 
 def parse_data_options(options: Sequence[str]) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from ._confine import writable_parent
 from ._git import git
 from .errors import DestinationError, GitError
 from .validate import iter_files
@@ -105,7 +106,14 @@ def _make_parents(dest: Path) -> list[Path]:
 
 
 def _merge(tree: Path, dest: Path, files: list[Path], backup: Path) -> None:
-    """Replace dest's copies of `files` with tree's, undoing everything on any failure."""
+    """Replace dest's copies of `files` with tree's, undoing everything on any failure. Every
+    file's directory must stay inside dest (symlinks resolved), checked before anything moves.
+
+    Raises:
+        OutsideProjectError: a directory on the way is a symlink that leads outside dest.
+    """
+    for rel in files:
+        writable_parent(dest, rel)
     moved: list[tuple[Path, Path | None]] = []  # (target, backup of what it replaced)
     new_dirs: list[Path] = []
     try:

@@ -136,7 +136,10 @@ SKIPPED_DIRS = frozenset({".git", ".venv", "venv", "node_modules", "__pycache__"
 def iter_files(root: Path, *, project: bool = False) -> Iterable[PurePosixPath]:
     """Every file under root but `.git`, relative, sorted. A `project` (a user's checkout, not a
     render) also skips SKIPPED_DIRS and, in a git work tree, what git ignores: its `.venv`, caches
-    and local files are not its artifacts."""
+    and local files are not its artifacts. Never what is not a regular file inside root (a symlink
+    out of the project is not read, a FIFO would block the read)."""
+    from .._confine import is_regular_file, leads_outside
+
     ignored = _git_ignored(root) if project else set()
     skipped = SKIPPED_DIRS if project else {".git"}
     for dirpath, dirnames, filenames in os.walk(root):
@@ -145,8 +148,9 @@ def iter_files(root: Path, *, project: bool = False) -> Iterable[PurePosixPath]:
         dirnames[:] = sorted(d for d in dirnames
                              if d not in skipped and f"{prefix}{d}/" not in ignored)
         for name in sorted(filenames):
-            if f"{prefix}{name}" not in ignored:
-                yield PurePosixPath(f"{prefix}{name}")
+            rel = f"{prefix}{name}"
+            if rel not in ignored and is_regular_file(root / rel) and leads_outside(root, rel) is None:
+                yield PurePosixPath(rel)
 
 
 def _git_ignored(root: Path) -> set[str]:

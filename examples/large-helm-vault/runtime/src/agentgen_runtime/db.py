@@ -15,8 +15,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .fencing import FENCE, FUNCTION as FENCE_FUNCTION
-from .fencing import FencingCursor, fenced_statement
+from .fencing import FENCE, FencingCursor, fenced_statement
+from .fencing import FUNCTION as FENCE_FUNCTION
 from .settings import Settings
 
 

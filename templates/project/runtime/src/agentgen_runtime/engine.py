@@ -47,10 +47,10 @@ from psycopg.types.json import Jsonb
 
 from .fencing import Fenced, is_fenced
 from .observability import (
+    LOOP_STALLS,
     QUEUE_DEPTH,
     QUEUE_WAIT,
     RUNS_ABANDONED,
-    LOOP_STALLS,
     RUNS_FENCED,
     RUNS_RETRIED,
 )
