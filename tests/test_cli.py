@@ -237,3 +237,55 @@ def test_render_unknown_template_version_is_one_line(tmp_path):
                  "--template-version", "v9.9.9")
     assert_clean_failure(result, 1, "template version v9.9.9 is unknown")
     assert not (tmp_path / "out").exists()
+
+
+def test_new_refuses_an_answers_file_that_says_mode_init(tmp_path):
+    """`mode: init` is what init records; given to `new` it once wrote a project with no agent."""
+    answers = tmp_path / "answers.yml"
+    answers.write_text("name: demo\nmode: init\n")
+    result = run("new", str(tmp_path / "demo"), "--config", str(answers), "--no-input")
+    assert_clean_failure(result, 2, "mode", "agentgen init")
+    assert not (tmp_path / "demo").exists()
+
+
+def _agentgen(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "agentgen", *args], cwd=cwd, capture_output=True,
+                          text=True, check=False, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **env}, timeout=300)
+
+
+@pytest.mark.parametrize("env", [
+    {"GIT_DIR": "/nonexistent/.git", "GIT_WORK_TREE": "/nonexistent"},  # as inside a git hook
+    {"GIT_CONFIG_COUNT": "abc"},
+    {"GIT_INDEX_FILE": "/nonexistent/index"},
+])
+def test_new_ignores_git_variables_of_the_calling_environment(tmp_path, env):
+    made = _agentgen(["new", "demo", "--no-input"], tmp_path, **env)
+    assert made.returncode == 0, made.stderr
+    log = subprocess.run(["git", "log", "--oneline"], cwd=tmp_path / "demo", capture_output=True,
+                         text=True, check=True, env={k: v for k, v in os.environ.items()
+                                                     if not k.startswith("GIT_")})
+    assert len(log.stdout.splitlines()) == 1
+
+
+def test_checkov_platform_variables_do_not_break_kubernetes_renders(tmp_path):
+    made = _agentgen(["new", "demo", "--no-input", "--no-git", "--target", "kubernetes"], tmp_path,
+                     BC_API_KEY="00000000-0000-0000-0000-000000000000")
+    assert made.returncode == 0, made.stderr
+
+
+@pytest.mark.parametrize("make", ["dangling", "loop", "long"])
+def test_unusable_destinations_are_one_line(tmp_path, make):
+    if make == "dangling":
+        (tmp_path / "dest").symlink_to(tmp_path / "missing")
+        dest = "dest"
+    elif make == "loop":
+        (tmp_path / "a").symlink_to(tmp_path / "b")
+        (tmp_path / "b").symlink_to(tmp_path / "a")
+        dest = "a/demo"
+    else:
+        dest = "x" * 300
+    made = _agentgen(["new", dest, "--no-input", "--no-git"], tmp_path)
+    assert made.returncode != 0
+    lines = [line for line in made.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in made.stderr, made.stderr

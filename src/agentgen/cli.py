@@ -6,6 +6,7 @@ Only typer is imported at start-up; every command imports what it needs, so `--h
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -76,6 +77,14 @@ def _handle_errors(func: F, *, exit_code: int | None = None) -> F:
             _, err = _consoles()
             err.print("[red]aborted:[/] nothing was written")
             raise typer.Exit(130) from None
+        except OSError as exc:
+            # The file system refused a path the user gave (a symlink loop, a name too long, a
+            # directory that vanished): one line naming it, not a traceback.
+            _, err = _consoles()
+            where = exc.filename if exc.filename is not None else "a path"
+            err.print(f"[red]error:[/] {escape(str(where))}: {escape(exc.strerror or str(exc))}",
+                      soft_wrap=True)
+            raise typer.Exit(exit_code or 1) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -127,7 +136,8 @@ def new(
     flags = {"name": name, "scale": scale, "secrets": secrets, "targets": target or None}
     answers.update({key: value for key, value in flags.items() if value is not None})
     if "name" not in answers and destination is not None:
-        answers["name"] = destination.resolve().name
+        # (not resolve(): DEST may sit below a symlink loop, refused with its own line later)
+        answers["name"] = Path(os.path.abspath(destination)).name
     if not no_input and sys.stdin.isatty():
         answers = ask_missing(answers, out)
     if "name" not in answers:
@@ -339,4 +349,7 @@ def accept(
 
 
 def main() -> None:
+    from ._git import scrub_environment
+
+    scrub_environment()  # inside a git hook or a CI job: their GIT_*/BC_* variables are not ours
     app()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from pathlib import Path
 
 from rich.console import Console
@@ -44,11 +45,20 @@ def print_result(console: Console, spec: Spec, result: Result) -> None:
                   + (" (initial commit created)" if result.committed else ""), soft_wrap=True)
     if not result.written:
         return
-    steps = [f"cd {result.dest}"]
+    steps = _cd(result.dest)
     if "compose" in spec.targets:
         steps += ["./scripts/init-secrets.sh", "docker compose up --build"]
     steps.append("less README.md  # configuration, deployment, operations")
     console.print("[bold]Next steps:[/]\n" + "\n".join(f"  {s}" for s in steps))
+
+
+def _cd(directory: Path) -> list[str]:
+    """`cd DIR` as a next step, unless DIR is where the user already is."""
+    try:
+        here = Path(directory).resolve() == Path.cwd().resolve()
+    except OSError:
+        here = False
+    return [] if here else [f"cd {shlex.quote(str(directory))}"]
 
 
 def print_adopt(console: Console, spec: Spec, result: AdoptResult) -> None:
@@ -65,7 +75,7 @@ def print_adopt(console: Console, spec: Spec, result: AdoptResult) -> None:
                       "it: make sure it excludes .env, secrets/, .venv and .git", soft_wrap=True)
     if not result.written:
         return
-    steps = [f"cd {result.root}", "make -f agentgen.mk install graphs"]
+    steps = [*_cd(result.root), "make -f agentgen.mk install graphs"]
     if "compose" in spec.targets:
         steps += ["./scripts/init-secrets.sh", "docker compose up --build"]
     steps += ["less docs/deployment.md  # what agentgen owns, configuration, operations",

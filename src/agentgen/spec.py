@@ -289,6 +289,14 @@ class Spec:
         }
 
 
+def default_package(name: str) -> str:
+    """The package a name gives when none is set: `-` as `_`, and `<name>_agent` for a Python
+    keyword or a package the project must not shadow (the same for `new` and `init`)."""
+    package = name.replace("-", "_")
+    return f"{package}_agent" if package in RESERVED_PACKAGES or package in PYTHON_KEYWORDS \
+        else package
+
+
 def _with_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
     """Fill the defaults, including the ones derived from earlier answers."""
     data = {**_STATIC_DEFAULTS, **answers}
@@ -296,7 +304,7 @@ def _with_defaults(answers: Mapping[str, Any]) -> dict[str, Any]:
     valid_name = (isinstance(name, str) and re.fullmatch(NAME_PATTERN, name) is not None
                   and re.fullmatch(YAML_NON_STRING, name) is None)
     if valid_name:  # an invalid name is reported once, not again through every derived field
-        data.setdefault("package", name.replace("-", "_"))
+        data.setdefault("package", default_package(name))
         data.setdefault("image_repository", name)
         data.setdefault("namespace", name)
         data.setdefault("ingress_host", f"{name}.example.com")
@@ -373,7 +381,9 @@ def _quantity(value: str) -> Fraction:
 
 def _cross_field_problems(data: Mapping[str, Any]) -> list[FieldProblem]:
     """Rules that span fields (kept in this one function)."""
-    problems = []
+    problems = [FieldProblem(key, f"{_short(value)} ends in a line break (no value may)")
+                for key, value in data.items()
+                if isinstance(value, str) and value.endswith(("\n", "\r"))]
     targets = set(data["targets"])
     secrets = data["secrets"]
     k8s = bool(targets & KUBERNETES_TARGETS)
@@ -404,6 +414,19 @@ def _cross_field_problems(data: Mapping[str, Any]) -> list[FieldProblem]:
     return problems
 
 
+def _integers_as_integers(data: dict[str, Any]) -> dict[str, Any]:
+    """JSON Schema counts 3.0 as an integer: such answers are written as 3, not 3.0 (compose,
+    Deployments and values would carry the float)."""
+    def integral(value: Any, schema: Mapping[str, Any]) -> Any:
+        return int(value) if schema.get("type") == "integer" and isinstance(value, float) else value
+
+    properties = spec_schema()["properties"]
+    data = {key: integral(value, properties.get(key, {})) for key, value in data.items()}
+    data["overrides"] = {key: integral(value, _PRESET_FIELDS.get(key, {}))
+                         for key, value in data["overrides"].items()}
+    return data
+
+
 def load_spec(answers: Mapping[str, Any]) -> Spec:
     """Validate answers (missing ones take their defaults) and return the spec.
 
@@ -424,6 +447,7 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
     problems = _cross_field_problems(data)
     if problems:
         raise SpecError(problems)
+    data = _integers_as_integers(data)
     return Spec(
         name=data["name"],
         package=data["package"],
@@ -574,7 +598,25 @@ def read_yaml_bounded(path: Path) -> dict[str, Any]:
             f"{path}: an answers file must be a mapping of field: value, got {_type_name(data)}")
     if _count_nodes(data, MAX_ANSWERS_NODES) > MAX_ANSWERS_NODES:
         raise ConfigFileError(f"{path}: more than {MAX_ANSWERS_NODES} values (aliases expanded)")
-    return data
+    return _join_surrogate_pairs(data)
+
+
+def _join_surrogate_pairs(value: Any) -> Any:
+    """YAML (and so JSON read as YAML) decodes `\\ud83d\\ude00` as two lone surrogates, where
+    JSON means one character (what json.dumps writes for an emoji): pairs are joined; a lone
+    surrogate stays and is refused by the schema."""
+    if isinstance(value, str):
+        if any("\ud800" <= c <= "\udfff" for c in value):
+            try:
+                return value.encode("utf-16", "surrogatepass").decode("utf-16")
+            except UnicodeDecodeError:
+                return value
+        return value
+    if isinstance(value, dict):
+        return {_join_surrogate_pairs(k): _join_surrogate_pairs(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_join_surrogate_pairs(v) for v in value]
+    return value
 
 
 def load_json_bounded(raw: bytes, *, what: str) -> Any:

@@ -28,6 +28,9 @@ def check_destination(dest: Path, *, force: bool) -> None:
         DestinationError: dest is a file, not empty (without force), a LangGraph project agentgen
             did not generate (even with force), or not writable.
     """
+    if dest.is_symlink():
+        raise DestinationError(f"{dest}: is a symlink; give the directory itself "
+                               "(agentgen writes only where it was told, never through a link)")
     if dest.exists() and not dest.is_dir():
         raise DestinationError(f"{dest}: destination exists and is not a directory")
     if dest.is_dir() and any(dest.iterdir()) and not force:

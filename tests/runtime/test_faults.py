@@ -77,6 +77,36 @@ def test_postgres_stopped_under_load_answers_503_then_recovers(tmp_path):
     assert sum(1 for r in results if r[2] == 200 and r[0] < down_at) > 0
 
 
+def test_requests_during_an_outage_do_not_wait_for_the_pool_timeout(tmp_path):
+    """With a long connect timeout (10 s), requests made once PostgreSQL is down are answered 503
+    as soon as a connection attempt fails, not after the timeout: the first ones too."""
+    timeout = 10.0
+    with postgres_cluster() as pg:
+        url = pg.create_database("fast503")
+        with runtime_server(url, DB_CONNECT_TIMEOUT=str(int(timeout)),
+                            RATE_LIMIT_PER_MINUTE="100000") as server:
+            wait_until(lambda: http_status(f"{server.base}/ready") == 200, 20, "ready")
+            assert server.call("POST", "/threads", {})[0] == 200
+            pg.stop()
+            try:
+                answers: list[tuple[int, float]] = []
+
+                def ask() -> None:
+                    start = time.monotonic()
+                    status, _, _ = server.call("POST", "/threads", {}, timeout=30)
+                    answers.append((status, time.monotonic() - start))
+
+                clients = [threading.Thread(target=ask) for _ in range(4)]
+                for client in clients:
+                    client.start()
+                for client in clients:
+                    client.join(40)
+            finally:
+                pg.start()
+    assert [status for status, _ in answers] == [503] * 4, answers
+    assert max(seconds for _, seconds in answers) < timeout / 2, answers
+
+
 def test_connections_closed_by_the_server_cost_no_failed_request(database):
     """The pool checks a connection before use without a round trip unless its socket turned
     readable: connections the server terminated (a restart, a failover, an idle timeout) are

@@ -8,7 +8,6 @@ skip on an object whose images all have digests, is an error."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import tempfile
@@ -16,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
+from .._git import tool_environment
 from . import Context, Finding, tool_missing
 from ._k8s import INSTALL_TOOLS, helm_template, kustomize, run
 from ._paths import is_chart, is_overlay, is_workflow
@@ -94,7 +94,7 @@ def scan(trees: list[tuple[Context, list[PurePosixPath]]]) -> list[tuple[list[Fi
         if staged:
             frameworks = sorted({f for _, used in staged.values() for f in used})
             proc = run([checkov, "-d", directory, "--framework", *frameworks, "-o", "json",
-                        "--skip-download"], env={**os.environ, "BC_SKIP_MAPPING": "TRUE"})
+                        "--skip-download"], env=tool_environment(BC_SKIP_MAPPING="TRUE"))
             for index, (pinned, used) in staged.items():
                 results[index] = _findings(proc, pinned, used, f"/{index}/")
     return [result or ([], 0) for result in results]

@@ -1,7 +1,7 @@
 #!/usr/bin/env sh
 # Re-pin constraints.txt (every transitive dependency, for Python 3.11 and later)
 # after changing the dependencies in pyproject.toml, or after an agentgen update changed runtime/'s:
-# your project's and the server's dependencies together. Needs uv (pip install uv) and the package index.
+# your project's and the server's dependencies together. Needs uv (pip install uv==0.13.9) and the package index.
 set -eu
 cd "$(dirname "$0")/.."
 {

@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 
 def _startup_problem() -> str | None:
     """What would stop the server from starting, as one line (checked before workers start)."""
     from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
     from .auth import ApiKeys, AuthConfigError
     from .config import ConfigError, load_config
@@ -22,14 +24,44 @@ def _startup_problem() -> str | None:
     from .settings import get_settings
 
     try:
-        ApiKeys(get_settings())
-        load_config()
+        settings = get_settings()
+        ApiKeys(settings)
+        config = load_config()
+        # every graph imported as the server will (secrets and env applied): a module that fails
+        # at import is one line here, not a traceback from the application's start-up
+        from .app import prepare
+        from .graphs import load_graphs
+
+        prepare(settings, config)
+        asyncio.run(load_graphs(config))
     except ValidationError as exc:
         return "; ".join(f"setting {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                          for e in exc.errors())
     except (AuthConfigError, ConfigError, SecretSourceError) as exc:
         return str(exc)
+    except UnicodeDecodeError:
+        return _undecodable_secret()
+    except SettingsError as exc:  # a secret file pydantic-settings could not read
+        if isinstance(exc.__cause__ or exc.__context__, UnicodeDecodeError):
+            return _undecodable_secret()
+        return " ".join(str(exc).split())
     return None
+
+
+def _undecodable_secret() -> str:
+    """The secret file that is not UTF-8 text (pydantic's error does not say which)."""
+    from .settings import secrets_dir
+
+    directory = secrets_dir()
+    for path in sorted(directory.iterdir()) if directory is not None and directory.is_dir() else ():
+        try:
+            if path.is_file():
+                path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError:
+            return f"secret file {path}: not UTF-8 text"
+        except OSError:
+            continue
+    return "a secret or setting is not UTF-8 text"
 
 
 def serve() -> int:

@@ -24,10 +24,12 @@ class GuardedPool(AsyncConnectionPool):
     """A pool that fails fast during an outage, and replaces the connections a server closed
     without failing a request.
 
-    - Once a connection could not be had within the timeout, further requests fail at once
-      (PoolTimeout: answered 503) while one request at a time probes with the full timeout; the
-      first success ends the outage. Without this every step of every request would wait the whole
-      timeout again, and requests would queue for many timeouts.
+    - A request waiting for a connection stops waiting as soon as a connection attempt made
+      after it began fails (the server is down): its 503 comes at once, not after the timeout.
+    - Once a connection could not be had, further requests fail at once (PoolTimeout: answered
+      503) while one request at a time probes; the first success ends the outage. Without this
+      every step of every request would wait the whole timeout again, and requests would queue
+      for many timeouts.
     - A connection is checked before use without a round trip in the common case: a server that
       restarted or terminated the connection leaves its socket readable (an idle pooled connection
       receives nothing otherwise); such a connection, and one idle for more than
@@ -61,9 +63,22 @@ class GuardedPool(AsyncConnectionPool):
             raise
 
     async def _checked(self, within: float | None) -> AsyncConnection:
-        deadline = time.monotonic() + (self.timeout if within is None else within)
+        started = time.monotonic()
+        deadline = started + (self.timeout if within is None else within)
         while True:
-            conn = await super().getconn(max(0.0, deadline - time.monotonic()))
+            # Wait in slices: a connection attempt refused meanwhile (the server is down) ends the
+            # wait at once instead of after the whole timeout; a pool that is only busy keeps
+            # the request waiting up to its timeout.
+            try:
+                conn = await super().getconn(min(WAIT_SLICE_SECONDS,
+                                                  max(0.0, deadline - time.monotonic())))
+            except PoolTimeout:
+                if time.monotonic() >= deadline:
+                    raise
+                if _RefusalTrackingConnection.refused_at > started:
+                    raise PoolTimeout("postgres is unavailable (a connection attempt failed: "
+                                      f"{_RefusalTrackingConnection.reason})") from None
+                continue
             now = time.monotonic()
             last = _handed_out.get(conn, 0.0)
             _handed_out[conn] = now
@@ -77,6 +92,23 @@ class GuardedPool(AsyncConnectionPool):
                 await self.check()  # the others the server closed too
 
 
+class _RefusalTrackingConnection(AsyncConnection):
+    """Records when a new connection could not be made (and why): waiting requests then stop
+    waiting for one (GuardedPool._checked)."""
+
+    refused_at = 0.0
+    reason = ""
+
+    @classmethod
+    async def connect(cls, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return await super().connect(*args, **kwargs)
+        except psycopg.OperationalError as exc:
+            cls.refused_at, cls.reason = time.monotonic(), " ".join(str(exc).split())[:200]
+            raise
+
+
+WAIT_SLICE_SECONDS = 0.25
 # psycopg_pool retries a failed connection with an uncapped exponential backoff (1, 2, 4, 8, 16 s
 # ...) until it gives up: after a 16 s outage its next attempt may come 15 s after the database is
 # back, every request refused meanwhile. Giving up early bounds the gap between attempts (at most
@@ -98,6 +130,7 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         open=False,
         timeout=settings.db_connect_timeout,
         reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
+        connection_class=_RefusalTrackingConnection,
         kwargs=CONNECTION_KWARGS,
         name="agent",
     )

@@ -10,19 +10,20 @@ import contextlib
 import dataclasses
 import datetime as dt
 import json
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from enum import Enum
 from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from langgraph.types import Command
 from psycopg import OperationalError, sql
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .engine import Engine, RunRejected, RunReleased, Transient
 from .errors import dependency_failure
@@ -35,10 +36,47 @@ from .settings import Settings
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom"]
 
 
+# What a client may send in any JSON value: PostgreSQL cannot store NUL in text or jsonb, nor
+# NaN/Infinity in jsonb, and a deeply nested value would fail whoever reads it back.
+MAX_JSON_DEPTH = 32
+MAX_OFFSET = 2**31 - 1
+
+
+def json_problem(value: Any, where: str) -> str | None:
+    """Why a client's JSON value cannot be taken (naming where in it), or None."""
+    stack: list[tuple[Any, str, int]] = [(value, where, 0)]
+    while stack:
+        item, path, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"{path}: nested deeper than {MAX_JSON_DEPTH} levels"
+        if isinstance(item, str):
+            if "\x00" in item:
+                return f"{path}: contains a NUL character"
+        elif isinstance(item, float):
+            if not math.isfinite(item):
+                return f"{path}: {item} is not a finite number"
+        elif isinstance(item, dict):
+            for key, inner in item.items():
+                if isinstance(key, str) and "\x00" in key:
+                    return f"{path}: a key contains a NUL character"
+                stack.append((inner, f"{path}.{key}", depth + 1))
+        elif isinstance(item, list | tuple):
+            stack.extend((inner, f"{path}[{i}]", depth + 1) for i, inner in enumerate(item))
+    return None
+
+
 class _Body(BaseModel):
     # An unknown field is a 422 naming it: silently dropping an option the client relies on
     # (a webhook, a resumable stream) would be worse.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        problem = json_problem(data, "body")
+        if problem is not None:
+            raise ValueError(problem)
+        return data
 
 
 class ThreadCreate(_Body):
@@ -51,7 +89,7 @@ class ThreadSearch(_Body):
     metadata: dict[str, Any] = {}
     ids: list[str] | None = None
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["thread_id", "created_at", "updated_at"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
 
@@ -75,7 +113,7 @@ class AssistantSearch(_Body):
     name: str | None = None
     metadata: dict[str, Any] = {}
     limit: int = Field(10, ge=1, le=1000)
-    offset: int = Field(0, ge=0)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
 
@@ -489,13 +527,20 @@ def _service(request: Request) -> Service:
     return request.app.state.service
 
 
+def _plain_parameters(request: Request) -> None:
+    """Ids in the path and values in the query are text PostgreSQL can store (no NUL)."""
+    for name, value in (*request.path_params.items(), *request.query_params.items()):
+        if "\x00" in value:
+            raise HTTPException(422, f"{name}: contains a NUL character")
+
+
 def _owner(request: Request) -> str:
     return request.state.identity
 
 
 def build_router(authenticate: Any) -> APIRouter:
     """The API routes; `authenticate` is the dependency that checks the key and the rate limit."""
-    router = APIRouter(dependencies=[Depends(authenticate)])
+    router = APIRouter(dependencies=[Depends(_plain_parameters), Depends(authenticate)])
 
     @router.post("/assistants/search")
     async def search_assistants(body: AssistantSearch, request: Request) -> list[dict[str, Any]]:
@@ -575,7 +620,8 @@ def build_router(authenticate: Any) -> APIRouter:
         return await history(service, thread_id, graph_id, body)
 
     @router.get("/threads/{thread_id}/history")
-    async def get_history(thread_id: str, request: Request, limit: int = 10) -> list[dict]:
+    async def get_history(thread_id: str, request: Request,
+                          limit: int = Query(10, ge=1, le=1000)) -> list[dict]:
         service = _service(request)
         graph_id = await service.authorize(_owner(request), thread_id)
         return await history(service, thread_id, graph_id, HistoryQuery(limit=limit))
@@ -707,7 +753,8 @@ def build_router(authenticate: Any) -> APIRouter:
                 for body in bodies]
 
     @router.get("/threads/{thread_id}/runs")
-    async def list_runs(thread_id: str, request: Request, limit: int = 10, offset: int = 0,
+    async def list_runs(thread_id: str, request: Request, limit: int = Query(10, ge=1, le=1000),
+                        offset: int = Query(0, ge=0, le=MAX_OFFSET),
                         status: str | None = None) -> list[dict[str, Any]]:
         service = _service(request)
         await service.authorize(_owner(request), thread_id)
@@ -715,7 +762,7 @@ def build_router(authenticate: Any) -> APIRouter:
             rows = await (await conn.execute(
                 "SELECT * FROM agent_runs WHERE thread_id = %s AND (%s::text IS NULL OR status = %s) "
                 "ORDER BY seq DESC LIMIT %s OFFSET %s",
-                (thread_id, status, status, max(0, min(limit, 1000)), max(0, offset)))).fetchall()
+                (thread_id, status, status, limit, offset))).fetchall()
         return [Service.run_json(row) for row in rows]
 
     @router.get("/threads/{thread_id}/runs/{run_id}")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -94,7 +95,7 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        rid = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        rid = _request_id(headers.get(b"x-request-id", b""))
         request_id.set(rid)
         thread_id.set(None)
         start = time.perf_counter()
@@ -118,6 +119,17 @@ class AccessLogMiddleware:
                 access_log.info("%s %s %d", scope["method"], scope["path"], status, extra={
                     "fields": {"method": scope["method"], "path": scope["path"], "route": route,
                                "status": status, "latency_ms": round(elapsed * 1000, 2)}})
+
+
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
+
+
+def _request_id(given: bytes) -> str:
+    """The client's X-Request-ID when it is a plain token (letters, digits, `._:-`, at most 64),
+    else a new one: a header is bytes, and it is echoed into logs and a response header."""
+    if _REQUEST_ID.fullmatch(given):
+        return given.decode("ascii")
+    return uuid.uuid4().hex
 
 
 def prepare(settings: Settings, config: Config | None = None) -> Config:

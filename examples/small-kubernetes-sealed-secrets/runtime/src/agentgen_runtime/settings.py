@@ -9,6 +9,7 @@ configured (`VAULT_ADDR`: Vault/OpenBao KV v2; `AWS_SECRET_ID`: AWS Secrets Mana
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -123,8 +124,10 @@ class Settings(BaseSettings):
         )
 
     def api_key_list(self) -> list[str]:
+        """The keys of the api_keys secret: separated by commas, line breaks or spaces (a key
+        never contains whitespace; one key per line is as common as a comma list)."""
         raw = self.api_keys.get_secret_value() if self.api_keys else ""
-        return [key.strip() for key in raw.split(",") if key.strip()]
+        return [key for key in re.split(r"[,\s]+", raw) if key]
 
     @classmethod
     def settings_customise_sources(

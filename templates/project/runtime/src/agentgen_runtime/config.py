@@ -76,10 +76,15 @@ def load_config(path: Path | None = None) -> Config:
     path = path or config_path()
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise ConfigError(f"{path}: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: not a JSON object")
+    unserved = unserved_keys(data)
+    if unserved:
+        raise ConfigError(f"{path}: {unserved[0]}")
     graphs = []
     for graph_id, spec in (data.get("graphs") or {}).items():
         if isinstance(spec, dict):
@@ -98,6 +103,32 @@ def load_config(path: Path | None = None) -> Config:
         store=dict(data.get("store") or {}), checkpointer=dict(data.get("checkpointer") or {}),
         http_app=http.get("app") if isinstance(http, dict) else None,
     )
+
+
+# What langgraph.json can say that changes how the server behaves but this runtime does not serve:
+# refused at start-up (fail closed: an `auth` handler silently ignored would open every thread to
+# every key holder). Build-time keys (python_version, dockerfile_lines, pip_config_file, ...) are
+# the image's business and are not listed.
+UNSERVED = {
+    "auth": "custom authentication handlers (auth.path)",
+    "webhooks": "webhook URL policy",
+    "ui": "generative UI components",
+}
+SERVED_HTTP = {"app"}
+
+
+def unserved_keys(data: dict[str, Any]) -> list[str]:
+    """One line per langgraph.json setting this runtime would not honour."""
+    problems = [f"{key}: {what} are not served by agentgen-runtime; remove the key (or serve the "
+                "project with a server that supports it): refusing to start without it"
+                for key, what in UNSERVED.items() if data.get(key)]
+    http = data.get("http")
+    if isinstance(http, dict):
+        problems += [f"http.{key}: not served by agentgen-runtime (it serves http.app); remove "
+                     "it: refusing to start without it"
+                     for key, value in http.items() if key not in SERVED_HTTP and value not in
+                     (None, False, [], {})]
+    return problems
 
 
 def apply(config: Config) -> None:

@@ -89,14 +89,18 @@ async def load_graphs(config: Config) -> dict[str, Graph]:
 
 
 async def load_graph(config: Config, spec: Any) -> Graph:
-    """Import one graph of langgraph.json (after config.apply). Raises ConfigError."""
-    value = import_object(spec.location, config.base)
-    per_run = callable(value) and not isinstance(value, Pregel) and _takes_config(value) \
-        and not hasattr(value, "compile")
+    """Import one graph of langgraph.json (after config.apply). Raises ConfigError naming the
+    graph for any failure of its module (an import error, a factory that raises, not a graph)."""
     try:
+        value = import_object(spec.location, config.base)
+        per_run = callable(value) and not isinstance(value, Pregel) and _takes_config(value) \
+            and not hasattr(value, "compile")
         compiled = await _materialize(value, None)
     except ConfigError as exc:
         raise ConfigError(f"graphs.{spec.graph_id} ({spec.location}): {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - the user's module: one line naming the graph
+        raise ConfigError(f"graphs.{spec.graph_id} ({spec.location}): {type(exc).__name__}: "
+                          f"{' '.join(str(exc).split())}") from None
     assistant_id = str(uuid.uuid5(ASSISTANT_NAMESPACE, spec.graph_id))
     return Graph(spec.graph_id, assistant_id, spec.description, compiled,
                  value if per_run else None)

@@ -1,0 +1,158 @@
+"""Client mistakes are 4xx JSON answers naming the field, never a 500 (nor a row stored for a
+refused request); configuration mistakes are one line at start-up, never a traceback or a server
+that silently refuses everyone."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .helpers import WEATHER, runtime_env, runtime_server
+
+pytestmark = pytest.mark.slow
+ERROR_KEYS = {"error", "message", "request_id"}
+
+
+@pytest.fixture(scope="module")
+def server(database):
+    with runtime_server(database) as server:
+        yield server
+
+
+def _raw(server, method: str, path: str, body: bytes | None, headers: dict[str, str] | None = None,
+         chunked: bool = False) -> tuple[int, bytes, dict[str, str]]:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        conn.putrequest(method, path)
+        for name, value in {"content-type": "application/json", "X-API-Key": "key-one",
+                            **(headers or {})}.items():
+            conn.putheader(name, value)
+        if chunked:
+            conn.putheader("transfer-encoding", "chunked")
+        elif body is not None:
+            conn.putheader("content-length", str(len(body)))
+        conn.endheaders()
+        if body is not None and chunked:
+            for start in range(0, len(body), 65536):
+                piece = body[start:start + 65536]
+                conn.send(f"{len(piece):x}\r\n".encode() + piece + b"\r\n")
+            conn.send(b"0\r\n\r\n")
+        elif body is not None:
+            conn.send(body)
+        response = conn.getresponse()
+        return response.status, response.read(), {k.lower(): v for k, v in response.getheaders()}
+    finally:
+        conn.close()
+
+
+def _nested(depth: int) -> dict:
+    value: dict = {}
+    for _ in range(depth):
+        value = {"a": value}
+    return value
+
+
+CASES = [
+    # (method, path, raw JSON body, expected status, what the message must name)
+    ("POST", "/threads", b'{"metadata": {"k": "a\\u0000b"}}', 422, "NUL"),
+    ("POST", "/threads", b'{"thread_id": "t\\u0000x"}', 422, "NUL"),
+    ("POST", "/threads", b'{"metadata": {"k": NaN}}', 422, "finite"),
+    ("POST", "/threads", b'{"metadata": {"k": Infinity}}', 422, "finite"),
+    ("POST", "/threads", json.dumps({"metadata": _nested(500)}).encode(), 422, "nested deeper"),
+    ("POST", "/threads/search", b'{"offset": 9223372036854775808}', 422, "offset"),
+    ("POST", "/threads/search", b'{"metadata": {"k": "\\u0000"}}', 422, "NUL"),
+    ("POST", "/assistants/search", b'{"offset": 9223372036854775807}', 422, "offset"),
+    ("GET", "/threads/abc%00def", None, 422, "NUL"),
+    ("GET", "/threads/{tid}/history?limit=0", None, 422, "limit"),
+    ("GET", "/threads/{tid}/runs?offset=9223372036854775808", None, 422, "offset"),
+    ("GET", "/threads/{tid}/runs?limit=-1", None, 422, "limit"),
+    ("POST", "/threads/{tid}/runs/wait",
+     b'{"assistant_id": "weather", "input": {"question": "q\\u0000"}}', 422, "NUL"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "needle"), CASES)
+def test_client_mistakes_are_4xx_json(server, method, path, body, status, needle):
+    tid = server.call("POST", "/threads", {})[1]["thread_id"]
+    got, raw, _ = _raw(server, method, path.format(tid=tid), body)
+    answer = json.loads(raw)
+    assert got == status, (got, answer)
+    assert set(answer) == ERROR_KEYS and needle in answer["message"], answer
+
+
+def test_a_refused_thread_is_not_stored_and_search_keeps_working(server):
+    _raw(server, "POST", "/threads",
+         json.dumps({"thread_id": "deep-one", "metadata": _nested(500)}).encode())
+    assert server.call("GET", "/threads/deep-one")[0] == 404
+    status, found, _ = server.call("POST", "/threads/search", {"limit": 1000})
+    assert status == 200 and isinstance(found, list)
+
+
+def test_request_ids_are_sanitised_and_bodies_over_the_limit_are_413(server):
+    status, raw, headers = _raw(server, "GET", "/threads/none", None,
+                                headers={"X-Request-ID": "caf\xe9-bad"})  # not UTF-8
+    assert status == 404 and json.loads(raw)["error"] == "not_found"
+    assert headers["x-request-id"].isalnum()
+    status, _, headers = _raw(server, "GET", "/threads/none", None, headers={"X-Request-ID": "abc-1.2"})
+    assert headers["x-request-id"] == "abc-1.2"
+    big = json.dumps({"metadata": {"k": "x" * (2 * 1024 * 1024)}}).encode()
+    for chunked in (False, True):
+        status, raw, _ = _raw(server, "POST", "/threads", big, chunked=chunked)
+        assert status == 413, (chunked, status, raw[:200])
+        assert json.loads(raw)["error"] == "payload_too_large"
+
+
+def _start(database: str, tmp_path: Path, config: dict | None = None,
+           secrets: dict[str, bytes] | None = None, **env: str) -> subprocess.CompletedProcess[str]:
+    """The server's start-up with a bad configuration: it must exit at once."""
+    secrets_dir = tmp_path / "secrets"
+    secrets_dir.mkdir(exist_ok=True)
+    for name, content in (secrets or {}).items():
+        (secrets_dir / name).write_bytes(content)
+    base = runtime_env(database, PORT="1", SECRETS_DIR=str(secrets_dir), **env)
+    if config is not None:
+        path = tmp_path / "langgraph.json"
+        path.write_text(config if isinstance(config, str) else json.dumps(config))
+        base["LANGGRAPH_CONFIG"] = str(path)
+    return subprocess.run([sys.executable, "-m", "agentgen_runtime"], cwd=WEATHER,
+                          env={**os.environ, **base}, capture_output=True, text=True, timeout=60)
+
+
+WEATHER_CONFIG = json.loads((WEATHER / "langgraph.json").read_text())
+
+
+@pytest.mark.parametrize(("config", "needle"), [
+    ({**WEATHER_CONFIG, "auth": {"path": "./auth.py:auth"}}, "auth:"),
+    ({**WEATHER_CONFIG, "http": {"app": WEATHER_CONFIG["http"]["app"], "cors": {"allow_origins": ["*"]}}},
+     "http.cors"),
+    ({**WEATHER_CONFIG, "graphs": {"shell": "os:system"}}, "graphs.shell (os:system)"),
+    ('{"graphs": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}", "langgraph.json"),
+])
+def test_configuration_the_runtime_cannot_serve_refuses_start_up_in_one_line(database, tmp_path,
+                                                                               config, needle):
+    started = _start(database, tmp_path, config=config)
+    assert started.returncode == 1
+    lines = [line for line in started.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in started.stderr, started.stderr
+
+
+def test_an_api_keys_file_with_one_key_per_line_is_read_as_several_keys(database, tmp_path):
+    (tmp_path / "secrets").mkdir()
+    (tmp_path / "secrets" / "api_keys").write_text("line-key-one\nline-key-two\n")
+    with runtime_server(database, SECRETS_DIR=str(tmp_path / "secrets"), API_KEYS="") as server:
+        for key in ("line-key-one", "line-key-two"):
+            assert server.call("POST", "/threads", {}, key=key)[0] == 200
+        assert server.call("POST", "/threads", {}, key="line-key-one,line-key-two")[0] == 401
+
+
+def test_a_non_utf8_api_keys_file_is_one_line(database, tmp_path):
+    started = _start(database, tmp_path, secrets={"api_keys": b"\xff\xfe key"}, API_KEYS="")
+    assert started.returncode == 1
+    lines = [line for line in started.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "api_keys" in lines[0] and "UTF-8" in lines[0], started.stderr
