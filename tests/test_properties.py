@@ -42,7 +42,7 @@ SHARDS = [s.value for s in Scale]
 CHECKOV_EXAMPLES = 25
 CROSS_FIELD = ("needs target kubernetes or helm", "cannot feed a kubernetes/helm target",
                "is greater than hpa_max_replicas", "must be lower than the minimum replica count",
-               "is above")
+               "is above", "ends in a line break")
 
 
 def _label(max_size: int) -> st.SearchStrategy[str]:
