@@ -281,8 +281,4 @@ def _validate_with_project(root: Path, tree: Path, rendered: list[Path], scratch
         shutil.copy2(root / CONFIG, merged / CONFIG)
     report = validate_tree_in_worker(merged)
 
-    def theirs(finding: Any) -> bool:
-        path = finding.path
-        return path not in ours and (root / path).exists()
-
-    return Report([f for f in report.findings if not theirs(f)], report.checked)
+    return report.judged_for(lambda path: path in ours or not (root / path).exists())

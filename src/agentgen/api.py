@@ -99,13 +99,30 @@ def validate(root: Path | str, *, import_graphs: bool = False,
     """
     root = Path(root).absolute()  # langgraph-cli compares its paths with the config's, absolute
     report = validate_tree(root, project=True)
+    owned = agentgen_paths(root)
+    if owned is not None:  # a project agentgen manages: the user's own files never fail it
+        report = report.judged_for(lambda path: path in owned)
     if import_graphs:
         report.findings = sorted(set(report.findings) | set(import_findings(root, python)))
         report.checked["import"] = 1
     return report
 
 
-def import_findings(root: Path, python: Path | str | None = None) -> list[Finding]:
+def agentgen_paths(root: Path) -> set[str] | None:
+    """The paths agentgen owns in a project it manages (its recorded answers rendered afresh),
+    plus langgraph.json (the graphs the deployment serves); None for a project it does not manage
+    (every finding counts there)."""
+    from .errors import UserError
+    from .lifecycle import ANSWERS_FILE, fresh_render, read_recorded
+
+    if not (root / ANSWERS_FILE).is_file():
+        return None
+    try:
+        recorded = read_recorded(root)
+        with fresh_render(recorded) as (_, owned):
+            return set(owned) | {"langgraph.json"}
+    except UserError:
+        return None  # unreadable answers: judged as a plain project
     """One finding per graph of `root/langgraph.json` that does not import in the environment of
     `python` (default: root/.venv), or for the environment itself."""
     import subprocess

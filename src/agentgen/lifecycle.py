@@ -428,7 +428,7 @@ def check(root: Path | str) -> CheckResult:
     versions = known_versions()
     drift: list[Drift] = []
     compared = 0
-    with _fresh_render(recorded, versions) as (fresh, owned):
+    with fresh_render(recorded, versions) as (fresh, owned):
         for name in owned:
             compared += 1
             expected, actual_path = (fresh / name).read_bytes(), root / name
@@ -450,7 +450,7 @@ def check(root: Path | str) -> CheckResult:
 
 
 @contextlib.contextmanager
-def _fresh_render(recorded: Recorded,
+def fresh_render(recorded: Recorded,
                   versions: Versions | None = None) -> Iterator[tuple[Path, list[str]]]:
     """The recorded version rendered with the recorded answers (a temporary tree), and the paths
     in it that agentgen owns."""
@@ -493,7 +493,7 @@ def accept(root: Path | str, paths: list[str | Path]) -> list[str]:
             raise LifecycleError(f"{path}: not inside the project {root}") from None
     accepted = read_accepted(root)
     recorded_now = []
-    with _fresh_render(recorded) as (fresh, owned):
+    with fresh_render(recorded) as (fresh, owned):
         owned_set = set(owned)
         for rel in rels:
             actual = root / rel

@@ -35,6 +35,8 @@ def print_checks(console: Console, report: Report) -> None:
     console.print(f"[green]Validated:[/] {checked}", soft_wrap=True)
     for skipped in report.skipped:
         console.print(f"[yellow]{escape(str(skipped))}[/]")
+    for note in report.notes:
+        console.print(f"[cyan]{escape(str(note))}[/]", soft_wrap=True)
 
 
 def print_result(console: Console, spec: Spec, result: Result) -> None:

@@ -22,6 +22,7 @@ import yaml
 class Level(StrEnum):
     ERROR = "error"
     SKIPPED = "skipped"
+    NOTE = "note"  # about a file the user owns: reported, never a failure
 
 
 @dataclass(frozen=True, order=True)
@@ -32,7 +33,7 @@ class Finding:
     level: Level = Level.ERROR
 
     def __str__(self) -> str:
-        prefix = "skipped: " if self.level is Level.SKIPPED else ""
+        prefix = {Level.SKIPPED: "skipped: ", Level.NOTE: "note (your file): "}.get(self.level, "")
         return f"{self.path}: [{self.validator}] {prefix}{self.message}"
 
 
@@ -94,6 +95,21 @@ class Report:
     @property
     def skipped(self) -> list[Finding]:
         return [f for f in self.findings if f.level is Level.SKIPPED]
+
+    @property
+    def notes(self) -> list[Finding]:
+        return [f for f in self.findings if f.level is Level.NOTE]
+
+    def judged_for(self, ours: Callable[[str], bool]) -> Report:
+        """This report with the errors about files that are not agentgen's (`ours` says which)
+        turned into notes: the user's own workflows, prompts and code never fail agentgen."""
+        def judged(finding: Finding) -> Finding:
+            if finding.level is Level.ERROR and finding.path != "*" \
+                    and not finding.path.startswith("(rendered)") and not ours(finding.path):
+                return Finding(finding.path, finding.validator, finding.message, Level.NOTE)
+            return finding
+
+        return Report([judged(f) for f in self.findings], self.checked)
 
     @property
     def ok(self) -> bool:

@@ -23,6 +23,7 @@ from ._tools import which
 
 NAME = "checkov"
 TOLERATED_WITHOUT_DIGEST = "CKV_K8S_43"
+FILES = "files"  # where the project's own files (Dockerfiles, workflows) are staged for the scan
 
 
 def _manifests(ctx: Context, files: list[PurePosixPath]) -> tuple[dict[str, list], bool]:
@@ -114,13 +115,9 @@ def _stage(ctx: Context, files: list[PurePosixPath],
     scan_dir.mkdir(parents=True)
     for name, docs in manifests.items():
         Path(scan_dir, name).write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
-    for rel in dockerfiles:
-        target = Path(scan_dir, "docker", *rel.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(ctx.root / rel, target)
     workflows = [rel for rel in files if is_workflow(rel)]
-    for rel in workflows:
-        target = Path(scan_dir, *rel.parts)
+    for rel in [*dockerfiles, *workflows]:  # under files/: findings name the project's own path
+        target = Path(scan_dir, FILES, *rel.parts)
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(ctx.root / rel, target)
     frameworks = (["kubernetes"] + (["dockerfile"] if dockerfiles else [])
@@ -164,4 +161,4 @@ def _findings(proc: subprocess.CompletedProcess[str], pinned: set[str], framewor
 
 def _where(result: dict, prefix: str) -> str:
     path = str(result.get("file_path", "*")).removeprefix(prefix)
-    return path.removeprefix("docker/") if path.startswith("docker/") else f"(rendered) {path}"
+    return path.removeprefix(f"{FILES}/") if path.startswith(f"{FILES}/") else f"(rendered) {path}"
