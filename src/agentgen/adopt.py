@@ -262,7 +262,7 @@ def _validate_with_project(root: Path, tree: Path, rendered: list[Path], scratch
     """Validate the rendered files as they will sit in the project (the project's files copied
     beside them, minus environments, caches and what git ignores); findings about the user's own
     files are theirs, except langgraph.json's graphs (what the deployment serves)."""
-    from .validate import Report, iter_files
+    from .validate import iter_files
 
     merged = scratch / "merged"
     shutil.copytree(tree, merged, symlinks=True)

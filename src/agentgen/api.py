@@ -123,6 +123,9 @@ def agentgen_paths(root: Path) -> set[str] | None:
             return set(owned) | {"langgraph.json"}
     except UserError:
         return None  # unreadable answers: judged as a plain project
+
+
+def import_findings(root: Path, python: Path | str | None = None) -> list[Finding]:
     """One finding per graph of `root/langgraph.json` that does not import in the environment of
     `python` (default: root/.venv), or for the environment itself."""
     import subprocess
