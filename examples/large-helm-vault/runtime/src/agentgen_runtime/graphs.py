@@ -88,6 +88,14 @@ async def load_graphs(config: Config) -> dict[str, Graph]:
     return graphs
 
 
+class GraphLoadError(ConfigError):
+    """A graph of langgraph.json failed to load: `reason` in one line."""
+
+    def __init__(self, spec: Any, reason: str) -> None:
+        super().__init__(f"graphs.{spec.graph_id} ({spec.location}): {reason}")
+        self.reason = reason
+
+
 async def load_graph(config: Config, spec: Any) -> Graph:
     """Import one graph of langgraph.json (after config.apply). Raises ConfigError naming the
     graph for any failure of its module (an import error, a factory that raises, not a graph)."""
@@ -97,10 +105,9 @@ async def load_graph(config: Config, spec: Any) -> Graph:
             and not hasattr(value, "compile")
         compiled = await _materialize(value, None)
     except ConfigError as exc:
-        raise ConfigError(f"graphs.{spec.graph_id} ({spec.location}): {exc}") from None
+        raise GraphLoadError(spec, str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - the user's module: one line naming the graph
-        raise ConfigError(f"graphs.{spec.graph_id} ({spec.location}): {type(exc).__name__}: "
-                          f"{' '.join(str(exc).split())}") from None
+        raise GraphLoadError(spec, f"{type(exc).__name__}: {' '.join(str(exc).split())}") from None
     assistant_id = str(uuid.uuid5(ASSISTANT_NAMESPACE, spec.graph_id))
     return Graph(spec.graph_id, assistant_id, spec.description, compiled,
                  value if per_run else None)
@@ -125,9 +132,9 @@ def check_graphs() -> int:
     for spec in config.graphs:
         try:
             asyncio.run(load_graph(config, spec))
-        except Exception as exc:  # noqa: BLE001 - any failure of the user's module, in one line
+        except GraphLoadError as exc:
             failed += 1
-            print(f"error {spec.graph_id}: {type(exc).__name__}: {' '.join(str(exc).split())}")
+            print(f"error {spec.graph_id}: {exc.reason}")
         else:
             print(f"ok {spec.graph_id}")
     sys.stdout.flush()
