@@ -156,3 +156,17 @@ def test_a_non_utf8_api_keys_file_is_one_line(database, tmp_path):
     assert started.returncode == 1
     lines = [line for line in started.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "api_keys" in lines[0] and "UTF-8" in lines[0], started.stderr
+
+
+def test_docs_are_closed_by_default_and_failed_keys_are_limited_per_address(database):
+    with runtime_server(database, AUTH_FAILURES_PER_MINUTE="3") as server:
+        for path in ("/docs", "/redoc", "/openapi.json"):
+            assert server.call("GET", path)[0] == 404, path
+        statuses = [server.call("GET", "/threads/x", key="wrong-key")[0] for _ in range(5)]
+        assert statuses == [401, 401, 401, 429, 429], statuses
+        status, _, headers = server.call("GET", "/threads/x", key=None)
+        assert status == 429 and int(headers["retry-after"]) >= 1
+        # a valid key from the same address still passes: a guesser cannot lock the app out
+        assert server.call("POST", "/threads", {}, key="key-one")[0] == 200
+    with runtime_server(database, DOCS_ENABLED="true") as server:
+        assert server.call("GET", "/openapi.json")[0] == 200

@@ -17,7 +17,7 @@ UNOWNED = {"/assistants/search", "/assistants/{assistant_id}", "/assistants/{ass
 
 @pytest.fixture(scope="module")
 def owned(database):
-    with runtime_server(database, RUN_LEASE_SECONDS="3") as server:
+    with runtime_server(database, RUN_LEASE_SECONDS="3", DOCS_ENABLED="true") as server:
         status, thread, _ = server.call("POST", "/threads", {}, key=OWNER)
         assert status == 200, thread
         tid = thread["thread_id"]

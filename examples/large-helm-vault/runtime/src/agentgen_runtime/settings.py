@@ -86,6 +86,11 @@ class Settings(BaseSettings):
     checkpoint_durability: Literal["sync", "async", "exit"] = "exit"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
+    # The interactive API docs (/docs, /redoc, /openapi.json) describe every route to whoever asks:
+    # off unless asked for (the dev scale turns them on).
+    docs_enabled: bool = False
+    # Failed API-key attempts one client address may make per minute before it gets 429.
+    auth_failures_per_minute: int = Field(30, ge=1)
 
     # The agent's own secrets: these names (besides the known providers' keys, secrets.AGENT_KEYS)
     # are looked up in the secret sources and placed in the environment before graphs load.

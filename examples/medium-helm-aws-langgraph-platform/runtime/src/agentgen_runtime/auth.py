@@ -38,6 +38,7 @@ class ApiKeys:
     def __init__(self, settings: Settings) -> None:
         self.header = settings.api_key_header
         self._keys = {key: _identity(key) for key in settings.api_key_list()}
+        self._failures = FailureLimiter(settings.auth_failures_per_minute)
         if not self._keys:
             if settings.auth_required:
                 raise AuthConfigError(
@@ -53,8 +54,52 @@ class ApiKeys:
         for key, identity in self._keys.items():
             if hmac.compare_digest(given, key.encode()):
                 return identity
+        # A valid key always passes (a guesser behind the same proxy address must not lock out
+        # the application); failures beyond the limit are answered 429 instead of 401.
+        address = request.client.host if request.client else "unknown"
+        self._failures.record(address)
+        self._failures.check(address)
         raise HTTPException(401, f"missing or invalid API key (header {self.header})",
                             headers={"WWW-Authenticate": "ApiKey"})
+
+
+class FailureLimiter:
+    """At most `limit` failed authentications per client address in any sliding minute are
+    answered 401, the rest 429 with Retry-After, in this process (a key guesser is slowed on every
+    replica it reaches; AUTH_FAILURES_PER_MINUTE); a bounded number of addresses is remembered,
+    the least recent forgotten first. The address is the client's as uvicorn sees it: behind a
+    proxy, its X-Forwarded-For when FORWARDED_ALLOW_IPS trusts that proxy."""
+
+    MAX_ADDRESSES = 10_000
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._log: collections.OrderedDict[str, collections.deque[float]] = collections.OrderedDict()
+
+    def _recent(self, address: str, now: float) -> collections.deque[float] | None:
+        failures = self._log.get(address)
+        while failures and failures[0] <= now - WINDOW_SECONDS:
+            failures.popleft()
+        return failures
+
+    def check(self, address: str) -> None:
+        now = time.monotonic()
+        failures = self._recent(address, now)
+        if failures is not None and len(failures) > self.limit:
+            retry = max(1, math.ceil(failures[0] + WINDOW_SECONDS - now))
+            raise HTTPException(429, f"too many failed authentication attempts from this address "
+                                     f"({self.limit} per minute)",
+                                headers={"Retry-After": str(retry)})
+
+    def record(self, address: str) -> None:
+        now = time.monotonic()
+        failures = self._recent(address, now)
+        if failures is None:
+            failures = self._log[address] = collections.deque()
+        self._log.move_to_end(address)
+        failures.append(now)
+        while len(self._log) > self.MAX_ADDRESSES:
+            self._log.popitem(last=False)
 
 
 def _identity(key: str) -> str:

@@ -221,7 +221,10 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             await app.state.pool.close()
 
     drain = Drain()
-    app = FastAPI(title="agentgen-runtime", lifespan=lifespan)
+    docs = settings.docs_enabled
+    app = FastAPI(title="agentgen-runtime", lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url="/redoc" if docs else None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.drain = drain
     app.state.settings = settings
     app.state.config = config
