@@ -142,6 +142,9 @@ def test_install_plan_follows_langgraph_json_and_the_lock(tmp_path):
     assert lines[-1].endswith("./runtime langgraph==1.2.22 langchain-core==1.7.2")
     lock = {line.split("==")[0] for line in lines[:-1]}
     assert "langsmith" in lock and sum(1 for line in lines if line.startswith("langsmith==")) == 1
+    # the project's development group (an old starlette, pytest) is not the deployment's
+    assert "starlette==0.40.0" not in lines and "starlette==0.40.0" in (project / "uv.lock").read_text() \
+        .replace('"', "").replace("name = starlette\nversion = ", "starlette==")
     locked = next(line for line in lines if line.startswith("langsmith=="))
     assert locked in (project / "uv.lock").read_text().replace('"', "").replace(
         "name = langsmith\nversion = ", "langsmith==")
@@ -165,6 +168,10 @@ packages = [{include = "bot"}]
 python = "^3.11"
 langgraph = "^1.0"
 langchain-openai = "^0.3"
+requests = {version = "^2.31", source = "private"}
+
+[tool.poetry.group.dev.dependencies]
+pytest = "^7.0"
 
 [build-system]
 requires = ["poetry-core>=1.0"]
@@ -192,10 +199,23 @@ name = "Requests"
 version = "2.31.0"
 description = "from a private index"
 
+[package.dependencies]
+idna = ">=2.5"
+
 [package.source]
 type = "legacy"
 url = "https://pypi.example.com/simple"
 reference = "private"
+
+[[package]]
+name = "idna"
+version = "3.6"
+description = "needed by requests"
+
+[[package]]
+name = "pytest"
+version = "7.4.0"
+description = "the project's development tool: not the deployment's"
 """
 PDM_LOCK = """\
 [[package]]
@@ -211,7 +231,7 @@ revision = "0123456789abcdef"
 
 
 @pytest.mark.parametrize(("lock", "text", "pins"), [
-    ("poetry.lock", POETRY_LOCK, {"langgraph==1.2.22", "Requests==2.31.0"}),
+    ("poetry.lock", POETRY_LOCK, {"langgraph==1.2.22", "Requests==2.31.0", "idna==3.6"}),
     ("pdm.lock", PDM_LOCK, {"langgraph==1.2.20"}),
 ])
 def test_a_poetry_or_pdm_project_is_adopted_with_its_lock(tmp_path, lock, text, pins):
@@ -232,6 +252,7 @@ def test_a_poetry_or_pdm_project_is_adopted_with_its_lock(tmp_path, lock, text, 
                            text=True, check=True).stdout.splitlines()
     constraints = set(lines[:-1])
     assert pins <= constraints and not any(line.lower().startswith("ourlib") for line in constraints)
+    assert "pytest==7.4.0" not in constraints  # a development group's pin
     assert sum(1 for line in constraints if line.startswith("langgraph==")) == 1  # the lock's wins
     assert lines[-1].endswith(f"./runtime {project.resolve()}")  # poetry-core builds the package
 

@@ -12,8 +12,8 @@ installed as a package; one without is source (the runtime makes it importable) 
 
 Versions: `--constraint` (the runtime's tested pins) merged with the project's lock. A `uv.lock`
 (else `poetry.lock`, else `pdm.lock`) beside `langgraph.json` pins every package it resolved from an
-index, and its pin wins over the runtime's; a package a requirements file pins with `==` drops the
-runtime's pin too.
+index that the project's main dependencies need (never its development groups), and its pin wins
+over the runtime's; a package a requirements file pins with `==` drops the runtime's pin too.
 """
 
 from __future__ import annotations
@@ -103,7 +103,9 @@ def _from_an_index(lock: str, package: dict) -> bool:
 
 def lock_pins(project: Path) -> dict[str, str]:
     """{canonical name: 'name==version'} of every package the project's lock (uv.lock, else
-    poetry.lock, else pdm.lock) resolved from an index."""
+    poetry.lock, else pdm.lock) resolved from an index and that the project needs to run: its
+    main dependencies and theirs, never its development groups (their pins, e.g. an old starlette
+    a dev tool wants, must not constrain the server's environment)."""
     path = next((project / name for name in LOCK_FILES if (project / name).is_file()), None)
     if path is None:
         return {}
@@ -111,11 +113,74 @@ def lock_pins(project: Path) -> dict[str, str]:
         lock = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise InstallError(f"{path}: {exc}") from None
+    packages = [p for p in lock.get("package") or () if p.get("name") and p.get("version")]
+    needed = _needed(path.name, packages, project)
     pins = {}
-    for package in lock.get("package") or ():
-        if package.get("name") and package.get("version") and _from_an_index(path.name, package):
-            pins[canonical(package["name"])] = f"{package['name']}=={package['version']}"
+    for package in packages:
+        name = canonical(package["name"])
+        if _from_an_index(path.name, package) and (needed is None or name in needed):
+            pins[name] = f"{package['name']}=={package['version']}"
     return pins
+
+
+def _needed(lock: str, packages: list[dict], project: Path) -> set[str] | None:
+    """Canonical names of the packages the project's main dependencies need (None: the lock
+    does not say, every package counts)."""
+    if lock == "pdm.lock":
+        if not any("groups" in p for p in packages):
+            return None
+        return {canonical(p["name"]) for p in packages if "default" in (p.get("groups") or ())}
+    if lock == "poetry.lock":
+        if any("groups" in p for p in packages):  # Poetry 2
+            return {canonical(p["name"]) for p in packages if "main" in (p.get("groups") or ())}
+        if any("category" in p for p in packages):  # Poetry < 1.5
+            return {canonical(p["name"]) for p in packages if p.get("category") == "main"}
+        roots = _main_dependency_names(project)
+        edges = {canonical(p["name"]): [canonical(n) for n in (p.get("dependencies") or {})]
+                 for p in packages}
+        return _reachable(roots, edges)
+    # uv.lock: the project's own entries (virtual or editable sources) are the roots; a
+    # dependency with extras brings the optional dependencies of those extras
+    by_name: dict[str, list[dict]] = {}
+    for package in packages:
+        by_name.setdefault(canonical(package["name"]), []).append(package)
+    roots = [p for p in packages if {"virtual", "editable"} & set(p.get("source") or {})]
+    if not roots:
+        return None
+    needed: set[str] = set()
+    stack = [(dep, canonical(dep["name"])) for root in roots for dep in root.get("dependencies") or ()
+             if dep.get("name")]
+    needed |= {canonical(root["name"]) for root in roots}
+    while stack:
+        dep, name = stack.pop()
+        extras = dep.get("extra") or ()
+        if name in needed and not extras:
+            continue
+        needed.add(name)
+        for package in by_name.get(name, ()):
+            deps = list(package.get("dependencies") or ())
+            for extra in extras:
+                deps += (package.get("optional-dependencies") or {}).get(extra) or ()
+            stack.extend((d, canonical(d["name"])) for d in deps if d.get("name"))
+    return needed
+
+
+def _main_dependency_names(project: Path) -> set[str]:
+    data = _pyproject(project)
+    names = {canonical(m.group(1)) for r in (data.get("project") or {}).get("dependencies") or ()
+             if (m := _NAME.match(r))}
+    poetry = ((data.get("tool") or {}).get("poetry") or {}).get("dependencies") or {}
+    return names | {canonical(n) for n in poetry if canonical(n) != "python"}
+
+
+def _reachable(roots: set[str], edges: dict[str, list[str]]) -> set[str]:
+    seen, stack = set(), list(roots)
+    while stack:
+        name = stack.pop()
+        if name not in seen:
+            seen.add(name)
+            stack.extend(edges.get(name, ()))
+    return seen
 
 
 def requirement_pins(path: Path) -> set[str]:
