@@ -77,6 +77,60 @@ def test_postgres_stopped_under_load_answers_503_then_recovers(tmp_path):
     assert sum(1 for r in results if r[2] == 200 and r[0] < down_at) > 0
 
 
+def test_no_client_gets_a_200_without_its_result_across_ten_outages(tmp_path):
+    """Clients in runs.wait while PostgreSQL stops and starts ten times, so that outcomes are
+    being recorded when it goes: every 200 carries its run's answer; the rest are 5xx JSON."""
+    with postgres_cluster() as pg:
+        url = pg.create_database("outages")
+        with runtime_server(url, DB_CONNECT_TIMEOUT="2", RATE_LIMIT_PER_MINUTE="100000",
+                            RUN_LEASE_SECONDS="3") as server:
+            wait_until(lambda: http_status(f"{server.base}/ready") == 200, 20, "ready")
+            bad: list[object] = []
+            answered = [0]
+            stop = threading.Event()
+
+            def client(index: int) -> None:
+                mine = None
+                n = 0
+                while not stop.is_set():
+                    n += 1
+                    try:
+                        if mine is None:
+                            status, body, _ = server.call("POST", "/threads", {}, timeout=30)
+                            mine = body["thread_id"] if status == 200 else None
+                            continue
+                        question = f"c{index}-{n}"
+                        status, body, _ = server.call("POST", f"/threads/{mine}/runs/wait", {
+                            "assistant_id": "weather", "input": {"question": question}}, timeout=60)
+                    except OSError as exc:
+                        bad.append(("transport", exc))
+                        continue
+                    if status == 200:
+                        if not (isinstance(body, dict) and body.get("answers")
+                                and body["answers"][-1].endswith(question)):
+                            bad.append((status, body))
+                        answered[0] += 1
+                    elif status < 500 or set(body or {}) != {"error", "message", "request_id"}:
+                        bad.append((status, body))
+
+            workers = [threading.Thread(target=client, args=(i,)) for i in range(4)]
+            for worker in workers:
+                worker.start()
+            try:
+                for _ in range(10):
+                    time.sleep(1.0)
+                    pg.stop()
+                    time.sleep(0.5)
+                    pg.start()
+                time.sleep(3)
+            finally:
+                stop.set()
+                for worker in workers:
+                    worker.join(90)
+    assert bad == [], bad[:5]
+    assert answered[0] > 10
+
+
 def test_requests_during_an_outage_do_not_wait_for_the_pool_timeout(tmp_path):
     """With a long connect timeout (10 s), requests made once PostgreSQL is down are answered 503
     as soon as a connection attempt fails, not after the timeout: the first ones too."""
