@@ -27,6 +27,8 @@ from agentgen.render import render
 from agentgen.spec import (
     DESCRIPTION_PATTERN,
     NAMESPACE_MAX,
+    PYTHON_KEYWORDS,
+    RESERVED_PACKAGES,
     YAML_NON_STRING,
     LLMProvider,
     Scale,
@@ -42,7 +44,8 @@ SHARDS = [s.value for s in Scale]
 CHECKOV_EXAMPLES = 25
 CROSS_FIELD = ("needs target kubernetes or helm", "cannot feed a kubernetes/helm target",
                "is greater than hpa_max_replicas", "must be lower than the minimum replica count",
-               "is above", "ends in a line break")
+               "is above", "ends in a line break",
+               "is what `agentgen init` records")  # (new/render only: init renders mode init)
 
 
 def _label(max_size: int) -> st.SearchStrategy[str]:
@@ -59,23 +62,71 @@ def _label(max_size: int) -> st.SearchStrategy[str]:
 _free_text = st.text(st.characters(codec="utf-8"), max_size=500).filter(
     lambda v: re.fullmatch(DESCRIPTION_PATTERN, v) is not None)
 
+
+def _integer(low: int, high: int) -> st.SearchStrategy[int | float]:
+    """An integer, or the same value as an integral float (JSON Schema counts 3.0 as an integer)."""
+    return st.integers(low, high).flatmap(lambda n: st.sampled_from([n, n, n, float(n)]))
+
+
+_cpu = st.one_of(st.integers(1, 8000).map(lambda m: f"{m}m"),
+                 st.sampled_from(["0.1", "0.25", "0.5", "0.7", "1", "1.5", "2", "4"]))
+_memory = st.one_of(st.integers(32, 16384).map(lambda n: f"{n}Mi"),
+                    st.integers(1, 16).map(lambda n: f"{n}Gi"),
+                    st.integers(64, 8000).map(lambda n: f"{n}M"),
+                    st.integers(2**26, 2**34).map(str))
+_python_identifier = st.from_regex(r"[a-z_][a-z0-9_]{0,20}", fullmatch=True).filter(
+    lambda v: v not in PYTHON_KEYWORDS and v not in RESERVED_PACKAGES
+    and re.fullmatch(YAML_NON_STRING, v) is None)
+_dns = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,10}[a-z0-9])?", fullmatch=True)
+
+# Every field of the answers schema (a test checks that none is left undrawn); `scale` is the
+# shard. `mode` init is what `agentgen init` renders (rendered here like new).
+FIELDS: dict[str, st.SearchStrategy] = {
+    "package": _python_identifier,
+    "description": st.one_of(_free_text, st.just("x" * 500), st.just("😀 ${{ a }} {{ b }} \\")),
+    "python_version": st.sampled_from(["3.11", "3.12", "3.13"]),
+    "targets": st.lists(st.sampled_from([t.value for t in Target]), min_size=1, max_size=4,
+                        unique=True),
+    "secrets": st.sampled_from([s.value for s in SecretsBackend]),
+    "llm_provider": st.sampled_from([p.value for p in LLMProvider]),
+    "llm_model": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,40}", fullmatch=True),
+    "image_registry": st.one_of(
+        st.sampled_from(["ghcr.io/example", "registry.example.com:5000/team", "localhost:5000"]),
+        st.builds(lambda host, port, path: host + port + path, _dns,
+                  st.sampled_from(["", ":5000", ":443"]),
+                  st.sampled_from(["", "/team", "/a/b-c", "/x_y.z"]))),
+    "image_repository": st.from_regex(r"[a-z0-9]+([._/-][a-z0-9]+){0,3}", fullmatch=True),
+    "image_digest": st.one_of(st.just(""), st.from_regex(r"sha256:[a-f0-9]{64}", fullmatch=True)),
+    "namespace": _label(NAMESPACE_MAX),
+    "ingress_host": st.builds(lambda labels, tld: ".".join([*labels, tld]),
+                              st.lists(_dns, min_size=1, max_size=3),
+                              st.from_regex(r"[a-z]{2,8}", fullmatch=True)),
+    "checkpoint_retention_days": _integer(1, 3650),
+    "mode": st.sampled_from(["new", "new", "new", "init"]),
+    "own_dockerignore": st.booleans(),
+}
+OVERRIDE_FIELDS: dict[str, st.SearchStrategy] = {
+    "replicas": _integer(1, 100), "hpa_enabled": st.booleans(), "hpa_min_replicas": _integer(1, 20),
+    "hpa_max_replicas": _integer(1, 100), "hpa_cpu_percent": _integer(10, 100),
+    "hpa_memory_percent": _integer(10, 100), "pdb_enabled": st.booleans(),
+    "pdb_min_available": _integer(0, 5), "cpu_request": _cpu, "cpu_limit": _cpu,
+    "memory_request": _memory, "memory_limit": _memory, "uvicorn_workers": _integer(1, 64),
+    "db_pool_size": _integer(1, 500), "db_pool_overflow": _integer(0, 500), "redis": st.booleans(),
+    "nginx": st.booleans(), "topology_spread": st.booleans(), "monitoring": st.booleans(),
+}
 answers = st.fixed_dictionaries(
     {"name": _label(40)},
-    optional={
-        "description": st.one_of(_free_text, st.just("x" * 500), st.just("😀 ${{ a }} {{ b }} \\")),
-        "targets": st.lists(st.sampled_from([t.value for t in Target]), min_size=1, max_size=4,
-                            unique=True),
-        "secrets": st.sampled_from([s.value for s in SecretsBackend]),
-        "llm_provider": st.sampled_from([p.value for p in LLMProvider]),
-        "python_version": st.sampled_from(["3.11", "3.12", "3.13"]),
-        "namespace": _label(NAMESPACE_MAX),
-        "checkpoint_retention_days": st.integers(1, 3650),
-        "overrides": st.fixed_dictionaries({}, optional={
-            "replicas": st.integers(1, 100), "uvicorn_workers": st.integers(1, 64),
-            "db_pool_size": st.integers(1, 500), "redis": st.booleans(), "nginx": st.booleans(),
-            "monitoring": st.booleans(), "hpa_enabled": st.booleans(), "pdb_enabled": st.booleans()}),
-    },
+    optional={**FIELDS, "overrides": st.fixed_dictionaries({}, optional=OVERRIDE_FIELDS)},
 )
+
+
+def test_every_field_of_the_schema_is_drawn():
+    """A field added to the schema without a strategy here fails this test."""
+    from agentgen.spec import spec_schema
+
+    schema = spec_schema()["properties"]
+    assert set(schema) == {"name", "scale", "overrides", *FIELDS}
+    assert set(schema["overrides"]["properties"]) == set(OVERRIDE_FIELDS)
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -156,9 +207,39 @@ def test_answer_sets_that_once_failed_render_a_valid_project(data):
 @pytest.mark.parametrize("scale", SHARDS)
 @settings(max_examples=-(-EXAMPLES // len(SHARDS)), deadline=None, database=None,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
-@given(data=answers)
-def test_every_valid_answer_set_renders_a_valid_project(scale, data):
-    _renders_valid({**data, "scale": scale}, exclude={"checkov"})
+@given(data=answers, via_cli=st.integers(0, 7).map(lambda n: n == 0))
+def test_every_valid_answer_set_renders_a_valid_project(scale, data, via_cli):
+    """One set in eight goes through the CLI with an answers file on disk (`agentgen render`,
+    which also runs checkov), as a user or a CI job would."""
+    if via_cli:
+        _renders_valid_through_the_cli({**data, "scale": scale})
+    else:
+        _renders_valid({**data, "scale": scale}, exclude={"checkov"})
+
+
+def _renders_valid_through_the_cli(data: dict) -> None:
+    import subprocess
+    import sys
+
+    import yaml
+
+    venv_tool("helm", "scripts/install-validators.sh")
+    base = Path(tempfile.mkdtemp(prefix="agentgen-prop-cli-"))
+    try:
+        answers = base / "answers.yml"
+        answers.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+        proc = subprocess.run([sys.executable, "-m", "agentgen", "render", "--config", str(answers),
+                               "--out", str(base / "out")], capture_output=True, text=True,
+                              check=False, stdin=subprocess.DEVNULL, timeout=600)
+        if proc.returncode == 2:  # refused: only by documented rules, one line each
+            lines = [line for line in proc.stderr.splitlines() if line.strip()]
+            assert lines and all(any(rule in line for rule in CROSS_FIELD) for line in lines), \
+                proc.stderr
+            assert not (base / "out").exists()
+            return
+        assert proc.returncode == 0, (data, proc.stderr[-2000:])
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 kubernetes_answers = st.tuples(answers, st.sampled_from(SHARDS)).map(
