@@ -368,3 +368,63 @@ def test_new_force_into_a_langgraph_project_points_to_init(tmp_path):
     assert result.exit_code == 1
     assert f"run agentgen init {project} to add the deployment to it in place" in result.output
     assert snapshot(project) == before
+
+
+OLD_INTEGRATION_LOCK = """\
+version = 1
+requires-python = ">=3.11"
+
+[[package]]
+name = "old-integration"
+version = "0.1.0"
+source = { virtual = "." }
+dependencies = [
+    { name = "langchain-community" },
+    { name = "langgraph" },
+]
+
+[[package]]
+name = "langchain-community"
+version = "0.2.19"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [
+    { name = "langchain-core" },
+]
+
+[[package]]
+name = "langchain-core"
+version = "0.2.43"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "langgraph"
+version = "0.2.0"
+source = { registry = "https://pypi.org/simple" }
+
+[[package]]
+name = "black"
+version = "22.1.0"
+source = { registry = "https://pypi.org/simple" }
+"""
+
+
+def test_a_project_whose_pins_the_runtime_cannot_run_with_is_refused_naming_each_conflict(tmp_path):
+    """An old integration pins langchain-core 0.2 (below the runtime's >=0.3): no environment holds
+    both. init says so before anything is written, one line per package and what brings it; the
+    same check stops `make -f agentgen.mk install` / the image build before pip."""
+    project = user_project(tmp_path, "uv-project")
+    (project / "uv.lock").write_text(OLD_INTEGRATION_LOCK)
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "old-integration"\nversion = "0.1.0"\nrequires-python = ">=3.11"\n'
+        'dependencies = ["langchain-community==0.2.19", "langgraph==0.2.0"]\n')
+    git(project, "commit", "--quiet", "-am", "an old integration")
+    before = snapshot(project)
+    result = invoke("init", str(project), "--no-input")
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert ("langchain-core: your project pins 0.2.43, brought by langchain-community, but "
+            "agentgen-runtime needs langchain-core>=0.3") in out, out
+    assert "langgraph: your project pins 0.2.0, brought by langgraph, but agentgen-runtime " \
+           "needs langgraph>=0.6" in out, out
+    assert "black" not in out and "Traceback" not in out
+    assert snapshot(project) == before

@@ -217,6 +217,9 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
         rendered = [Path(p) for p in iter_files(tree)]
         for rel in rendered:  # before anything is compared, read or written
             writable_parent(root, rel)
+        found = _conflicts(tree, root / CONFIG if config is None else tree / CONFIG)
+        if found:
+            raise IncompatibleProjectError(found)
         clashes, same = [], []
         for rel in rendered:
             target = root / rel
@@ -255,6 +258,41 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
     assert isinstance(report, Report)
     return AdoptResult(given, files, report, written=True, moved=clashes,
                        config_written=config is not None)
+
+
+class IncompatibleProjectError(UserError):
+    """The project pins packages outside the ranges the runtime needs: one line per package."""
+
+    def __init__(self, lines: list[str]) -> None:
+        self.conflicts = lines
+        super().__init__("; ".join(lines))
+
+    def lines(self) -> list[str]:
+        return [*self.conflicts, "no environment can hold both your project's pins and the "
+                                 "server's requirements: upgrade the packages named above; "
+                                 "nothing was written"]
+
+
+def _conflicts(tree: Path, config: Path) -> list[str]:
+    """What the runtime's install check (the rendered install.py, the same code the image and
+    `make -f agentgen.mk install` run) finds between the project's pins and the runtime's
+    requirements."""
+    import subprocess
+    import sys
+
+    script = tree / "runtime" / "src" / "agentgen_runtime" / "install.py"
+    if not script.is_file() or not config.is_file():
+        return []
+    proc = subprocess.run([sys.executable, str(script), "--config", str(config), "--runtime",
+                           str(tree / "runtime"), "--constraint",
+                           str(tree / "deploy" / "constraints.txt"), "--check"],
+                          capture_output=True, text=True, check=False, timeout=120)
+    if proc.returncode == 0:
+        return []
+    prefix = "install.py: conflict: "
+    found = [line[len(prefix):] for line in proc.stderr.splitlines() if line.startswith(prefix)]
+    return found or [proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "install "
+                     "check failed"]
 
 
 def _validate_with_project(root: Path, tree: Path, rendered: list[Path], scratch: Path,

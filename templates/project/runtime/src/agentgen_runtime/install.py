@@ -183,16 +183,89 @@ def _reachable(roots: set[str], edges: dict[str, list[str]]) -> set[str]:
     return seen
 
 
-def requirement_pins(path: Path) -> set[str]:
-    """Canonical names a requirements file pins exactly (following its own -r includes)."""
-    names: set[str] = set()
+def requirement_pins(path: Path) -> dict[str, str]:
+    """{canonical name: version} a requirements file pins exactly (following its -r includes)."""
+    pins: dict[str, str] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         line = line.strip()
         if line.startswith(("-r ", "--requirement ")):
-            names |= requirement_pins(path.parent / line.split(maxsplit=1)[1])
+            pins.update(requirement_pins(path.parent / line.split(maxsplit=1)[1]))
         elif (match := _PIN.match(line)) is not None:
-            names.add(canonical(match.group(1)))
-    return names
+            pins[canonical(match.group(1))] = match.group(3)
+    return pins
+
+
+def runtime_requirements(runtime: str) -> list[str]:
+    """The requirements the runtime declares (its ranges), with the extras `runtime` names
+    (`./runtime[redis]`), read from its pyproject.toml."""
+    path, _, extras = runtime.partition("[")
+    data = (_pyproject(Path(path)).get("project") or {})
+    requirements = list(data.get("dependencies") or ())
+    optional = data.get("optional-dependencies") or {}
+    for extra in filter(None, (e.strip() for e in extras.rstrip("]").split(","))):
+        requirements += optional.get(extra) or ()
+    return requirements
+
+
+def conflicts(config: Path, runtime: str) -> list[str]:
+    """One line per package the project's lock or requirements pin outside the range the runtime
+    needs (so that no environment can hold both), naming the package, the project's pin, which of
+    its dependencies brings it when the lock says, and the runtime's requirement. Empty when pip's
+    vendored `packaging` is not importable (pip reports the conflict itself then)."""
+    try:
+        from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
+        from pip._vendor.packaging.version import InvalidVersion, Version
+    except ImportError:
+        return []
+    _, files = plan(config)
+    pinned = {name: pin.split("==", 1)[1] for name, pin in lock_pins(config.parent).items()}
+    for path in files:
+        pinned.update(requirement_pins(path))
+    parents = lock_parents(config.parent)
+    lines = []
+    for text in runtime_requirements(runtime):
+        try:
+            requirement = Requirement(text)
+        except InvalidRequirement:
+            continue
+        name = canonical(requirement.name)
+        if name not in pinned or (requirement.marker and not requirement.marker.evaluate()):
+            continue
+        try:
+            allowed = requirement.specifier.contains(Version(pinned[name]), prereleases=True)
+        except InvalidVersion:
+            continue
+        if not allowed:
+            via = f", brought by {parents[name]}" if parents.get(name) else ""
+            lines.append(f"{requirement.name}: your project pins {pinned[name]}{via}, but "
+                         f"agentgen-runtime needs {requirement.name}{requirement.specifier}")
+    return lines
+
+
+def lock_parents(project: Path) -> dict[str, str]:
+    """{canonical name: the first of the project's direct dependencies that brings it} from a
+    uv.lock (empty for other locks)."""
+    path = project / "uv.lock"
+    if not path.is_file():
+        return {}
+    try:
+        packages = tomllib.loads(path.read_text(encoding="utf-8")).get("package") or ()
+    except (OSError, tomllib.TOMLDecodeError):
+        return {}
+    edges = {canonical(p["name"]): [canonical(d["name"]) for d in p.get("dependencies") or ()
+                                    if d.get("name")] for p in packages if p.get("name")}
+    roots = [p for p in packages if {"virtual", "editable"} & set(p.get("source") or {})]
+    parents: dict[str, str] = {}
+    for root in roots:
+        for direct in edges.get(canonical(root["name"]), ()):
+            stack = [direct]
+            while stack:
+                name = stack.pop()
+                if name in parents:
+                    continue
+                parents[name] = direct
+                stack.extend(edges.get(name, ()))
+    return parents
 
 
 def constraints(runtime_pins: Path, project: Path, files: list[Path]) -> list[str]:
@@ -229,9 +302,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="local packages and the runtime editable (a development environment)")
     parser.add_argument("--print", action="store_true", dest="dry",
                         help="print the constraints and the pip command; install nothing")
+    parser.add_argument("--check", action="store_true",
+                        help="only say whether the project's pins fit the runtime (exit 2 if not)")
     args = parser.parse_args(argv)
     try:
         args.config = args.config.resolve()
+        found = conflicts(args.config, args.runtime)
+        for line in found:
+            print(f"install.py: conflict: {line}", file=sys.stderr)
+        if found:  # before pip: it would only say that something conflicts
+            print("install.py: no environment holds both your project's pins and the runtime's "
+                  "requirements; upgrade the packages named above in your project", file=sys.stderr)
+            return 2
+        if args.check:
+            return 0
         _, files = plan(args.config)
         lines = constraints(args.constraint, args.config.parent, files)
         with tempfile.NamedTemporaryFile("w", suffix="-constraints.txt", delete=False) as out:
