@@ -289,3 +289,10 @@ def test_unusable_destinations_are_one_line(tmp_path, make):
     assert made.returncode != 0
     lines = [line for line in made.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "Traceback" not in made.stderr, made.stderr
+
+
+def test_a_template_history_path_too_long_is_one_line(tmp_path):
+    made = _agentgen(["new", "demo", "--no-input", "--no-git"], tmp_path,
+                     AGENTGEN_TEMPLATE_HISTORY="x" * 300)
+    lines = [line for line in made.stderr.splitlines() if line.strip()]
+    assert made.returncode != 0 and len(lines) == 1 and "Traceback" not in made.stderr, made.stderr

@@ -46,8 +46,10 @@ def test_compose_is_checked_by_docker_compose_itself(project):
                for f in found), found
 
 
+@pytest.mark.parametrize("targets", [["compose"], ["compose", "kubernetes", "helm",
+                                                   "langgraph-platform"]])
 @pytest.mark.parametrize("scale", ["dev", "small", "medium", "large"])
-def test_every_scale_renders_a_compose_file_docker_compose_accepts(render, scale):
+def test_every_scale_renders_a_compose_file_docker_compose_accepts(render, scale, targets):
     import subprocess
 
     from agentgen.validate.compose import INSTALL, compose_binary
@@ -55,7 +57,7 @@ def test_every_scale_renders_a_compose_file_docker_compose_accepts(render, scale
     binary = compose_binary()
     if binary is None:
         pytest.skip(f"Docker Compose v2 is not installed ({INSTALL})")
-    project = render({"targets": ["compose"], "scale": scale})
+    project = render({"targets": targets, "scale": scale})
     proc = subprocess.run([binary, "-f", "compose.yaml", "config", "-q"], cwd=project,
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr

@@ -589,7 +589,9 @@ def read_yaml_bounded(path: Path) -> dict[str, Any]:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
         raise ConfigFileError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
-    except (yaml.YAMLError, RecursionError) as exc:
+    except (yaml.YAMLError, RecursionError, ValueError, TypeError) as exc:
+        # (a tag on the wrong node, `!!map demo`, or an integer of over 4300 digits fail in the
+        # constructors with plain Python errors)
         raise ConfigFileError(f"{path}: invalid YAML: {_short(str(exc), 200)}") from None
     if data is None:
         return {}

@@ -12,6 +12,7 @@ import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -169,26 +170,35 @@ class Balancer:
         self.loop.call_soon_threadsafe(self.loop.stop)
 
 
+def _wait_while_its_process_goes(url: str, tid: str, text: str, seconds: float,
+                                 goes: Callable[[], None]) -> dict:
+    """`runs.wait` through the balancer; once the run is running, `goes()` takes its process away;
+    the SDK must reconnect (it warns) and return the run's answer."""
+
+    async def scenario():
+        c = get_client(url=url, api_key="key-one", timeout=60)
+        waiting = asyncio.ensure_future(c.runs.wait(tid, "slow", input={"text": text,
+                                                                        "seconds": seconds}))
+        for _ in range(100):
+            runs = await c.runs.list(tid)
+            if runs and runs[0]["status"] == "running":
+                break
+            await asyncio.sleep(0.1)
+        goes()
+        return await waiting
+
+    with pytest.warns(UserWarning, match="reconnect"):
+        return asyncio.run(scenario())
+
+
 def test_a_waiting_client_gets_its_answer_after_kill_9_of_the_process(database):
     """`runs.wait` through a load balancer; the process running the run is killed: the SDK
     reconnects to the run's Location (its join) on the other process and gets the answer once."""
     with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b, \
             Balancer([a.port, b.port]) as url:
         tid = a.call("POST", "/threads", {})[1]["thread_id"]
-
-        async def scenario():
-            c = get_client(url=url, api_key="key-one", timeout=60)
-            waiting = asyncio.ensure_future(c.runs.wait(tid, "slow", input={"text": "w", "seconds": 3}))
-            for _ in range(100):
-                runs = await c.runs.list(tid)
-                if runs and runs[0]["status"] == "running":
-                    break
-                await asyncio.sleep(0.1)
-            stop_process(a.proc, signal.SIGKILL)
-            return await waiting
-
-        with pytest.warns(UserWarning, match="reconnect"):
-            result = asyncio.run(scenario())
+        result = _wait_while_its_process_goes(url, tid, "w", 3,
+                                              lambda: stop_process(a.proc, signal.SIGKILL))
         assert result["log"] == ["in:w", "out:w"], result
         assert log_of(b, tid) == ["in:w", "out:w"]
 
@@ -200,20 +210,8 @@ def test_a_waiting_client_gets_the_real_result_after_sigterm_hands_its_run_on(da
     with runtime_server(database, **ENGINE, SHUTDOWN_GRACE_SECONDS="1") as a, \
             runtime_server(database, **ENGINE) as b, Balancer([a.port, b.port]) as url:
         tid = a.call("POST", "/threads", {})[1]["thread_id"]
-
-        async def scenario():
-            c = get_client(url=url, api_key="key-one", timeout=60)
-            waiting = asyncio.ensure_future(c.runs.wait(tid, "slow", input={"text": "t", "seconds": 4}))
-            for _ in range(100):
-                runs = await c.runs.list(tid)
-                if runs and runs[0]["status"] == "running":
-                    break
-                await asyncio.sleep(0.1)
-            a.proc.send_signal(signal.SIGTERM)
-            return await waiting
-
-        with pytest.warns(UserWarning, match="reconnect"):
-            result = asyncio.run(scenario())
+        result = _wait_while_its_process_goes(url, tid, "t", 4,
+                                              lambda: a.proc.send_signal(signal.SIGTERM))
         assert result["log"] == ["in:t", "out:t"], result
         assert log_of(b, tid) == ["in:t", "out:t"]
 
