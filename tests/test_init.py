@@ -428,3 +428,14 @@ def test_a_project_whose_pins_the_runtime_cannot_run_with_is_refused_naming_each
            "needs langgraph>=0.6" in out, out
     assert "black" not in out and "Traceback" not in out
     assert snapshot(project) == before
+
+
+def test_force_moves_a_directory_where_agentgen_renders_a_file_aside(tmp_path):
+    """`Dockerfile` as a non-empty directory once made init --force fail with FileExistsError."""
+    project = user_project(tmp_path, "flat-requirements")
+    (project / "Dockerfile").mkdir()
+    (project / "Dockerfile" / "notes.txt").write_text("ours\n")
+    result = init(project, "--force")
+    assert "Moved your Dockerfile aside to Dockerfile.orig" in result.output
+    assert (project / "Dockerfile.orig" / "notes.txt").read_text() == "ours\n"
+    assert (project / "Dockerfile").is_file()

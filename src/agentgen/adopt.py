@@ -309,6 +309,8 @@ def _validate_with_project(root: Path, tree: Path, rendered: list[Path], scratch
         source, target = root / rel, merged / rel
         if rel.as_posix() in ours and target.exists():
             continue  # what will be there: the rendered file (a clash is moved aside)
+        if any(parent.as_posix() in ours for parent in rel.parents):
+            continue  # inside a directory where agentgen renders a file: moved aside with it
         if source.is_file() and not source.is_symlink():
             target.parent.mkdir(parents=True, exist_ok=True)
             try:
