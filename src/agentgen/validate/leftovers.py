@@ -27,10 +27,16 @@ def _free_text(ctx: Context) -> list[str]:
     forms: set[str] = set()
     for value in ctx.answers.values():
         if isinstance(value, str) and _MARKERS.search(value):
-            # the Dockerfile's label drops trailing backslashes (see Dockerfile.jinja)
-            for text in (value, value.rstrip("\\")):
+            for text in (value, dockerfile_label(value)):
                 forms.update({text, json.dumps(text)[1:-1], json.dumps(text, ensure_ascii=False)[1:-1]})
     return sorted(forms, key=len, reverse=True)
+
+
+def dockerfile_label(text: str) -> str:
+    """The description as Dockerfile.jinja writes it into the image label (no backslashes, double
+    quotes or line breaks: Dockerfile linters misparse their escapes)."""
+    return (text.replace("\\", "/").replace('"', "'").replace("\r", " ").replace("\n", " ")
+            .replace("\t", " "))
 
 
 def check(path: Path, ctx: Context) -> list[Finding]:
