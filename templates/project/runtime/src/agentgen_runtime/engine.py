@@ -825,8 +825,8 @@ class Engine:
         self._give_up_wedged()
         for run_id in ids:
             run = self.local.get(run_id)
-            if run is None or run.done:
-                continue
+            if run is None or run.done or run.finishing:
+                continue  # (finishing: its outcome is being recorded, by a fenced statement)
             if run_id not in held:
                 self._fenced_off(run)
                 if run.task is not None and run.started and not run.finishing:
