@@ -53,7 +53,14 @@ def test_postgres_stopped_under_load_answers_503_then_recovers(tmp_path):
             down_at = time.monotonic()
             try:
                 wait_until(lambda: http_status(f"{server.base}/ready", timeout=5) == 503, 5, "ready 503")
-                time.sleep(3)
+                # the clients may all be riding the outage out in runs.wait: ask ourselves too
+                for _ in range(3):
+                    start = time.monotonic()
+                    status, answer, headers = server.call("POST", "/threads", {}, timeout=20)
+                    results.append((start, time.monotonic(), status, headers))
+                    assert status == 503 and set(answer) == {"error", "message", "request_id"}, \
+                        (status, answer)
+                    time.sleep(1)
             finally:
                 pg.start()
             wait_until(lambda: http_status(f"{server.base}/ready", timeout=5) == 200, 30, "ready 200")
