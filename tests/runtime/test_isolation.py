@@ -106,3 +106,34 @@ def test_a_second_key_reaches_nothing_of_the_first(owned):
     assert status == 200 and history and all(h["checkpoint"]["thread_id"] == tid for h in history)
     status, run, _ = server.call("GET", f"/threads/{tid}/runs/{rid}", key=OWNER)
     assert status == 200 and run["status"] == "success"
+
+
+def test_a_thread_id_deleted_and_taken_by_another_key_is_not_reachable_through_any_replica(database):
+    """Ownership is decided by each query, never remembered by a process: the owner deletes a
+    thread through one replica, another key creates the same id through the other; the first key,
+    whose earlier calls went through the first replica, reaches nothing of the new thread there."""
+    with runtime_server(database) as first, runtime_server(database) as second:
+        tid = "shared-name-thread"
+        run = {"assistant_id": "weather", "input": {"question": "mine?"}}
+        assert first.call("POST", "/threads", {"thread_id": tid}, key=OWNER)[0] == 200
+        assert first.call("POST", f"/threads/{tid}/runs/wait", run, key=OWNER)[0] == 200
+        assert first.call("GET", f"/threads/{tid}/state", key=OWNER)[0] == 200
+        assert second.call("DELETE", f"/threads/{tid}", key=OWNER)[0] == 204
+        assert second.call("POST", "/threads", {"thread_id": tid}, key=INTRUDER)[0] == 200
+        status, _, _ = second.call("POST", f"/threads/{tid}/runs/wait",
+                                   {**run, "input": {"question": "theirs?"}}, key=INTRUDER)
+        assert status == 200
+
+        for method, path, body in (
+                ("GET", f"/threads/{tid}", None), ("GET", f"/threads/{tid}/state", None),
+                ("POST", f"/threads/{tid}/history", {}), ("GET", f"/threads/{tid}/runs", None),
+                ("POST", f"/threads/{tid}/runs/wait", run),
+                ("POST", f"/threads/{tid}/state", {"values": {"question": "overwritten"}})):
+            status, answer, _ = first.call(method, path, body, key=OWNER)
+            assert status == 404, (method, path, status, answer)
+        status, state, _ = second.call("GET", f"/threads/{tid}/state", key=INTRUDER)
+        assert status == 200 and state["values"]["question"] == "theirs?", state
+        # the deleted thread's checkpoints went with it: the new owner's history is its own
+        status, history, _ = second.call("POST", f"/threads/{tid}/history", {"limit": 100},
+                                         key=INTRUDER)
+        assert status == 200 and "mine?" not in str(history), history

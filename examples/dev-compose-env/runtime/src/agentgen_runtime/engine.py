@@ -54,6 +54,7 @@ from .observability import (
     RUNS_FENCED,
     RUNS_RETRIED,
 )
+from .ownership import NOT_FOUND as THREAD_NOT_FOUND
 from .settings import Settings
 
 log = logging.getLogger("agentgen_runtime.engine")
@@ -144,14 +145,15 @@ $fn$
 CREATE OR REPLACE FUNCTION agent_run_create(
     p_run_id text, p_thread_id text, p_assistant_id text, p_graph_id text, p_metadata jsonb,
     p_kwargs jsonb, p_strategy text, p_record_events boolean, p_worker text, p_caller text,
-    p_lease double precision)
+    p_lease double precision, p_owner text, p_create_thread boolean)
 RETURNS SETOF agent_runs LANGUAGE plpgsql AS $fn$
 DECLARE
     v_active text[] := '{}';
     v_claim boolean;
 BEGIN
     IF p_thread_id IS NOT NULL THEN
-        PERFORM 1 FROM agent_threads WHERE thread_id = p_thread_id FOR UPDATE;
+        -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's
+        PERFORM agent_thread_for_run(p_thread_id, p_owner, p_graph_id, p_create_thread);
         SELECT coalesce(array_agg(run_id), '{}') INTO v_active FROM agent_runs
         WHERE thread_id = p_thread_id AND status IN ('pending', 'running');
         IF cardinality(v_active) > 0 AND p_strategy = 'reject' THEN
@@ -186,7 +188,7 @@ $fn$
 """]
 _CREATE = ("SELECT * FROM agent_run_create(%(run_id)s, %(thread_id)s, %(assistant_id)s, "
            "%(graph_id)s, %(metadata)s, %(kwargs)s, %(strategy)s, %(record_events)s, %(worker)s, "
-           "%(caller)s, %(lease)s)")
+           "%(caller)s, %(lease)s, %(owner)s, %(create_thread)s)")
 
 # A run's outcome, fenced by the worker and attempt holding it; wakes its remote readers, and the
 # workers when a run of the same thread waits for this one.
@@ -207,6 +209,10 @@ FROM done
 class RunRejected(Exception):
     """multitask_strategy=reject on a busy thread, or a resume queued behind a run in progress
     (answered 409)."""
+
+
+class ThreadNotFound(LookupError):
+    """The run's thread is not the caller's, or does not exist (answered 404)."""
 
 
 class Transient(Exception):
@@ -425,11 +431,12 @@ class Engine:
     # --- creating runs ---------------------------------------------------------------------
     async def create(self, *, run_id: str, thread_id: str | None, assistant_id: str, graph_id: str,
                      kwargs: dict[str, Any], metadata: dict[str, Any], strategy: str,
-                     record_events: bool) -> dict[str, Any]:
-        """Insert the run (applying the strategy on its thread). When nothing is ahead of it on its
-        thread and this process has room, it is inserted already claimed by this process and starts
-        at once (no queue hop, nobody woken); otherwise it is pending and the workers are woken.
-        Raises RunRejected."""
+                     record_events: bool, owner: str | None = None,
+                     create_thread: bool = False) -> dict[str, Any]:
+        """Insert the run on `owner`'s thread (created first with `create_thread`), applying the
+        strategy on it. When nothing is ahead of it on its thread and this process has room, it is
+        inserted already claimed by this process and starts at once (no queue hop, nobody woken);
+        otherwise it is pending and the workers are woken. Raises RunRejected, ThreadNotFound."""
         here = self._reserve()
         try:
             async with self.pool.connection() as conn:
@@ -438,10 +445,13 @@ class Engine:
                     "graph_id": graph_id, "metadata": Jsonb(metadata), "kwargs": Jsonb(kwargs),
                     "strategy": strategy, "record_events": record_events,
                     "worker": self.worker if here else None, "caller": self.worker,
-                    "lease": self.lease})).fetchone()
+                    "lease": self.lease, "owner": owner,
+                    "create_thread": create_thread})).fetchone()
         except errors.DatabaseError as exc:
             if exc.sqlstate in ("AGR01", "AGR02"):
                 raise RunRejected(exc.diag.message_primary) from None
+            if exc.sqlstate == THREAD_NOT_FOUND:
+                raise ThreadNotFound(thread_id) from None
             raise
         finally:
             if here:

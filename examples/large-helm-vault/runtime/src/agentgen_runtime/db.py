@@ -199,10 +199,11 @@ async def _setup_locked(conn: AsyncConnection) -> None:
         await AsyncPostgresStore(conn).setup()
         from .engine import FUNCTIONS
         from .engine import SCHEMA as ENGINE_SCHEMA
+        from .ownership import FUNCTION as OWNERSHIP_FUNCTION
 
         for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA).split(";") if s.strip()):
             await conn.execute(statement)
-        for function in (FENCE_FUNCTION, *FUNCTIONS):
+        for function in (FENCE_FUNCTION, OWNERSHIP_FUNCTION, *FUNCTIONS):
             await conn.execute(function)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))

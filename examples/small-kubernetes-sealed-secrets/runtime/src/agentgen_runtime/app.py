@@ -1,6 +1,6 @@
 """The HTTP server: liveness (`/health`), readiness (`/ready`), metrics (`/metrics`) and the
-LangGraph-compatible API (api.py), behind API keys, rate limits and a body size limit, configured by
-langgraph.json (config.py) and the settings (settings.py)."""
+LangGraph-compatible API (`api/`, one router per resource), behind API keys, rate limits and a body
+size limit, configured by langgraph.json (config.py) and the settings (settings.py)."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .api import Service, build_router
+from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, apply, import_object, load_config
 from .db import create_pool, fenced_store, measured_saver, setup_schema, sweep_checkpoints
@@ -37,6 +37,7 @@ from .observability import (
     thread_id,
 )
 from .secrets import export_agent_secrets
+from .service import Service
 from .settings import Settings, get_settings, secrets_dir
 
 log = logging.getLogger(__name__)

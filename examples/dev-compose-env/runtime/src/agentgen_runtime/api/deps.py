@@ -1,0 +1,37 @@
+"""What every router takes from a request: the service, the caller's scope, and the checks that
+apply to every route."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import Depends, HTTPException, Request
+
+from ..ownership import Scope
+from ..service import Service
+
+
+def service(request: Request) -> Service:
+    return request.app.state.service
+
+
+def scope(request: Request) -> Scope:
+    """The caller's scope: set by authentication (its identity), never by the request's content."""
+    return Scope(request.state.identity)
+
+
+def plain_parameters(request: Request) -> None:
+    """Ids in the path and values in the query are text PostgreSQL can store (no NUL)."""
+    for name, value in (*request.path_params.items(), *request.query_params.items()):
+        if "\x00" in value:
+            raise HTTPException(422, f"{name}: contains a NUL character")
+
+
+def sse(event: str, data: Any, seq: int | None = None) -> bytes:
+    head = f"id: {seq}\n" if seq is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+Svc = Annotated[Service, Depends(service)]
+Caller = Annotated[Scope, Depends(scope)]

@@ -1,0 +1,211 @@
+"""Ownership scoping, in one place: every read and write of a thread, and of the runs, checkpoints
+and events on it, is filtered by its owner in the query itself.
+
+A caller reaches the data through a `Scope` (its identity: today the API key's hash; custom auth's
+filters will narrow the same scope) and the `Threads` data layer, whose every statement carries the
+scope's condition: no field of a request can widen it, and no route runs SQL of its own. A thread
+that is not the caller's is indistinguishable from a missing one (404). Checkpoints are read through
+the checkpointer with the config of a thread this layer authorised (`checkpoint_config`), never a
+thread id a client sent in a body.
+
+Runs are created by the engine's `agent_run_create`, which takes the caller's thread through
+`agent_thread_for_run` below (in the same round trip): a run can only be created on a thread the
+scope owns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import HTTPException
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+# Locks the caller's thread for a run being created on it (creating it first when asked), and
+# records the graph its runs use; SQLSTATE AGT04 when the thread is not the caller's (or missing).
+FUNCTION = """
+CREATE OR REPLACE FUNCTION agent_thread_for_run(
+    p_thread_id text, p_owner text, p_graph_id text, p_create boolean)
+RETURNS void LANGUAGE plpgsql AS $fn$
+BEGIN
+    IF p_create THEN
+        INSERT INTO agent_threads (thread_id, owner, metadata)
+        VALUES (p_thread_id, p_owner, jsonb_build_object('graph_id', p_graph_id))
+        ON CONFLICT (thread_id) DO NOTHING;
+    END IF;
+    UPDATE agent_threads SET metadata = metadata || jsonb_build_object('graph_id', p_graph_id),
+        updated_at = now()
+    WHERE thread_id = p_thread_id AND owner = p_owner;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'thread % not found', p_thread_id USING ERRCODE = 'AGT04';
+    END IF;
+END
+$fn$
+"""
+NOT_FOUND = "AGT04"
+
+# Thread rows with whether a run is pending or running on them (any process).
+_THREADS = sql.SQL(
+    "SELECT t.thread_id, t.metadata, t.created_at, t.updated_at, EXISTS (SELECT 1 FROM agent_runs r "
+    "WHERE r.thread_id = t.thread_id AND r.status IN ('pending', 'running')) AS busy "
+    "FROM agent_threads t")
+_CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
+SORTABLE = ("thread_id", "created_at", "updated_at")
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a caller may reach: the threads its identity owns."""
+
+    owner: str
+
+    def condition(self, table: str = "t") -> sql.Composable:
+        """The filter every statement over `table` (an alias of agent_threads) carries; its values
+        are the named parameters of `params`."""
+        return sql.SQL("{}.owner = %(scope_owner)s").format(sql.Identifier(table))
+
+    def params(self, **values: Any) -> dict[str, Any]:
+        """A statement's named parameters, with the scope's."""
+        return {**values, "scope_owner": self.owner}
+
+
+def thread_not_found(thread_id: str) -> HTTPException:
+    return HTTPException(404, f"thread {thread_id} not found")
+
+
+def checkpoint_config(thread_id: str, checkpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """The checkpointer config of a thread the caller was authorised for: a client's checkpoint
+    reference may only name a checkpoint (id, namespace) within it, never another thread."""
+    configurable: dict[str, Any] = {"thread_id": thread_id}
+    for key in ("checkpoint_ns", "checkpoint_id"):
+        value = (checkpoint or {}).get(key)
+        if value is not None:
+            if not isinstance(value, str):
+                raise HTTPException(422, f"checkpoint.{key} must be a string")
+            configurable[key] = value
+    return {"configurable": configurable}
+
+
+class Threads:
+    """The threads and their runs as the data layer serves them: every statement scoped."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def _one(self, query: sql.Composable, params: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(query, params)).fetchone()
+
+    async def _all(self, query: sql.Composable, params: dict[str, Any]) -> list[dict[str, Any]]:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(query, params)).fetchall()
+
+    # --- threads ----------------------------------------------------------------------------
+    async def create(self, scope: Scope, thread_id: str, metadata: dict[str, Any],
+                     if_exists: str) -> dict[str, Any]:
+        """The new thread's row; an existing one of the caller's with if_exists=do_nothing, a 409
+        with raise; a 404 when the id is someone else's."""
+        row = await self._one(sql.SQL(
+            "INSERT INTO agent_threads (thread_id, owner, metadata) "
+            "VALUES (%(thread_id)s, %(scope_owner)s, %(metadata)s) ON CONFLICT (thread_id) DO NOTHING "
+            "RETURNING thread_id, metadata, created_at, updated_at, false AS busy"),
+            scope.params(thread_id=thread_id, metadata=Jsonb(metadata)))
+        if row is not None:
+            return row
+        existing = await self.get(scope, thread_id)
+        if if_exists == "raise":
+            raise HTTPException(409, f"thread {thread_id} already exists")
+        return existing
+
+    async def get(self, scope: Scope, thread_id: str) -> dict[str, Any]:
+        row = await self._one(sql.SQL("{} WHERE t.thread_id = %(thread_id)s AND {}").format(
+            _THREADS, scope.condition()), scope.params(thread_id=thread_id))
+        if row is None:
+            raise thread_not_found(thread_id)
+        return row
+
+    async def graph_id(self, scope: Scope, thread_id: str) -> str | None:
+        """The graph the caller's thread runs (None before its first run); 404 if not the caller's."""
+        row = await self._one(sql.SQL(
+            "SELECT t.metadata ->> 'graph_id' AS graph_id FROM agent_threads t "
+            "WHERE t.thread_id = %(thread_id)s AND {}").format(scope.condition()),
+            scope.params(thread_id=thread_id))
+        if row is None:
+            raise thread_not_found(thread_id)
+        return row["graph_id"]
+
+    async def search(self, scope: Scope, *, metadata: dict[str, Any], ids: list[str] | None,
+                     sort_by: str, descending: bool, limit: int, offset: int) -> list[dict[str, Any]]:
+        if sort_by not in SORTABLE:
+            raise ValueError(sort_by)
+        return await self._all(sql.SQL(
+            "{} WHERE {} AND t.metadata @> %(metadata)s "
+            "AND (%(ids)s::text[] IS NULL OR t.thread_id = ANY(%(ids)s)) "
+            "ORDER BY {} {} LIMIT %(limit)s OFFSET %(offset)s").format(
+                _THREADS, scope.condition(), sql.Identifier("t", sort_by),
+                sql.SQL("DESC" if descending else "ASC")),
+            scope.params(metadata=Jsonb(metadata), ids=ids, limit=limit, offset=offset))
+
+    async def delete(self, scope: Scope, thread_id: str) -> None:
+        """The thread, its runs (cascade) and its checkpoints, in one transaction."""
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(sql.SQL(
+                "DELETE FROM agent_threads t WHERE t.thread_id = %(thread_id)s AND {} "
+                "RETURNING t.thread_id").format(scope.condition()),
+                scope.params(thread_id=thread_id))).fetchone()
+            if row is None:
+                raise thread_not_found(thread_id)
+            for table in _CHECKPOINT_TABLES:
+                await conn.execute(sql.SQL("DELETE FROM {} WHERE thread_id = %s").format(
+                    sql.Identifier(table)), (thread_id,))
+
+    # --- runs on a thread -------------------------------------------------------------------
+    async def runs(self, scope: Scope, thread_id: str, status: str | None, limit: int,
+                   offset: int) -> list[dict[str, Any]]:
+        rows = await self._all(sql.SQL(
+            "SELECT r.*, r.run_id IS NOT NULL AS found FROM agent_threads t LEFT JOIN LATERAL ("
+            "SELECT * FROM agent_runs WHERE thread_id = t.thread_id "
+            "AND (%(status)s::text IS NULL OR status = %(status)s) "
+            "ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s) r ON true "
+            "WHERE t.thread_id = %(thread_id)s AND {}").format(scope.condition()),
+            scope.params(thread_id=thread_id, status=status, limit=limit, offset=offset))
+        if not rows:
+            raise thread_not_found(thread_id)
+        return [row for row in rows if row.pop("found")]
+
+    async def run(self, scope: Scope, thread_id: str, run_id: str) -> dict[str, Any]:
+        """The caller's run on the caller's thread, or 404 (naming the thread when it is not)."""
+        row = await self._one(sql.SQL(
+            "SELECT r.*, r.run_id IS NOT NULL AS found FROM agent_threads t LEFT JOIN agent_runs r "
+            "ON r.thread_id = t.thread_id AND r.run_id = %(run_id)s "
+            "WHERE t.thread_id = %(thread_id)s AND {}").format(scope.condition()),
+            scope.params(thread_id=thread_id, run_id=run_id))
+        if row is None:
+            raise thread_not_found(thread_id)
+        if not row.pop("found"):
+            raise HTTPException(404, f"run {run_id} not found")
+        return row
+
+    async def delete_run(self, scope: Scope, thread_id: str, run_id: str) -> None:
+        """Delete a run that has ended; 409 for one pending or running."""
+        row = await self._one(sql.SQL(
+            "DELETE FROM agent_runs r USING agent_threads t "
+            "WHERE r.run_id = %(run_id)s AND r.thread_id = %(thread_id)s "
+            "AND t.thread_id = r.thread_id AND {} "
+            "AND r.status NOT IN ('pending', 'running') RETURNING r.run_id").format(
+                scope.condition()), scope.params(thread_id=thread_id, run_id=run_id))
+        if row is None:
+            active = await self.run(scope, thread_id, run_id)  # 404 when it is not the caller's
+            raise HTTPException(409, f"run {run_id} is {active['status']}: cancel it first")
+
+    async def active_runs(self, scope: Scope, thread_id: str | None, run_ids: list[str] | None,
+                          status: str | None) -> list[str]:
+        """The caller's pending or running runs matching the filters (for a cancel)."""
+        rows = await self._all(sql.SQL(
+            "SELECT r.run_id FROM agent_runs r JOIN agent_threads t ON t.thread_id = r.thread_id "
+            "WHERE {} AND r.status IN ('pending', 'running') "
+            "AND (%(thread_id)s::text IS NULL OR r.thread_id = %(thread_id)s) "
+            "AND (%(run_ids)s::text[] IS NULL OR r.run_id = ANY(%(run_ids)s)) "
+            "AND (%(status)s::text IS NULL OR r.status = %(status)s)").format(scope.condition()),
+            scope.params(thread_id=thread_id, run_ids=run_ids, status=status))
+        return [row["run_id"] for row in rows]

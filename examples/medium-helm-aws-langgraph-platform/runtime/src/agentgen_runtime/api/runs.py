@@ -1,0 +1,251 @@
+"""Runs: on a thread (created on the caller's thread only) and stateless; wait, stream, create,
+batch, list, get, delete, join, join the stream (from any replica, after Last-Event-ID), cancel."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Literal
+
+from fastapi import APIRouter, Header, HTTPException, Query, Response
+from fastapi.responses import StreamingResponse
+
+from ..engine import RunRejected, RunReleased, ThreadNotFound
+from ..errors import dependency_failure
+from ..ownership import Scope, thread_not_found
+from ..service import Service
+from .deps import Caller, Svc, sse
+from .models import MAX_OFFSET, CancelMany, RunCreate
+
+KEEPALIVE_SECONDS = 10.0
+WAIT_RETRY_SECONDS = 1.0  # a waiting client's read of its run's outcome, retried during an outage
+MAX_BATCH = 100
+
+router = APIRouter(tags=["runs"])
+
+
+async def _create(
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, record_events: bool
+) -> dict[str, Any]:
+    """Create the run (a row, claimed here when this process has capacity) on the caller's thread
+    (created first with if_not_exists=create), or stateless."""
+    graph = svc.graph_for(body.assistant_id)
+    if thread_id is None and body.command is not None:
+        raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
+    try:
+        return await svc.engine.create(
+            run_id=str(uuid.uuid4()),
+            thread_id=thread_id,
+            graph_id=graph.graph_id,
+            assistant_id=graph.assistant_id,
+            kwargs=body.model_dump(mode="json", exclude_none=True),
+            metadata=body.metadata,
+            strategy=body.multitask_strategy,
+            record_events=record_events,
+            owner=caller.owner,
+            create_thread=body.if_not_exists == "create",
+        )
+    except RunRejected as exc:
+        raise HTTPException(409, str(exc)) from None
+    except ThreadNotFound:
+        raise thread_not_found(str(thread_id)) from None
+
+
+def _path(row: dict[str, Any]) -> str:
+    if row["thread_id"] is None:
+        return f"/runs/{row['run_id']}"
+    return f"/threads/{row['thread_id']}/runs/{row['run_id']}"
+
+
+async def _wait(
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None
+) -> StreamingResponse:
+    """The final values, sent when the run ends; the headers go at once, with `Location` (the
+    run's join): a client whose connection drops (this process died) joins it there."""
+    row = await _create(svc, caller, body, thread_id, record_events=False)
+    run_id = row["run_id"]
+
+    async def body_when_done() -> AsyncIterator[bytes]:
+        # Never a complete body without the outcome: while the database is unavailable the
+        # wait is retried (keepalives go on); RunReleased (this process is shutting down) and
+        # anything else propagate, the connection drops without a complete body (see
+        # ErrorMiddleware) and the client joins the run at Location elsewhere.
+        waiting = asyncio.ensure_future(svc.engine.wait(run_id))
+        try:
+            while True:
+                if not (await asyncio.wait({waiting}, timeout=KEEPALIVE_SECONDS))[0]:
+                    yield b"\n"  # JSON allows leading whitespace; proxies see a live response
+                    continue
+                exc = waiting.exception()
+                if exc is not None and dependency_failure(exc) is not None:
+                    await asyncio.sleep(WAIT_RETRY_SECONDS)
+                    waiting = asyncio.ensure_future(svc.engine.wait(run_id))
+                    continue
+                yield json.dumps(Service.outcome(waiting.result()), separators=(",", ":")).encode()
+                return
+        finally:
+            waiting.cancel()
+
+    headers = {"Content-Location": _path(row)}
+    if thread_id is not None:
+        headers["Location"] = f"{_path(row)}/join"
+    return StreamingResponse(body_when_done(), media_type="application/json", headers=headers)
+
+
+def _events(
+    svc: Service, row: dict[str, Any], after: int, cancel_on_disconnect: bool, location: str | None
+) -> StreamingResponse:
+    run_id = row["run_id"]
+
+    async def events() -> AsyncIterator[bytes]:
+        finished = False
+        try:
+            async for seq, event, data in svc.engine.events(run_id, after):
+                yield sse(event, data, seq)
+            finished = True
+        finally:
+            if not finished and cancel_on_disconnect:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(svc.engine.cancel([run_id], "interrupt"))
+
+    headers = {
+        "Cache-Control": "no-store",
+        "X-Accel-Buffering": "no",
+        "Content-Location": _path(row),
+    }
+    if location:
+        headers["Location"] = location
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
+
+
+async def _stream(
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None
+) -> StreamingResponse:
+    row = await _create(svc, caller, body, thread_id, record_events=True)
+    location = f"{_path(row)}/stream" if thread_id is not None else None
+    return _events(svc, row, 0, body.on_disconnect == "cancel", location)
+
+
+@router.post("/threads/{thread_id}/runs/wait")
+async def wait_on_thread(
+    thread_id: str, body: RunCreate, svc: Svc, caller: Caller
+) -> StreamingResponse:
+    return await _wait(svc, caller, body, thread_id)
+
+
+@router.post("/runs/wait")
+async def wait_stateless(body: RunCreate, svc: Svc, caller: Caller) -> StreamingResponse:
+    return await _wait(svc, caller, body, None)
+
+
+@router.post("/threads/{thread_id}/runs/stream")
+async def stream_on_thread(
+    thread_id: str, body: RunCreate, svc: Svc, caller: Caller
+) -> StreamingResponse:
+    return await _stream(svc, caller, body, thread_id)
+
+
+@router.post("/runs/stream")
+async def stream_stateless(body: RunCreate, svc: Svc, caller: Caller) -> StreamingResponse:
+    return await _stream(svc, caller, body, None)
+
+
+@router.post("/threads/{thread_id}/runs")
+async def create_run(thread_id: str, body: RunCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return Service.run_json(await _create(svc, caller, body, thread_id, record_events=True))
+
+
+@router.post("/runs")
+async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return Service.run_json(await _create(svc, caller, body, None, record_events=True))
+
+
+@router.post("/runs/batch")
+async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller) -> list[dict[str, Any]]:
+    if len(bodies) > MAX_BATCH:
+        raise HTTPException(422, f"at most {MAX_BATCH} runs per batch")
+    return [
+        Service.run_json(await _create(svc, caller, body, None, record_events=True))
+        for body in bodies
+    ]
+
+
+@router.get("/threads/{thread_id}/runs")
+async def list_runs(
+    thread_id: str,
+    svc: Svc,
+    caller: Caller,
+    limit: int = Query(10, ge=1, le=1000),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
+    status: str | None = None,
+) -> list[dict[str, Any]]:
+    rows = await svc.threads.runs(caller, thread_id, status, limit, offset)
+    return [Service.run_json(row) for row in rows]
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}")
+async def get_run(thread_id: str, run_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return Service.run_json(await svc.threads.run(caller, thread_id, run_id))
+
+
+@router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
+async def delete_run(thread_id: str, run_id: str, svc: Svc, caller: Caller) -> Response:
+    await svc.threads.delete_run(caller, thread_id, run_id)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/join")
+async def join_run(thread_id: str, run_id: str, svc: Svc, caller: Caller) -> Any:
+    await svc.threads.run(caller, thread_id, run_id)
+    try:
+        return Service.outcome(await svc.engine.wait(run_id))
+    except RunReleased:
+        raise HTTPException(503, "this replica is shutting down; join again") from None
+
+
+@router.get("/threads/{thread_id}/runs/{run_id}/stream")
+async def join_stream(
+    thread_id: str,
+    run_id: str,
+    svc: Svc,
+    caller: Caller,
+    cancel_on_disconnect: bool = False,
+    last_event_id: str = Header("0"),
+) -> StreamingResponse:
+    row = await svc.threads.run(caller, thread_id, run_id)
+    after = int(last_event_id) if last_event_id.isdigit() else 0
+    return _events(svc, row, after, cancel_on_disconnect, f"{_path(row)}/stream")
+
+
+@router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)
+async def cancel_run(
+    thread_id: str,
+    run_id: str,
+    svc: Svc,
+    caller: Caller,
+    wait: bool = False,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    await svc.threads.run(caller, thread_id, run_id)
+    await svc.engine.cancel([run_id], action)
+    if wait:
+        await svc.engine.wait(run_id)
+    return Response(status_code=202)
+
+
+@router.post("/runs/cancel", status_code=204)
+async def cancel_many(
+    body: CancelMany,
+    svc: Svc,
+    caller: Caller,
+    action: Literal["interrupt", "rollback"] = "interrupt",
+) -> Response:
+    if body.thread_id is not None:
+        await svc.threads.graph_id(caller, body.thread_id)  # 404 unless it is the caller's
+    await svc.engine.cancel(
+        await svc.threads.active_runs(caller, body.thread_id, body.run_ids, body.status), action
+    )
+    return Response(status_code=204)

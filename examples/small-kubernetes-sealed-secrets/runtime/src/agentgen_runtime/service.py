@@ -1,0 +1,304 @@
+"""What the routers share: the graphs bound to the checkpointer and the store, the run engine and
+its executor (how one claimed run is run, streamed and recorded), the threads' data layer
+(`ownership.Threads`, scoped by owner) and the answer shapes of the LangGraph Platform API."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from enum import Enum
+from typing import Any
+
+from fastapi import HTTPException
+from langgraph.types import Command
+from psycopg import OperationalError
+from psycopg_pool import PoolTimeout
+from pydantic import BaseModel
+
+from .api.models import RunCreate
+from .engine import Engine, Transient
+from .fencing import FENCE, Fenced, is_fenced
+from .graphs import Graph
+from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
+from .observability import thread_id as thread_context
+from .ownership import Threads, checkpoint_config
+from .settings import Settings
+
+
+def jsonable(value: Any) -> Any:
+    """What the LangGraph API sends for state values: messages and models as dicts, interrupts as
+    {value, id}, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, BaseModel):
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+
+def _iso(value: Any) -> str:
+    return value.isoformat() if isinstance(value, dt.datetime) else str(value)
+
+
+class Service:
+    """What the routes share: settings, the pool, the graphs bound to the checkpointer, the runs."""
+
+    def __init__(self, settings: Settings, pool: Any, graphs: dict[str, Graph], checkpointer: Any,
+                 store: Any) -> None:
+        self.settings, self.pool, self.graphs = settings, pool, graphs
+        self.checkpointer, self.store = checkpointer, store
+        self.bound = {gid: g.compiled.copy(update={"checkpointer": checkpointer, "store": store})
+                      for gid, g in graphs.items()}
+        self.stateless = {gid: g.compiled.copy(update={"checkpointer": None, "store": store})
+                          for gid, g in graphs.items()}
+        self.engine: Engine = Engine(settings, pool, self.execute_row, self.rollback_run)
+        self.threads = Threads(pool)
+
+    # --- assistants -------------------------------------------------------------------------
+    def graph_for(self, assistant_id: str) -> Graph:
+        for graph in self.graphs.values():
+            if assistant_id in (graph.assistant_id, graph.graph_id):
+                return graph
+        raise HTTPException(404, f"assistant {assistant_id!r} not found")
+
+    async def runnable(self, graph_id: str, config: dict[str, Any], stateful: bool) -> Any:
+        """The graph a run executes: bound to the checkpointer when the run has a thread; a factory
+        that takes the config is called with this run's config."""
+        graph = self.graphs[graph_id]
+        if graph.factory is None:
+            return self.bound[graph_id] if stateful else self.stateless[graph_id]
+        if stateful:
+            return await graph.bound(self.checkpointer, self.store, config)
+        return await graph.stateless(config, self.store)
+
+    @staticmethod
+    def assistant(graph: Graph) -> dict[str, Any]:
+        return {"assistant_id": graph.assistant_id, "graph_id": graph.graph_id, "name": graph.graph_id,
+                "description": graph.description, "config": {}, "context": {},
+                "metadata": {"created_by": "system"},
+                "version": 1, "created_at": "1970-01-01T00:00:00+00:00",
+                "updated_at": "1970-01-01T00:00:00+00:00"}
+
+    # --- threads ----------------------------------------------------------------------------
+    def graph_of(self, graph_id: str | None) -> Any:
+        """The bound graph a thread's state is read through (the first one before its first run)."""
+        return self.bound.get(graph_id or "", next(iter(self.bound.values())))
+
+    def thread_json(self, row: dict[str, Any], state: Any = None) -> dict[str, Any]:
+        status = "busy" if row.get("busy") else "idle"
+        interrupts = {}
+        if state is not None:
+            interrupts = {task.id: jsonable(task.interrupts) for task in state.tasks if task.interrupts}
+            if interrupts:
+                status = "interrupted"
+        return {"thread_id": row["thread_id"], "created_at": _iso(row["created_at"]),
+                "updated_at": _iso(row["updated_at"]), "metadata": row["metadata"], "status": status,
+                "values": jsonable(state.values) if state is not None else None,
+                "interrupts": interrupts}
+
+    async def state(self, thread_id: str, graph_id: str | None,
+                    checkpoint_id: str | None = None) -> Any:
+        graph = self.graph_of(graph_id)
+        return await graph.aget_state(checkpoint_config(thread_id, {"checkpoint_id": checkpoint_id}))
+
+    @staticmethod
+    def state_json(state: Any) -> dict[str, Any]:
+        def checkpoint(config: Any) -> dict[str, Any] | None:
+            if not config:
+                return None
+            conf = config["configurable"]
+            return {"thread_id": conf.get("thread_id"), "checkpoint_ns": conf.get("checkpoint_ns", ""),
+                    "checkpoint_id": conf.get("checkpoint_id")}
+
+        return {
+            "values": jsonable(state.values), "next": list(state.next),
+            "tasks": [{"id": t.id, "name": t.name, "error": t.error,
+                       "interrupts": jsonable(t.interrupts), "state": None} for t in state.tasks],
+            "metadata": jsonable(state.metadata), "created_at": state.created_at,
+            "checkpoint": checkpoint(state.config), "parent_checkpoint": checkpoint(state.parent_config),
+            "interrupts": jsonable(state.interrupts),
+        }
+
+    # --- runs -------------------------------------------------------------------------------
+    def run_arguments(self, body: RunCreate, thread_id: str | None, run_id: str) -> tuple[Any, dict]:
+        config = dict(body.config)
+        configurable = dict(config.get("configurable") or {})
+        if thread_id is not None:
+            configurable["thread_id"] = thread_id
+            if body.checkpoint_ref():
+                configurable["checkpoint_id"] = body.checkpoint_ref()
+        config["configurable"] = configurable
+        config["recursion_limit"] = min(int(config.get("recursion_limit") or 10**6),
+                                        self.settings.recursion_limit)
+        config["run_id"] = run_id
+        config["metadata"] = {**(config.get("metadata") or {}), **body.metadata, "run_id": run_id}
+        if body.command is not None:
+            command = body.command.model_dump(exclude_none=True)
+            return Command(**command), config
+        return body.input, config
+
+    def invoke_options(self, body: RunCreate, graph_id: str, stateful: bool) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if body.interrupt_before:
+            options["interrupt_before"] = body.interrupt_before
+        if body.interrupt_after:
+            options["interrupt_after"] = body.interrupt_after
+        if stateful:
+            during = {True: "async", False: "exit"}.get(body.checkpoint_during)  # type: ignore[arg-type]
+            options["durability"] = body.durability or during or self.settings.checkpoint_durability
+        # Without context a graph with a context schema gets the schema's defaults, as under
+        # `langgraph dev` ({} is coerced to the schema by LangGraph).
+        context = body.context if body.context is not None else self.graphs[graph_id].default_context()
+        if context is not None:
+            options["context"] = context
+        return options
+
+    async def resumes(self, thread_id: str, run_id: str) -> bool:
+        """Whether the thread's newest checkpoint was written by this run: an attempt after a
+        crash then continues from it (input None) instead of applying the input again."""
+        saved = await self.checkpointer.aget_tuple({"configurable": {"thread_id": thread_id,
+                                                                     "checkpoint_ns": ""}})
+        return saved is not None and (saved.metadata or {}).get("run_id") == run_id
+
+    async def execute_row(self, row: dict[str, Any],
+                          emit: Callable[[str, Any], None]) -> tuple[str, Any, str | None]:
+        """Run one claimed run to its end (the engine's executor): (status, output, error). Streamed
+        runs emit their events; the output is the final values (with `__interrupt__`)."""
+        body = RunCreate.model_validate(row["kwargs"])
+        thread_id, graph_id, run_id = row["thread_id"], row["graph_id"], row["run_id"]
+        stateful = thread_id is not None
+        if row["record_events"] and row["attempt"] == 1:
+            emit("metadata", {"run_id": run_id, "attempt": row["attempt"]})
+        run_input, config = self.run_arguments(body, thread_id, run_id)
+        config["metadata"].update(graph_id=graph_id, assistant_id=row["assistant_id"],
+                                  run_attempt=row["attempt"])
+        if stateful and row["attempt"] > 1 and await self.resumes(thread_id, run_id):
+            run_input = None  # continue from the checkpoint the earlier attempt saved
+        started = time.perf_counter()
+        status, output, error = "success", None, None
+        token = thread_context.set(thread_id) if stateful else None
+        # every write this task (and the tasks LangGraph starts for it) makes is fenced by this claim
+        fence = FENCE.set((run_id, row["attempt"]))
+        RUNS_ACTIVE.labels(graph_id).inc()
+        try:
+            graph = await self.runnable(graph_id, config, stateful)
+            async with asyncio.timeout(self.settings.run_timeout_seconds):
+                if row["record_events"]:
+                    output = await self._stream(graph, run_input, config, body, graph_id, stateful, emit)
+                else:
+                    output = jsonable(await graph.ainvoke(
+                        run_input, config, **self.invoke_options(body, graph_id, stateful)))
+            if stateful and not isinstance(output, dict):
+                output = jsonable((await graph.aget_state(config)).values)
+            if isinstance(output, dict) and output.get("__interrupt__"):
+                status = "interrupted"
+            for message in (output or {}).get("messages", [])[-1:] if isinstance(output, dict) else []:
+                record_usage(self.settings, message)
+        except TimeoutError:
+            status, error = "timeout", f"run exceeded {self.settings.run_timeout_seconds} s"
+            emit("error", {"error": "TimeoutError", "message": error})
+        except (asyncio.CancelledError, KeyboardInterrupt):
+            RUN_DURATION.labels(graph_id, "interrupted").observe(time.perf_counter() - started)
+            raise
+        except Exception as exc:
+            if is_fenced(exc):  # another worker holds the run now: stop, write nothing more
+                raise Fenced(str(exc)) from exc
+            if isinstance(exc, OperationalError | PoolTimeout):  # the database: run it again
+                raise Transient(str(exc)) from exc
+            # the run's outcome, reported to its clients
+            status, error = "error", f"{type(exc).__name__}: {exc}"
+            emit("error", {"error": type(exc).__name__, "message": str(exc)})
+        finally:
+            FENCE.reset(fence)
+            RUNS_ACTIVE.labels(graph_id).dec()
+            if token is not None:
+                thread_context.reset(token)
+        RUN_DURATION.labels(graph_id, status).observe(time.perf_counter() - started)
+        return status, output, error
+
+    async def _stream(self, graph: Any, run_input: Any, config: dict[str, Any], body: RunCreate,
+                      graph_id: str, stateful: bool, emit: Callable[[str, Any], None]) -> Any:
+        """Stream the run, emitting one event per chunk of each requested mode; the final values."""
+        modes = [body.stream_mode] if isinstance(body.stream_mode, str) else list(body.stream_mode)
+        internal = sorted({"messages" if m in ("messages", "messages-tuple") else m for m in modes}
+                          | {"values"} | ({"updates"} if "messages" in modes else set()))
+        partial: dict[str, Any] = {}
+        values: Any = None
+        async for item in graph.astream(run_input, config, stream_mode=internal,
+                                        subgraphs=body.stream_subgraphs,
+                                        **self.invoke_options(body, graph_id, stateful)):
+            namespace, mode, chunk = item if body.stream_subgraphs else ((), *item)
+            if namespace:  # a subgraph's event: "<mode>|<ns>", as LangGraph Platform names it
+                if mode in modes:
+                    emit(f"{mode}|{'|'.join(namespace)}", jsonable(chunk))
+                continue
+            if mode == "messages":
+                message, metadata = chunk
+                if "messages-tuple" in modes:
+                    emit("messages", [jsonable(message), jsonable(metadata)])
+                if "messages" in modes:
+                    key = message.id or "message"
+                    if key not in partial:
+                        emit("messages/metadata", {key: {"metadata": jsonable(metadata)}})
+                        partial[key] = message
+                    else:
+                        partial[key] = partial[key] + message
+                    emit("messages/partial", [jsonable(partial[key])])
+                continue
+            if mode == "updates" and partial:
+                emit("messages/complete", [jsonable(m) for m in partial.values()])
+                partial.clear()
+            if mode == "values":
+                values = jsonable(chunk)
+            if mode in modes:
+                emit(mode, jsonable(chunk))
+        return values
+
+    async def rollback_run(self, row: dict[str, Any]) -> None:
+        """Remove what a rolled-back run wrote: its checkpoints and their pending writes."""
+        if row["thread_id"] is None:
+            return
+        async with self.pool.connection() as conn, conn.transaction():
+            ids = [r["checkpoint_id"] for r in await (await conn.execute(
+                "DELETE FROM checkpoints WHERE thread_id = %s AND metadata ->> 'run_id' = %s "
+                "RETURNING checkpoint_id", (row["thread_id"], row["run_id"]))).fetchall()]
+            if ids:
+                await conn.execute("DELETE FROM checkpoint_writes WHERE thread_id = %s "
+                                   "AND checkpoint_id = ANY(%s)", (row["thread_id"], ids))
+
+    @staticmethod
+    def run_json(row: dict[str, Any]) -> dict[str, Any]:
+        return {"run_id": row["run_id"], "thread_id": row["thread_id"],
+                "assistant_id": row["assistant_id"], "status": row["status"],
+                "metadata": row["metadata"], "created_at": _iso(row["created_at"]),
+                "updated_at": _iso(row["updated_at"]),
+                "multitask_strategy": row["multitask_strategy"], "kwargs": row["kwargs"]}
+
+    @staticmethod
+    def outcome(row: dict[str, Any] | None) -> Any:
+        """What `wait` and `join` answer for a finished run (the Platform's body: the final values,
+        or `__error__`)."""
+        if row is None:
+            return {"__error__": {"error": "RunRolledBack", "message": "the run was rolled back"}}
+        if row["status"] in ("error", "timeout"):
+            return {"__error__": {"error": "TimeoutError" if row["status"] == "timeout" else "RunError",
+                                  "message": row["error"]}}
+        return row["output"]
+
+

@@ -1,0 +1,106 @@
+"""Threads: create, get, delete, search, and a thread's state and history (read through the graph
+its runs use, at a checkpoint of that thread only)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter, Query, Response
+
+from ..ownership import Scope, checkpoint_config
+from ..service import Service
+from .deps import Caller, Svc
+from .models import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
+
+router = APIRouter(tags=["threads"])
+
+
+@router.post("/threads")
+async def create_thread(body: ThreadCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    row = await svc.threads.create(
+        caller, body.thread_id or str(uuid.uuid4()), body.metadata, body.if_exists
+    )
+    return svc.thread_json(row)
+
+
+@router.post("/threads/search")
+async def search_threads(body: ThreadSearch, svc: Svc, caller: Caller) -> list[dict[str, Any]]:
+    rows = await svc.threads.search(
+        caller,
+        metadata=body.metadata,
+        ids=body.ids,
+        sort_by=body.sort_by,
+        descending=body.sort_order != "asc",
+        limit=body.limit,
+        offset=body.offset,
+    )
+    return [svc.thread_json(row) for row in rows]
+
+
+@router.get("/threads/{thread_id}")
+async def get_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    row = await svc.threads.get(caller, thread_id)
+    return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")))
+
+
+@router.delete("/threads/{thread_id}", status_code=204)
+async def delete_thread(thread_id: str, svc: Svc, caller: Caller) -> Response:
+    await svc.threads.delete(caller, thread_id)
+    return Response(status_code=204)
+
+
+@router.get("/threads/{thread_id}/state")
+@router.get("/threads/{thread_id}/state/{checkpoint_id}")
+async def get_state(
+    thread_id: str, svc: Svc, caller: Caller, checkpoint_id: str | None = None
+) -> dict[str, Any]:
+    graph_id = await svc.threads.graph_id(caller, thread_id)
+    return Service.state_json(await svc.state(thread_id, graph_id, checkpoint_id))
+
+
+@router.post("/threads/{thread_id}/state")
+async def update_state(
+    thread_id: str, body: StateUpdate, svc: Svc, caller: Caller
+) -> dict[str, Any]:
+    graph = svc.graph_of(await svc.threads.graph_id(caller, thread_id))
+    config = checkpoint_config(
+        thread_id,
+        {
+            **(body.checkpoint or {}),
+            **({"checkpoint_id": body.checkpoint_id} if body.checkpoint_id else {}),
+        },
+    )
+    new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+    return {"checkpoint": new_config["configurable"]}
+
+
+async def _history(svc: Service, caller: Scope, thread_id: str, query: HistoryQuery) -> list[dict]:
+    graph = svc.graph_of(await svc.threads.graph_id(caller, thread_id))
+    config = checkpoint_config(thread_id, query.checkpoint)
+    before = (
+        checkpoint_config(
+            thread_id,
+            query.before if isinstance(query.before, dict) else {"checkpoint_id": query.before},
+        )
+        if query.before
+        else None
+    )
+    return [
+        Service.state_json(state)
+        async for state in graph.aget_state_history(
+            config, limit=query.limit, before=before, filter=query.metadata
+        )
+    ]
+
+
+@router.post("/threads/{thread_id}/history")
+async def post_history(thread_id: str, body: HistoryQuery, svc: Svc, caller: Caller) -> list[dict]:
+    return await _history(svc, caller, thread_id, body)
+
+
+@router.get("/threads/{thread_id}/history")
+async def get_history(
+    thread_id: str, svc: Svc, caller: Caller, limit: int = Query(10, ge=1, le=1000)
+) -> list[dict]:
+    return await _history(svc, caller, thread_id, HistoryQuery(limit=limit))
