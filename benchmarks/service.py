@@ -118,8 +118,9 @@ def main() -> None:
     c1_requests = max(200, args.requests // 4)
     with postgres_cluster() as pg:
         url = pg.create_database("bench")
-        port = free_port()
-        env = {"DATABASE_URL": url, "PORT": str(port), "WORKERS": str(args.workers),
+        port, metrics_port = free_port(), free_port()
+        env = {"DATABASE_URL": url, "PORT": str(port), "METRICS_PORT": str(metrics_port),
+               "WORKERS": str(args.workers),
                "API_KEYS": "bench-key", "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none"),
                "RATE_LIMIT_PER_MINUTE": "1000000", "DB_POOL_SIZE": "20", "DB_POOL_OVERFLOW": "10"}
         base = f"http://127.0.0.1:{port}"
@@ -129,8 +130,8 @@ def main() -> None:
             name = "agent_checkpointer_operation_duration_seconds"
 
             def scrape() -> dict[str, dict[float, float]]:
-                text = subprocess.run(["curl", "-s", f"{base}/metrics"], capture_output=True,
-                                      text=True).stdout
+                text = subprocess.run(["curl", "-s", f"http://127.0.0.1:{metrics_port}/metrics"],
+                                      capture_output=True, text=True).stdout
                 return {op: buckets(text, name, op) for op in ("write", "read")}
 
             results["service"] = {"idle_rss_mb": round(rss_mb(proc.pid), 1)}

@@ -46,7 +46,7 @@ def server(project: Path, url: str, **settings: str) -> Iterator[tuple[str, Any]
     port = free_port()
     env = {"DATABASE_URL": url, "PORT": str(port), "WORKERS": "1", "API_KEYS": KEYS,
            "SECRETS_DIR": str(project / "no-secrets"), "LOG_LEVEL": "WARNING",
-           "DB_CONNECT_TIMEOUT": "2", **settings}
+           "DB_CONNECT_TIMEOUT": "2", "METRICS_PORT": str(free_port()), **settings}
     base = f"http://127.0.0.1:{port}"
     with process([project_python(project), "-m", "agentgen_runtime"], cwd=project, env=env, what="service",
                  ready=lambda: http_status(f"{base}/health") == 200) as proc:
@@ -71,7 +71,8 @@ HELLO = {"messages": [{"role": "user", "content": "hello"}]}
 
 def test_sdk_end_to_end(project, database):
     pg, url = database
-    with server(project, url) as (base, _):
+    metrics_port = free_port()
+    with server(project, url, METRICS_PORT=str(metrics_port)) as (base, _):
         async def scenario() -> None:
             client = get_client(url=base, api_key="key-one")
             assistants = await client.assistants.search()
@@ -134,7 +135,10 @@ def test_sdk_end_to_end(project, database):
             assert info.value.response.status_code == 404
 
         asyncio.run(scenario())
-        metrics = urllib.request.urlopen(f"{base}/metrics").read().decode()  # noqa: S310
+        # metrics on their own port, never on the API's (nor through a proxy in front of it)
+        assert http_status(f"{base}/metrics") == 404
+        metrics = urllib.request.urlopen(  # noqa: S310
+            f"http://127.0.0.1:{metrics_port}/metrics").read().decode()
         for name in ("agent_http_requests_total", "agent_http_request_duration_seconds_bucket",
                      "agent_runs_active", "agent_run_duration_seconds_bucket",
                      "agent_llm_tokens_total", "agent_llm_cost_usd_total",

@@ -224,7 +224,7 @@ def test_every_rendering_carries_the_same_runtime(render, scale, secrets, target
     """The runtime is configuration-free code: byte-identical in every project (what differs between
     projects is langgraph.json, settings and environment), and in the committed examples."""
     expected = _runtime_files(RUNTIME)
-    assert "src/agentgen_runtime/api.py" in expected and "pyproject.toml" in expected
+    assert "src/agentgen_runtime/api/runs.py" in expected and "pyproject.toml" in expected
     out = render({"scale": scale, "secrets": secrets, "targets": targets})
     assert _runtime_files(out / "runtime") == expected
     for example in sorted((RUNTIME.parents[2] / "examples").glob("*/runtime")):

@@ -103,6 +103,41 @@ def test_init_derives_the_answers_from_the_project(tmp_path):
     assert "install.py --constraint deploy/constraints.txt" in dockerfile
 
 
+def test_secrets_given_add_to_the_ones_the_dependencies_need_in_every_target(tmp_path):
+    project = user_project(tmp_path, "flat-requirements")
+    with (project / "requirements.txt").open("a") as requirements:
+        requirements.write("langchain-anthropic>=0.3\n")
+    init(project, "--target", "compose", "--target", "kubernetes", "--target", "helm",
+         "--secret", "serpapi_api_key", "--secret", "anthropic_api_key")
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["agent_secrets"] == ["anthropic_api_key", "serpapi_api_key"]
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    assert {"anthropic_api_key", "serpapi_api_key"} <= set(compose["services"]["agent"]["secrets"])
+    docs = (project / "docs" / "kubernetes.md").read_text()
+    assert "--from-literal=serpapi_api_key=" in docs and "--from-literal=anthropic_api_key=" in docs
+    configmap = yaml.safe_load((project / "deploy" / "kubernetes" / "base" / "configmap.yaml").read_text())
+    assert json.loads(configmap["data"]["AGENT_SECRETS"]) == answers["agent_secrets"]
+    assert "LLM_PROVIDER" not in configmap["data"]  # nothing reads it in your project
+    name = answers["name"]
+    values = yaml.safe_load((project / "deploy" / "helm" / name / "values.yaml").read_text())
+    assert values["config"]["agentSecrets"] == answers["agent_secrets"]
+    assert "llmProvider" not in values["config"]
+
+
+def test_a_langgraph_json_setting_the_runtime_does_not_serve_is_named_at_once(tmp_path):
+    """`auth` would be dropped silently by a server that ignores it: the runtime refuses to start
+    with it, and init and validate say so before anything is deployed (a note: the file is yours)."""
+    project = user_project(tmp_path, "flat-requirements")
+    config = json.loads((project / "langgraph.json").read_text())
+    (project / "auth.py").write_text("from langgraph_sdk import Auth\n\nauth = Auth()\n")
+    (project / "langgraph.json").write_text(json.dumps({**config, "auth": {"path": "./auth.py:auth"}}))
+    for result in (init(project), invoke("validate", str(project))):
+        assert result.exit_code == 0, result.output
+        lines = [line for line in result.output.splitlines() if "auth:" in line]
+        assert lines and "not served by agentgen-runtime" in " ".join(result.output.split()), \
+            result.output
+
+
 def test_init_takes_an_answers_file_over_what_it_derives(tmp_path):
     project = user_project(tmp_path, "src-layout")
     config = tmp_path / "answers.yml"
@@ -167,7 +202,9 @@ packages = [{include = "bot"}]
 [tool.poetry.dependencies]
 python = "^3.11"
 langgraph = "^1.0"
+langchain-anthropic = "^0.3"
 langchain-openai = "^0.3"
+tavily-python = "^0.5"
 requests = {version = "^2.31", source = "private"}
 
 [tool.poetry.group.dev.dependencies]
@@ -245,8 +282,18 @@ def test_a_poetry_or_pdm_project_is_adopted_with_its_lock(tmp_path, lock, text, 
         {"dependencies": ["."], "graphs": {"bot": "./bot/graph.py:graph"}}))
     init(project)
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    assert (answers["name"], answers["description"], answers["llm_provider"]) == (
-        "poetry-bot", "Managed with Poetry", "openai")  # langchain-openai: its key is a secret
+    assert (answers["name"], answers["description"]) == ("poetry-bot", "Managed with Poetry")
+    # every key its dependencies read is carried (not one provider picked among several)
+    keys = ["anthropic_api_key", "openai_api_key", "tavily_api_key"]
+    assert answers["agent_secrets"] == keys and answers["llm_provider"] == "fake"
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    assert set(keys) <= set(compose["secrets"]) and set(keys) <= set(compose["services"]["agent"]["secrets"])
+    assert json.loads(compose["services"]["agent"]["environment"]["AGENT_SECRETS"]) == keys
+    init_secrets = (project / "scripts" / "init-secrets.sh").read_text()
+    assert all(f"secrets/{key}" in init_secrets and f"${{{key.upper()}:-}}" in init_secrets
+               for key in keys)
+    env_example = (project / "deploy" / "env.example").read_text()
+    assert "LLM_PROVIDER" not in env_example and "# TAVILY_API_KEY=" in env_example
     lines = subprocess.run([sys.executable, "runtime/src/agentgen_runtime/install.py", "--constraint",
                             "deploy/constraints.txt", "--print"], cwd=project, capture_output=True,
                            text=True, check=True).stdout.splitlines()
@@ -334,6 +381,8 @@ def test_graph_flag_writes_langgraph_json(tmp_path):
      "graph 'echo': ./gone.py does not exist"),
     (lambda p: (p / ".copier-answers.yml").write_text("_commit: v0.1.0\n"), (),
      "agentgen already manages this project (.copier-answers.yml): use agentgen update"),
+    (lambda p: None, ("--secret", "database_url"), "agent_secrets[0]: 'database_url' is invalid"),
+    (lambda p: None, ("--secret", "Tavily-Key"), "agent_secrets[0]: 'Tavily-Key' is invalid"),
 ])
 def test_init_refuses_with_one_line_and_writes_nothing(tmp_path, setup, args, message):
     project = user_project(tmp_path, "flat-requirements")

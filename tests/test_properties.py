@@ -29,6 +29,7 @@ from agentgen.spec import (
     NAMESPACE_MAX,
     PYTHON_KEYWORDS,
     RESERVED_PACKAGES,
+    RUNTIME_SECRETS,
     YAML_NON_STRING,
     LLMProvider,
     Scale,
@@ -90,6 +91,12 @@ FIELDS: dict[str, st.SearchStrategy] = {
     "secrets": st.sampled_from([s.value for s in SecretsBackend]),
     "llm_provider": st.sampled_from([p.value for p in LLMProvider]),
     "llm_model": st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,40}", fullmatch=True),
+    # known providers' keys (one may repeat llm_provider's), and any other name
+    "agent_secrets": st.lists(st.one_of(
+        st.sampled_from(["openai_api_key", "anthropic_api_key", "tavily_api_key", "x", "a" * 63]),
+        st.from_regex(r"[a-z][a-z0-9_]{0,62}", fullmatch=True).filter(
+            lambda v: v not in RUNTIME_SECRETS and re.fullmatch(YAML_NON_STRING, v) is None)),
+        max_size=4, unique=True),
     "image_registry": st.one_of(
         st.sampled_from(["ghcr.io/example", "registry.example.com:5000/team", "localhost:5000"]),
         st.builds(lambda host, port, path: host + port + path, _dns,

@@ -33,8 +33,27 @@ from .spec import (
 
 CONFIG = "langgraph.json"
 ANSWERS = ".copier-answers.yml"
-# A dependency naming one of these means the deployment carries that provider's key secret.
-PROVIDER_PACKAGES = {"langchain-openai": "openai", "langchain-anthropic": "anthropic"}
+# A dependency naming one of these means the agent reads these secrets (by setting name): the
+# deployment carries each one. Integrations that authenticate otherwise (cloud identities: Vertex
+# AI, Bedrock, Azure with managed identity) need none.
+PROVIDER_SECRETS: dict[str, tuple[str, ...]] = {
+    "langchain-openai": ("openai_api_key",),
+    "openai": ("openai_api_key",),
+    "langchain-anthropic": ("anthropic_api_key",),
+    "anthropic": ("anthropic_api_key",),
+    "langchain-google-genai": ("google_api_key",),
+    "langchain-mistralai": ("mistral_api_key",),
+    "langchain-groq": ("groq_api_key",),
+    "langchain-cohere": ("cohere_api_key",),
+    "langchain-fireworks": ("fireworks_api_key",),
+    "langchain-together": ("together_api_key",),
+    "langchain-deepseek": ("deepseek_api_key",),
+    "langchain-xai": ("xai_api_key",),
+    "tavily-python": ("tavily_api_key",),
+    "langchain-tavily": ("tavily_api_key",),
+    "exa-py": ("exa_api_key",),
+    "langchain-exa": ("exa_api_key",),
+}
 _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
 
 
@@ -118,8 +137,9 @@ def _python_version(config: Mapping[str, Any], pyproject: Mapping[str, Any]) -> 
 
 
 def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
-    """Answers read from the project: name, description, Python version, the model provider whose
-    key the deployment carries, and whether the project has its own .dockerignore."""
+    """Answers read from the project: name, description, Python version, the secrets its
+    dependencies read (model providers', search tools'), and whether the project has its own
+    .dockerignore."""
     pyproject = _pyproject(root)
     # PEP 621 metadata, else Poetry's own table (Poetry < 2)
     project = pyproject.get("project") or (pyproject.get("tool") or {}).get("poetry") or {}
@@ -137,10 +157,10 @@ def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
         answers["description"] = description.strip()[:500]
     answers["python_version"] = _python_version(config, pyproject)
     names = _requirement_names(root, config, pyproject)
-    for package, provider in PROVIDER_PACKAGES.items():
-        if package in names:
-            answers["llm_provider"] = provider
-            break
+    secrets = [secret for package, needed in PROVIDER_SECRETS.items() if package in names
+               for secret in needed]
+    if secrets:
+        answers["agent_secrets"] = sorted(set(secrets))
     return answers
 
 
@@ -174,7 +194,11 @@ def load_init_spec(root: Path, answers: Mapping[str, Any], graph: str | None) ->
     derived = derive_answers(root, config)
     if "name" not in {**derived, **answers}:
         raise UserError(f"name: cannot be derived from {root} (pass --name)")
-    return load_spec({**derived, **answers, "mode": "init"}), (config if graph else None)
+    merged = {**derived, **answers, "mode": "init"}
+    given = answers.get("agent_secrets")
+    if isinstance(given, list):  # the user's secrets add to the ones the dependencies need
+        merged["agent_secrets"] = list(dict.fromkeys([*derived.get("agent_secrets", []), *given]))
+    return load_spec(merged), (config if graph else None)
 
 
 def check_project(root: Path, graph: str | None) -> None:

@@ -42,6 +42,10 @@ ScaleOption = Annotated[str | None, typer.Option(help=f"One of: {SCALES}.", show
 SecretsOption = Annotated[str | None, typer.Option(help=f"One of: {SECRETS}.", show_default=False)]
 TargetOption = Annotated[list[str] | None, typer.Option(help=f"Repeatable. One of: {TARGETS}.",
                                                         show_default=False)]
+SecretOption = Annotated[list[str] | None, typer.Option(
+    "--secret", help="Repeatable. A secret the agent reads, by setting name (e.g. tavily_api_key): "
+    "every target carries it and the runtime places it in the agent's environment.",
+    show_default=False)]
 NoInputOption = Annotated[bool, typer.Option("--no-input", help="Never prompt; unanswered questions "
                                              "take their defaults.")]
 DryRunOption = Annotated[bool, typer.Option("--dry-run", help="Render and validate; print the files "
@@ -103,6 +107,14 @@ def _root(
     """Generate a validated production deployment repository for a LangGraph agent."""
 
 
+def _add_secrets(answers: dict, secrets: list[str] | None) -> None:
+    """--secret NAME adds to the answers' agent_secrets (an invalid list is left for the spec to
+    name)."""
+    given = answers.get("agent_secrets")
+    if secrets and (given is None or isinstance(given, list)):
+        answers["agent_secrets"] = list(dict.fromkeys([*(given or []), *secrets]))
+
+
 @app.command()
 @_handle_errors
 def new(
@@ -114,6 +126,7 @@ def new(
     scale: ScaleOption = None,
     secrets: SecretsOption = None,
     target: TargetOption = None,
+    secret: SecretOption = None,
     no_input: NoInputOption = False,
     force: Annotated[bool, typer.Option("--force", help="Write into a non-empty DEST, replacing "
                                         "only the files the template owns.")] = False,
@@ -135,6 +148,7 @@ def new(
     answers = read_answers_file(config) if config else {}
     flags = {"name": name, "scale": scale, "secrets": secrets, "targets": target or None}
     answers.update({key: value for key, value in flags.items() if value is not None})
+    _add_secrets(answers, secret)
     if "name" not in answers and destination is not None:
         # (not resolve(): DEST may sit below a symlink loop, refused with its own line later)
         answers["name"] = Path(os.path.abspath(destination)).name
@@ -163,6 +177,7 @@ def init(
     scale: ScaleOption = None,
     secrets: SecretsOption = None,
     target: TargetOption = None,
+    secret: SecretOption = None,
     no_input: NoInputOption = False,
     force: Annotated[bool, typer.Option("--force", help="Move each file in a path agentgen must "
                                         "own (e.g. a Dockerfile) aside to <path>.orig.")] = False,
@@ -178,6 +193,7 @@ def init(
     answers = read_answers_file(config) if config else {}
     flags = {"name": name, "scale": scale, "secrets": secrets, "targets": target or None}
     answers.update({key: value for key, value in flags.items() if value is not None})
+    _add_secrets(answers, secret)
     spec, langgraph_json = load_init_spec(directory, answers, graph)
     if not no_input and sys.stdin.isatty():
         asked = ask_missing({**answers, "name": spec.name}, out)

@@ -60,6 +60,10 @@ class LLMProvider(StrEnum):
 
 
 PYTHON_VERSIONS = ("3.11", "3.12", "3.13")
+# The runtime's own secret settings: an agent secret cannot take their names.
+RUNTIME_SECRETS = ("api_keys", "database_url", "database_password", "redis_url", "sentry_dsn",
+                   "vault_token")
+MAX_AGENT_SECRETS = 32
 DEFAULT_MODELS = MappingProxyType(
     {LLMProvider.OPENAI: "gpt-4o-mini", LLMProvider.ANTHROPIC: "claude-3-5-haiku-latest",
      LLMProvider.FAKE: "echo"}
@@ -187,6 +191,19 @@ def spec_schema() -> dict[str, Any]:
                                        "target, else env)"},
             "llm_provider": {"enum": _enum_values(LLMProvider), "default": "fake",
                              "description": "Chat model provider (fake: offline, deterministic)"},
+            "agent_secrets": {
+                "type": "array", "uniqueItems": True, "maxItems": MAX_AGENT_SECRETS, "default": [],
+                "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,62}$",
+                          "not": {"anyOf": [{"pattern": YAML_NON_STRING},
+                                            {"enum": list(RUNTIME_SECRETS)}]},
+                          "description": "a secret's setting name in lower case (e.g. "
+                                         "tavily_api_key): a letter, then letters, digits or '_', "
+                                         "at most 63, none of the runtime's own ("
+                                         + ", ".join(RUNTIME_SECRETS) + ")"},
+                "description": "Secrets the agent reads besides the model provider's key, by "
+                               "setting name (e.g. [tavily_api_key]): every target carries each "
+                               "one and the runtime places it in the agent's environment "
+                               "(init: derived from the project's dependencies)"},
             "llm_model": {"type": "string", "minLength": 1, "maxLength": 100,
                           "pattern": r"^[A-Za-z0-9][A-Za-z0-9._:/-]*$",
                           "description": "Chat model name (default depends on llm_provider)"},
@@ -250,6 +267,7 @@ class Spec:
     secrets: SecretsBackend
     llm_provider: LLMProvider
     llm_model: str
+    agent_secrets: tuple[str, ...]
     image_registry: str
     image_repository: str
     image_digest: str
@@ -277,6 +295,7 @@ class Spec:
             "secrets": self.secrets.value,
             "llm_provider": self.llm_provider.value,
             "llm_model": self.llm_model,
+            "agent_secrets": list(self.agent_secrets),
             "image_registry": self.image_registry,
             "image_repository": self.image_repository,
             "image_digest": self.image_digest,
@@ -458,6 +477,7 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
         secrets=SecretsBackend(data["secrets"]),
         llm_provider=LLMProvider(data["llm_provider"]),
         llm_model=data["llm_model"],
+        agent_secrets=tuple(data["agent_secrets"]),
         image_registry=data["image_registry"],
         image_repository=data["image_repository"],
         image_digest=data["image_digest"],

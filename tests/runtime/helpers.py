@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,13 @@ class Server:
     base: str
     port: int
     proc: subprocess.Popen
+    metrics_port: int = 0
+
+    def metrics(self) -> str:
+        """What the metrics port serves (Prometheus text)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics",  # noqa: S310
+                                    timeout=10) as response:
+            return response.read().decode()
 
     def call(self, method: str, path: str, body: Any = None, key: str | None = "key-one",
              timeout: float = 30) -> tuple[int, Any, dict[str, str]]:
@@ -60,19 +68,20 @@ def request(conn: http.client.HTTPConnection, method: str, path: str, body: Any 
 def runtime_env(database_url: str, **extra: str) -> dict[str, str]:
     return {"DATABASE_URL": database_url, "HOST": "127.0.0.1", "WORKERS": "1", "API_KEYS": KEYS,
             "SECRETS_DIR": str(WEATHER / "no-secrets"), "LANGGRAPH_CONFIG": str(WEATHER / "langgraph.json"),
-            "LOG_LEVEL": "WARNING", "DB_CONNECT_TIMEOUT": "2", "REDIS_ENABLED": "false", **extra}
+            "LOG_LEVEL": "WARNING", "DB_CONNECT_TIMEOUT": "2", "REDIS_ENABLED": "false",
+            "METRICS_PORT": "0", **extra}
 
 
 @contextlib.contextmanager
 def runtime_server(database_url: str, *, python: str = sys.executable, cwd: Path = WEATHER,
                    **extra: str) -> Iterator[Server]:
     """`python -m agentgen_runtime` (the image's entry point) on a free loopback port."""
-    port = free_port()
-    env = runtime_env(database_url, PORT=str(port), **extra)
+    port, metrics_port = free_port(), free_port()
+    env = runtime_env(database_url, PORT=str(port), **{"METRICS_PORT": str(metrics_port), **extra})
     base = f"http://127.0.0.1:{port}"
     with process([python, "-m", "agentgen_runtime"], cwd=cwd, env=env, what="agentgen-runtime",
                  ready=lambda: http_status(f"{base}/health") == 200) as proc:
-        yield Server(base, port, proc)
+        yield Server(base, port, proc, metrics_port)
 
 
 @contextlib.contextmanager

@@ -204,7 +204,7 @@ def test_redis_stopped_the_api_keeps_serving(database):
         status, body, _ = server.call("GET", "/ready", key=None)
         # Redis down degrades rate limits to per-process ones: the replica stays ready
         assert status == 200 and body["checks"]["redis"] != "ok"
-        metrics = server.call("GET", "/metrics", key=None)[1]
+        metrics = server.metrics()
         assert "agent_rate_limit_fallbacks_total 5.0" in metrics or \
             "agent_rate_limit_fallbacks_total 6.0" in metrics, metrics[-2000:]
 

@@ -136,10 +136,7 @@ def _history_is_linear(history: list[dict]) -> bool:
 
 
 def _metric(server, name: str) -> float:
-    status, _, _ = server.call("GET", "/health")
-    import urllib.request
-
-    text = urllib.request.urlopen(f"{server.base}/metrics").read().decode()  # noqa: S310
+    text = server.metrics()
     return sum(float(line.split()[-1]) for line in text.splitlines()
                if line.startswith(name + " ") or line.startswith(name + "{"))
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -170,3 +171,25 @@ def test_docs_are_closed_by_default_and_failed_keys_are_limited_per_address(data
         assert server.call("POST", "/threads", {}, key="key-one")[0] == 200
     with runtime_server(database, DOCS_ENABLED="true") as server:
         assert server.call("GET", "/openapi.json")[0] == 200
+
+
+def test_the_metrics_port_misconfigured_or_taken_is_one_line(database, tmp_path):
+    same = _start(database, tmp_path, METRICS_PORT="1")  # _start serves the API on port 1
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = _start(database, tmp_path, METRICS_PORT=str(taken.getsockname()[1]))
+    for started in (same, busy):
+        assert started.returncode == 1
+        lines = [line for line in started.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "metrics_port" in lines[0] and "Traceback" not in started.stderr, \
+            started.stderr
+
+
+def test_metrics_are_served_on_their_own_port_only(database):
+    with runtime_server(database) as server:
+        assert server.call("POST", "/threads", {})[0] == 200
+        for key in (None, "key-one"):  # not on the API's port, with or without a key
+            assert server.call("GET", "/metrics", key=key)[0] == 404
+        assert 'agent_http_requests_total{method="POST",route="/threads",status="200"}' in \
+            server.metrics()

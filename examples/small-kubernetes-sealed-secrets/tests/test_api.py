@@ -40,11 +40,15 @@ def make_client(database_url, redis_url):
 
 
 def test_health_ready_and_metrics(make_client):
+    from agentgen_runtime.observability import metrics_response
+
     client = make_client()
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready")
     assert ready.status_code == 200 and ready.json()["checks"]["postgres"] == "ok"
-    assert "agent_http_requests_total" in client.get("/metrics").text
+    # metrics are served on their own port (METRICS_PORT), never on the API's
+    assert client.get("/metrics").status_code in (401, 404)
+    assert b"agent_http_requests_total" in metrics_response()[0]
 
 
 def test_a_thread_keeps_its_conversation(make_client):

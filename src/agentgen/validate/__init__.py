@@ -198,6 +198,9 @@ def _validate(ctx: Context, excluded: set[str], project: bool = False) -> Report
     report = Report()
     files = list(iter_files(root, project=project))
     validators = [v for v in _validators() if v.NAME not in excluded]
+    # Imported before the prefetches start threads: a package two threads import at once can be
+    # handed half-initialised to one of them (jsonschema's circular imports: an ImportError).
+    import jsonschema.validators  # noqa: F401
     for validator in validators:
         prefetch = getattr(validator, "prefetch", None)
         if prefetch is not None:

@@ -2,13 +2,16 @@
 (what `langgraph dockerfile` / `langgraph build` run), which must succeed; then every graph it
 names must resolve: a `./path.py:attr` graph's file exists and defines `attr` at its top level (read,
 not imported: importing needs the project's environment), a `module:attr` graph's module, when it is
-a file of the project, too."""
+a file of the project, too. Last, a note for each setting agentgen-runtime does not serve (it refuses
+to start with them, e.g. `auth`), by the runtime's own rule."""
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path, PurePosixPath
+from types import ModuleType
 
-from . import Context, Finding, finding
+from . import Context, Finding, Level, finding
 
 NAME = "langgraph-cli"
 
@@ -29,7 +32,28 @@ def check(path: Path, ctx: Context) -> list[Finding]:
     except (click.ClickException, ValueError, KeyError, FileNotFoundError) as exc:
         message = exc.format_message() if isinstance(exc, click.ClickException) else str(exc)
         return [finding(ctx, path, NAME, " ".join(message.split()))]
-    return [finding(ctx, path, NAME, problem) for problem in problems]
+    # a warning, not a failure: the deployment is right, the runtime refuses the setting at start-up
+    return [finding(ctx, path, NAME, problem) for problem in problems] + [
+        finding(ctx, path, NAME, problem, Level.NOTE)
+        for problem in _runtime_config().unserved_keys(config)]
+
+
+@cache
+def _runtime_config() -> ModuleType:
+    """agentgen-runtime's langgraph.json reader (standard library only), from the template this
+    agentgen renders: the settings it refuses are named here as it names them at start-up."""
+    import importlib.util
+    import sys
+
+    from .._resources import template_dir
+
+    path = template_dir() / "project" / "runtime" / "src" / "agentgen_runtime" / "config.py"
+    spec = importlib.util.spec_from_file_location("agentgen._runtime_config", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # (its dataclasses look their module up)
+    spec.loader.exec_module(module)
+    return module
 
 
 def unresolved_graphs(path: Path, config: dict) -> list[str]:

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     checkpoint_durability: Literal["sync", "async", "exit"] = "exit"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
+    # Prometheus metrics are served on their own port (never the API's, so never through the API's
+    # proxy or ingress): the scraper reaches it directly, the NetworkPolicy lets only it in. 0: a
+    # free port the system picks (tests running several processes).
+    metrics_port: int = Field(9464, ge=0, le=65535)
     # The interactive API docs (/docs, /redoc, /openapi.json) describe every route to whoever asks:
     # off unless asked for (the dev scale turns them on).
     docs_enabled: bool = False

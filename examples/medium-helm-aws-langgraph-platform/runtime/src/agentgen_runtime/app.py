@@ -1,6 +1,7 @@
-"""The HTTP server: liveness (`/health`), readiness (`/ready`), metrics (`/metrics`) and the
+"""The HTTP server: liveness (`/health`), readiness (`/ready`) and the
 LangGraph-compatible API (`api/`, one router per resource), behind API keys, rate limits and a body
-size limit, configured by langgraph.json (config.py) and the settings (settings.py)."""
+size limit, configured by langgraph.json (config.py) and the settings (settings.py). Metrics are
+served on a port of their own by `serve` (observability.start_metrics_server)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import build_router
@@ -32,7 +33,6 @@ from .observability import (
     HTTP_REQUESTS,
     configure_integrations,
     configure_logging,
-    metrics_response,
     request_id,
     thread_id,
 )
@@ -43,7 +43,7 @@ from .settings import Settings, get_settings, secrets_dir
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
 READY_TIMEOUT_SECONDS = 2.0
-OPS_ROUTES = {"/health", "/ready", "/metrics"}
+OPS_ROUTES = {"/health", "/ready"}
 
 
 class Checks:
@@ -258,13 +258,6 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         return JSONResponse({"status": "ready" if ok else "unavailable", "checks": checks},
                             status_code=200 if ok else 503,
                             headers=None if ok else {"Retry-After": "5"})
-
-    @app.get("/metrics", tags=["ops"], include_in_schema=False)
-    async def metrics() -> Response:
-        if not settings.metrics_enabled:
-            return Response(status_code=404)
-        body, content_type = metrics_response()
-        return Response(body, media_type=content_type)
 
     if config.http_app:
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.

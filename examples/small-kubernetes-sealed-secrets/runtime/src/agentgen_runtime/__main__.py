@@ -25,6 +25,9 @@ def _startup_problem() -> str | None:
 
     try:
         settings = get_settings()
+        if settings.metrics_enabled and settings.metrics_port == settings.port:
+            return (f"setting metrics_port: {settings.metrics_port} is the API's port; metrics are "
+                    "served on a port of their own")
         ApiKeys(settings)
         config = load_config()
         # every graph imported as the server will (secrets and env applied): a module that fails
@@ -84,6 +87,15 @@ def serve() -> int:
         shutil.rmtree(directory, ignore_errors=True)
         os.makedirs(directory)
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    if settings.metrics_enabled:
+        from .observability import start_metrics_server
+
+        try:
+            start_metrics_server(settings.host, settings.metrics_port)
+        except OSError as exc:
+            print(f"agentgen-runtime: setting metrics_port: cannot listen on {settings.host}:"
+                  f"{settings.metrics_port} ({exc.strerror or exc})", file=sys.stderr)
+            return 1
     uvicorn.run(
         "agentgen_runtime.app:create_app",
         factory=True,

@@ -13,12 +13,14 @@ from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
+    REGISTRY,
     CollectorRegistry,
     Counter,
     Gauge,
     Histogram,
     generate_latest,
     multiprocess,
+    start_http_server,
 )
 
 from .settings import Settings
@@ -111,12 +113,25 @@ DEPENDENCY_UP = Gauge("agent_dependency_up", "1 when the dependency answered the
                       ["dependency"], multiprocess_mode="liveall")
 
 
-def metrics_response() -> tuple[bytes, str]:
+def _registry() -> CollectorRegistry:
+    """This process's metrics, or every worker's (aggregated from their files) with several."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
-        return generate_latest(registry), CONTENT_TYPE_LATEST
-    return generate_latest(), CONTENT_TYPE_LATEST
+        return registry
+    return REGISTRY
+
+
+def metrics_response() -> tuple[bytes, str]:
+    return generate_latest(_registry()), CONTENT_TYPE_LATEST
+
+
+def start_metrics_server(host: str, port: int) -> int:
+    """Serve the metrics (any path, /metrics for the scrapers) on their own port from a thread of
+    the serving process (the workers' supervisor when there are several): it answers while an
+    event loop is blocked. The port it listens on; OSError when it cannot."""
+    started = start_http_server(port, addr=host, registry=_registry())
+    return started[0].server_address[1] if started else port  # prometheus-client < 0.20: None
 
 
 def record_usage(settings: Settings, message: Any) -> None:
