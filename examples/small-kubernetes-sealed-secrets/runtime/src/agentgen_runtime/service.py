@@ -19,10 +19,10 @@ from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 from pydantic import BaseModel
 
-from .api.models import RunCreate
 from .engine import Engine, Transient
 from .fencing import FENCE, Fenced, is_fenced
 from .graphs import Graph
+from .models import RunCreate
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
 from .ownership import Threads, checkpoint_config

@@ -6,9 +6,9 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from ..models import AssistantSearch
 from ..service import Service
 from .deps import Svc
-from .models import AssistantSearch
 
 router = APIRouter(tags=["assistants"])
 

@@ -15,10 +15,10 @@ from fastapi.responses import StreamingResponse
 
 from ..engine import RunRejected, RunReleased, ThreadNotFound
 from ..errors import dependency_failure
+from ..models import MAX_OFFSET, CancelMany, RunCreate
 from ..ownership import Scope, thread_not_found
 from ..service import Service
 from .deps import Caller, Svc, sse
-from .models import MAX_OFFSET, CancelMany, RunCreate
 
 KEEPALIVE_SECONDS = 10.0
 WAIT_RETRY_SECONDS = 1.0  # a waiting client's read of its run's outcome, retried during an outage

@@ -8,10 +8,10 @@ from typing import Any
 
 from fastapi import APIRouter, Query, Response
 
+from ..models import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 from ..ownership import Scope, checkpoint_config
 from ..service import Service
 from .deps import Caller, Svc
-from .models import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
 
 router = APIRouter(tags=["threads"])
 
