@@ -161,3 +161,15 @@ def test_no_value_may_end_in_a_line_break(field):
     assert str(info.value).startswith(f"{field}:")
     if field == "description":  # free text: the only field whose pattern admits line breaks
         assert "line break" in str(info.value)
+
+
+@pytest.mark.parametrize("name", ["a--a", "a-b", "x---y-z"])
+def test_a_valid_name_gives_a_valid_image_repository(name):
+    """The name is the image repository's default: every valid name is a valid repository."""
+    assert load_spec({"name": name}).image_repository == name
+
+
+@pytest.mark.parametrize("repository", ["a..b", "a_-b", "-a", "a/", "A", "a___b"])
+def test_image_repositories_outside_the_reference_grammar_are_refused(repository):
+    with pytest.raises(SpecError, match="image_repository"):
+        load_spec({"name": "demo", "image_repository": repository})

@@ -210,7 +210,11 @@ def spec_schema() -> dict[str, Any]:
             "image_registry": {"type": "string",
                                "pattern": r"^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(/[a-z0-9._-]+)*$",
                                "default": "ghcr.io/example", "description": "Container registry"},
-            "image_repository": {"type": "string", "pattern": r"^[a-z0-9]+([._/-][a-z0-9]+)*$",
+            # the distribution reference grammar's path: components joined by '.', '_', '__' or
+            # dashes ("a--a", a valid name, is a valid repository), separated by '/'
+            "image_repository": {"type": "string",
+                                 "pattern": r"^[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*"
+                                            r"(/[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*)*$",
                                  "description": "Image repository (default: name)"},
             "image_digest": {"type": "string", "pattern": r"^(sha256:[a-f0-9]{64})?$", "default": "",
                              "description": "Optional image digest sha256:<64 hex>; pins the image"},
