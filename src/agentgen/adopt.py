@@ -67,6 +67,7 @@ class AdoptResult:
     written: bool
     moved: list[Path] = field(default_factory=list)  # user files moved aside to <path>.orig
     config_written: bool = False  # langgraph.json written from --graph
+    notes: list[str] = field(default_factory=list)  # e.g. the resolution could not be checked
 
 
 def _canonical(name: str) -> str:
@@ -241,7 +242,8 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
         rendered = [Path(p) for p in iter_files(tree)]
         for rel in rendered:  # before anything is compared, read or written
             writable_parent(root, rel)
-        found = _conflicts(tree, root / CONFIG if config is None else tree / CONFIG)
+        found, notes = _conflicts(tree, root / CONFIG if config is None else tree / CONFIG,
+                                  spec.python_version)
         if found:
             raise IncompatibleProjectError(found)
         clashes, same = [], []
@@ -268,7 +270,7 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
         files = [p for p in rendered if p not in same]
         if dry_run:
             return AdoptResult(given, files, report, written=False, moved=clashes,
-                               config_written=config is not None)
+                               config_written=config is not None, notes=notes)
         moved: list[Path] = []
         try:
             for rel in clashes:
@@ -281,42 +283,56 @@ def adopt(spec: Spec, root: Path | str, *, config: Mapping[str, Any] | None = No
             raise
     assert isinstance(report, Report)
     return AdoptResult(given, files, report, written=True, moved=clashes,
-                       config_written=config is not None)
+                       config_written=config is not None, notes=notes)
 
 
 class IncompatibleProjectError(UserError):
-    """The project pins packages outside the ranges the runtime needs: one line per package."""
+    """The project needs versions outside the ranges the runtime needs: one line per package."""
 
     def __init__(self, lines: list[str]) -> None:
         self.conflicts = lines
         super().__init__("; ".join(lines))
 
     def lines(self) -> list[str]:
-        return [*self.conflicts, "no environment can hold both your project's pins and the "
-                                 "server's requirements: upgrade the packages named above; "
+        return [*self.conflicts, "no environment can hold both your project's requirements and "
+                                 "the server's: upgrade the packages named above; "
                                  "nothing was written"]
 
 
-def _conflicts(tree: Path, config: Path) -> list[str]:
-    """What the runtime's install check (the rendered install.py, the same code the image and
-    `make -f agentgen.mk install` run) finds between the project's pins and the runtime's
-    requirements."""
+def _conflicts(tree: Path, config: Path, python_version: str) -> tuple[list[str], list[str]]:
+    """What the runtime's install script (the rendered install.py, the code the image and `make -f
+    agentgen.mk install` run) finds: (conflicts between the project's requirements and the
+    runtime's ranges, one line per package; notes). First its pins against the runtime's ranges,
+    then one resolution by uv for the project's Python; a resolution that fails for another
+    reason (no index reachable) is a note, not a refusal."""
     import subprocess
     import sys
 
     script = tree / "runtime" / "src" / "agentgen_runtime" / "install.py"
     if not script.is_file() or not config.is_file():
-        return []
-    proc = subprocess.run([sys.executable, str(script), "--config", str(config), "--runtime",
-                           str(tree / "runtime"), "--constraint",
-                           str(tree / "deploy" / "constraints.txt"), "--check"],
-                          capture_output=True, text=True, check=False, timeout=120)
-    if proc.returncode == 0:
-        return []
+        return [], []
+    base = [sys.executable, str(script), "--config", str(config), "--runtime", str(tree / "runtime"),
+            "--constraint", str(tree / "deploy" / "constraints.txt")]
     prefix = "install.py: conflict: "
-    found = [line[len(prefix):] for line in proc.stderr.splitlines() if line.startswith(prefix)]
-    return found or [proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "install "
-                     "check failed"]
+    for extra in (["--check"], ["--resolve", "--python-version", python_version]):
+        try:
+            proc = subprocess.run([*base, *extra], capture_output=True, text=True, check=False,
+                                  timeout=300)
+        except subprocess.TimeoutExpired:
+            return [], ["the install could not be checked (uv took over 300 s)"]
+        found = [line[len(prefix):] for line in proc.stderr.splitlines() if line.startswith(prefix)]
+        if found:
+            return found, []
+        if proc.returncode != 0:
+            detail = proc.stderr.strip().splitlines() or ["no output"]
+            if extra[0] == "--check":
+                return [detail[-1]], []
+            said = " ".join(" ".join(detail[:3]).replace("install.py: ", "").split())
+            return [], [f"the install was not checked: uv could not resolve the project "
+                        f"({said[:300]})"]
+    moved = [line.removeprefix("install.py: note: ") for line in proc.stderr.splitlines()
+             if line.startswith("install.py: note: ")]
+    return [], moved
 
 
 def _validate_with_project(root: Path, tree: Path, rendered: list[Path], scratch: Path,

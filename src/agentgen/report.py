@@ -72,6 +72,8 @@ def print_adopt(console: Console, spec: Spec, result: AdoptResult) -> None:
                       f"{escape(rel.as_posix())} aside to {escape(rel.as_posix())}.orig", soft_wrap=True)
     console.print(f"[bold green]{verb} {len(result.files)} files[/] to {result.root} "
                   "(none of yours changed)", soft_wrap=True)
+    for note in result.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", soft_wrap=True)
     if not spec.own_dockerignore:
         console.print("[yellow]note:[/] the image copies the project as your .dockerignore leaves "
                       "it: make sure it excludes .env, secrets/, .venv and .git", soft_wrap=True)
