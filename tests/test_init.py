@@ -29,7 +29,14 @@ REPLIES = {
     "flat-requirements": {"echo": "HI!"},
     "uv-project": {"writer": "draft of hi", "critic": "review of hi"},
     "env-file": {"greeter": "Bonjour hi"},
+    # a uv.lock as `uv lock` wrote it in October 2025 (langgraph 0.6, langchain-core 0.3, an old
+    # langgraph-checkpoint the runtime's tested checkpointer pin cannot go with; langgraph-cli in a
+    # dev group), an embeddings client created at import, Tavily, a write-all workflow, a prompt
+    # with {{ }}, a .gitignore without .venv
+    "dated-lock": {"researcher": "summary of hi"},
 }
+# The keys a fixture's graphs need at import (its agent secrets, given to the server as files).
+KEYS = {"dated-lock": {"openai_api_key": "sk-test", "tavily_api_key": "tvly-test"}}
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -159,37 +166,46 @@ def test_a_project_named_like_a_reserved_package_is_adopted(tmp_path):
     assert (answers["name"], answers["package"]) == ("langgraph", "langgraph_agent")
 
 
+def planned(project: Path, *extra: str) -> dict[str, list[str]]:
+    """install.py --print: {section: lines} (requirements, constraints, preferences)."""
+    done = subprocess.run([sys.executable, str(project / "runtime/src/agentgen_runtime/install.py"),
+                           "--constraint", str(project / "deploy" / "constraints.txt"), "--print",
+                           *extra], cwd=project, capture_output=True, text=True, check=True)
+    sections: dict[str, list[str]] = {}
+    for line in done.stdout.splitlines():
+        if line.startswith("# "):
+            current = sections.setdefault(line[2:].split(" (")[0], [])
+        else:
+            current.append(line)
+    return sections
+
+
 def test_install_plan_follows_langgraph_json_and_the_lock(tmp_path):
     """install.py (run by the image and agentgen.mk) installs each dependency as LangGraph reads
-    it, with the project's uv.lock pins winning over the runtime's."""
+    it, in one resolution where the project's uv.lock pins are constraints and the runtime's
+    tested pins only preferences (never for a package the lock pins)."""
     project = user_project(tmp_path, "uv-project")
     init(project)
-    script = project / "runtime" / "src" / "agentgen_runtime" / "install.py"
-
-    def planned(cwd: Path) -> list[str]:
-        done = subprocess.run([sys.executable, str(script), "--constraint",
-                               str(project / "deploy" / "constraints.txt"), "--print"],
-                              cwd=cwd, capture_output=True, text=True, check=True)
-        return done.stdout.splitlines()
-
-    lines = planned(project)
+    plan = planned(project)
     # A virtual uv project (no build backend): its dependencies, not the project itself.
-    assert lines[-1].endswith("./runtime langgraph==1.2.22 langchain-core==1.7.2")
-    lock = {line.split("==")[0] for line in lines[:-1]}
-    assert "langsmith" in lock and sum(1 for line in lines if line.startswith("langsmith==")) == 1
+    assert plan["requirements"] == [str((project / "runtime").resolve()), "langgraph==1.2.22",
+                                    "langchain-core==1.7.2"]
+    lock = {line.split("==")[0] for line in plan["constraints"]}
+    assert "langsmith" in lock and sum(1 for line in plan["constraints"]
+                                       if line.startswith("langsmith==")) == 1
+    lock_text = (project / "uv.lock").read_text().replace('"', "")
     # the project's development group (an old starlette, pytest) is not the deployment's
-    assert "starlette==0.40.0" not in lines and "starlette==0.40.0" in (project / "uv.lock").read_text() \
-        .replace('"', "").replace("name = starlette\nversion = ", "starlette==")
-    locked = next(line for line in lines if line.startswith("langsmith=="))
-    assert locked in (project / "uv.lock").read_text().replace('"', "").replace(
-        "name = langsmith\nversion = ", "langsmith==")
-    # A package (setuptools, src layout) is installed as itself.
+    assert not any(line.startswith(("starlette==0.40.0", "pytest==")) for line in plan["constraints"])
+    assert "name = starlette\nversion = 0.40.0" in lock_text
+    locked = next(line for line in plan["constraints"] if line.startswith("langsmith=="))
+    assert locked.replace("==", "\nversion = ") in lock_text.replace("name = ", "")
+    preferred = {line.split("==")[0] for line in plan["preferences"]}
+    assert "fastapi" in preferred and not preferred & lock
+    # A package (setuptools, src layout) is installed as itself, editable for make install.
     src = user_project(tmp_path, "src-layout")
     init(src)
-    lines = subprocess.run([sys.executable, str(src / "runtime/src/agentgen_runtime/install.py"),
-                            "--constraint", "deploy/constraints.txt", "--print", "--editable"],
-                           cwd=src, capture_output=True, text=True, check=True).stdout.splitlines()
-    assert lines[-1].endswith(f"-e ./runtime -e {src.resolve()}")
+    assert planned(src, "--editable")["requirements"] == [f"-e {(src / 'runtime').resolve()}",
+                                                         f"-e {src.resolve()}"]
 
 
 POETRY_PYPROJECT = """\
@@ -294,19 +310,18 @@ def test_a_poetry_or_pdm_project_is_adopted_with_its_lock(tmp_path, lock, text, 
                for key in keys)
     env_example = (project / "deploy" / "env.example").read_text()
     assert "LLM_PROVIDER" not in env_example and "# TAVILY_API_KEY=" in env_example
-    lines = subprocess.run([sys.executable, "runtime/src/agentgen_runtime/install.py", "--constraint",
-                            "deploy/constraints.txt", "--print"], cwd=project, capture_output=True,
-                           text=True, check=True).stdout.splitlines()
-    constraints = set(lines[:-1])
-    assert pins <= constraints and not any(line.lower().startswith("ourlib") for line in constraints)
-    assert "pytest==7.4.0" not in constraints  # a development group's pin
-    assert sum(1 for line in constraints if line.startswith("langgraph==")) == 1  # the lock's wins
-    assert lines[-1].endswith(f"./runtime {project.resolve()}")  # poetry-core builds the package
+    plan = planned(project)
+    assert pins <= set(plan["constraints"]) and not any(line.lower().startswith("ourlib")
+                                                        for line in plan["constraints"])
+    assert "pytest==7.4.0" not in plan["constraints"]  # a development group's pin
+    # the lock's langgraph pin wins: the runtime's is not even a preference
+    assert not any(line.startswith("langgraph==") for line in plan["preferences"])
+    assert plan["requirements"] == [str((project / "runtime").resolve()), str(project.resolve())]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(REPLIES))
-def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres, name):
+def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres, name, monkeypatch):
     """As the user would after init: `make -f agentgen.mk install`, `agentgen validate --import`
     (with the .venv present), then the image's ENTRYPOINT lists every graph of langgraph.json and
     answers one run of each through the langgraph-sdk client."""
@@ -320,6 +335,26 @@ def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres,
     done = subprocess.run(["make", "-f", "agentgen.mk", "install"], cwd=project, capture_output=True,
                           text=True, env=env, timeout=900)
     assert done.returncode == 0, (done.stdout[-3000:], done.stderr[-3000:])
+    assert git(project, "status", "--porcelain", "--untracked-files=all", ".venv") == ""
+    keys = KEYS.get(name, {})
+    for key in keys:
+        monkeypatch.delenv(key.upper(), raising=False)
+    if name == "dated-lock":  # the lock's versions hold (the runtime's tested ones differ)
+        versions = subprocess.run(
+            [str(project / ".venv" / "bin" / "python"), "-c", "import importlib.metadata as m; "
+             "print(*(m.version(p) for p in ('langgraph', 'langgraph-checkpoint', 'langchain-core')))"],
+            capture_output=True, text=True, check=True).stdout.split()
+        assert versions == ["0.6.8", "2.1.1", "0.3.76"], versions
+    if keys:  # a graph that needs a key at import fails validate and doctor, one line each
+        validated = invoke("validate", str(project), "--import")
+        assert validated.exit_code == 1 and "OpenAIError" in validated.output, validated.output
+        doctor = subprocess.run([str(project / ".venv" / "bin" / "agentgen-runtime"), "doctor"],
+                                cwd=project, capture_output=True, text=True, timeout=120)
+        assert doctor.returncode == 1 and "Traceback" not in doctor.stderr
+        assert any(line.startswith("problem: graphs: ") and "OpenAIError" in line
+                   for line in doctor.stderr.splitlines()), doctor.stderr
+    for key, value in keys.items():
+        monkeypatch.setenv(key.upper(), value)
     validated = invoke("validate", str(project), "--import")
     assert validated.exit_code == 0, validated.output
     assert "import (1)" in validated.output
@@ -327,10 +362,16 @@ def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres,
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "api_keys").write_text("k-user")
+    for key, value in keys.items():
+        (secrets / key).write_text(value)
+        monkeypatch.delenv(key.upper())  # the server reads them from its secrets directory
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert set(keys) <= set(answers["agent_secrets"])
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server_env = {"DATABASE_URL": postgres.create_database(name.replace("-", "_")), "PORT": str(port),
-                  "SECRETS_DIR": str(secrets), "WORKERS": "1", "LOG_LEVEL": "WARNING"}
+                  "SECRETS_DIR": str(secrets), "WORKERS": "1", "LOG_LEVEL": "WARNING",
+                  "AGENT_SECRETS": json.dumps(answers["agent_secrets"])}
     with process([str(project / ".venv" / "bin" / "agentgen-runtime")], cwd=project, env=server_env,
                  what=f"{name} served", ready=lambda: http_status(f"{base}/ready") == 200):
 
@@ -477,6 +518,73 @@ def test_a_project_whose_pins_the_runtime_cannot_run_with_is_refused_naming_each
            "needs langgraph>=0.6" in out, out
     assert "black" not in out and "Traceback" not in out
     assert snapshot(project) == before
+
+
+@pytest.mark.slow
+def test_a_conflict_only_a_resolution_finds_is_named_by_init_and_by_make_install(tmp_path):
+    """No lock, no pin outside the runtime's ranges: `langchain-anthropic==0.1.23` (a pinned old
+    integration) needs langchain-core<0.3, which only resolving shows. init resolves for the
+    project's Python (uv, as the install does) and refuses before writing anything, naming
+    langchain-core, what brings it and the runtime's range; make install says the same when run
+    anyway (here: with init's files rendered for another requirement)."""
+    project = user_project(tmp_path, "flat-requirements")
+    (project / "requirements.txt").write_text("langgraph>=0.2\nlangchain-anthropic==0.1.23\n")
+    git(project, "commit", "--quiet", "-am", "an old integration")
+    before = snapshot(project)
+    result = invoke("init", str(project), "--no-input")
+    assert result.exit_code == 1, result.output
+    out = " ".join(result.output.split())
+    assert ("langchain-core: your project needs 0.2.43, brought by langchain-anthropic, but "
+            "agentgen-runtime needs langchain-core>=0.3") in out, out
+    assert "Traceback" not in out and snapshot(project) == before
+    # The project as it was before the old integration: adopted; then the integration added.
+    (project / "requirements.txt").write_text("langgraph>=0.2\n")
+    init(project)
+    (project / "requirements.txt").write_text("langgraph>=0.2\nlangchain-anthropic==0.1.23\n")
+    done = subprocess.run(["make", "-f", "agentgen.mk", "install"], cwd=project, capture_output=True,
+                          text=True, env={**os.environ, "PYTHON": sys.executable}, timeout=900)
+    assert done.returncode != 0
+    assert ("install.py: conflict: langchain-core: your project needs 0.2.43, brought by "
+            "langchain-anthropic") in done.stderr, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+
+
+SSE_STARLETTE = """
+[[package]]
+name = "sse-starlette"
+version = "1.6.5"
+source = { registry = "https://pypi.org/simple" }
+dependencies = [
+    { name = "starlette" },
+]
+"""
+
+
+@pytest.mark.slow
+def test_a_lock_pin_of_a_package_the_project_only_brings_moves_when_nothing_else_fits(tmp_path):
+    """The lock pins starlette 0.27 (brought by the project's sse-starlette); no fastapi in the
+    runtime's range runs on it. The direct dependencies' pins hold, starlette moves, and init
+    says which pins moved (the install resolves the same way)."""
+    project = user_project(tmp_path, "uv-project")
+    lock = (project / "uv.lock").read_text()
+    lock = lock.replace('name = "starlette"\nversion = "0.40.0"', 'name = "starlette"\nversion = "0.27.0"')
+    lock = lock.replace('dependencies = [\n    { name = "langchain-core" },\n    { name = "langgraph" },\n]',
+                        'dependencies = [\n    { name = "langchain-core" },\n    { name = "langgraph" },\n'
+                        '    { name = "sse-starlette" },\n]')
+    (project / "uv.lock").write_text(lock + SSE_STARLETTE)
+    pyproject = (project / "pyproject.toml").read_text()
+    (project / "pyproject.toml").write_text(pyproject.replace(
+        '"langchain-core==1.7.2"]', '"langchain-core==1.7.2", "sse-starlette==1.6.5"]'))
+    git(project, "commit", "--quiet", "-am", "server-sent events")
+    result = init(project)
+    out = " ".join(result.output.split())
+    assert "note: your lock's pins of packages your dependencies bring do not all fit the runtime" \
+        in out, out
+    moved = out.split("these moved: ")[1].split(", ")
+    assert any(m.startswith("starlette 0.27.0 -> ") for m in moved), moved
+    assert not any(m.startswith(("langgraph ", "langchain-core ", "sse-starlette ")) for m in moved)
+    plan = planned(project)
+    assert "starlette==0.27.0" in plan["constraints"] and "sse-starlette==1.6.5" in plan["constraints"]
 
 
 def test_force_moves_a_directory_where_agentgen_renders_a_file_aside(tmp_path):

@@ -10,18 +10,25 @@ directory with a build backend (`pyproject.toml` with `[build-system]`, `setup.p
 installed as a package; one without is source (the runtime makes it importable) whose
 `requirements.txt`, else `[project].dependencies`, is installed; anything else is a requirement.
 
-Versions: `--constraint` (the runtime's tested pins) merged with the project's lock. A `uv.lock`
-(else `poetry.lock`, else `pdm.lock`) beside `langgraph.json` pins every package it resolved from an
-index that the project's main dependencies need (never its development groups), and its pin wins
-over the runtime's; a package a requirements file pins with `==` drops the runtime's pin too.
+Versions: one resolution by uv for the running interpreter. The project's lock (`uv.lock`, else
+`poetry.lock`, else `pdm.lock`, beside `langgraph.json`) decides the version of every package it
+resolved from an index that the project's main dependencies need (never its development groups):
+those pins are constraints, as are `==` pins of its requirements files. The runtime's tested pins
+(`--constraint`) are preferences only, so a package the project constrains indirectly takes a
+version that fits (e.g. the PostgreSQL checkpointer over the project's `langgraph-checkpoint`);
+the runtime's own ranges still hold. A pin of the project's outside those ranges is named before
+anything is resolved, one line each. uv reads its `UV_*` settings; `PIP_INDEX_URL`,
+`PIP_EXTRA_INDEX_URL` and `PIP_FIND_LINKS` are carried over when those are not set (pip's
+configuration files are not read).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
-import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -210,18 +217,23 @@ def runtime_requirements(runtime: str) -> list[str]:
 def conflicts(config: Path, runtime: str) -> list[str]:
     """One line per package the project's lock or requirements pin outside the range the runtime
     needs (so that no environment can hold both), naming the package, the project's pin, which of
-    its dependencies brings it when the lock says, and the runtime's requirement. Empty when pip's
-    vendored `packaging` is not importable (pip reports the conflict itself then)."""
+    its dependencies brings it when the lock says, and the runtime's requirement."""
+    _, files = plan(config)
+    pinned = {name: pin.split("==", 1)[1] for name, pin in lock_pins(config.parent).items()}
+    for path in files:
+        pinned.update(requirement_pins(path))
+    return outside_ranges(pinned, lock_parents(config.parent), runtime, "pins")
+
+
+def outside_ranges(pinned: dict[str, str], parents: dict[str, str], runtime: str,
+                   verb: str) -> list[str]:
+    """One line per package of `pinned` ({canonical name: version}) outside the runtime's range.
+    Empty when pip's vendored `packaging` is not importable (the resolver explains then)."""
     try:
         from pip._vendor.packaging.requirements import InvalidRequirement, Requirement
         from pip._vendor.packaging.version import InvalidVersion, Version
     except ImportError:
         return []
-    _, files = plan(config)
-    pinned = {name: pin.split("==", 1)[1] for name, pin in lock_pins(config.parent).items()}
-    for path in files:
-        pinned.update(requirement_pins(path))
-    parents = lock_parents(config.parent)
     lines = []
     for text in runtime_requirements(runtime):
         try:
@@ -237,7 +249,7 @@ def conflicts(config: Path, runtime: str) -> list[str]:
             continue
         if not allowed:
             via = f", brought by {parents[name]}" if parents.get(name) else ""
-            lines.append(f"{requirement.name}: your project pins {pinned[name]}{via}, but "
+            lines.append(f"{requirement.name}: your project {verb} {pinned[name]}{via}, but "
                          f"agentgen-runtime needs {requirement.name}{requirement.specifier}")
     return lines
 
@@ -268,11 +280,11 @@ def lock_parents(project: Path) -> dict[str, str]:
     return parents
 
 
-def constraints(runtime_pins: Path, project: Path, files: list[Path]) -> list[str]:
-    """The runtime's pins, but where the project's lock or requirements pin the package."""
-    locked = lock_pins(project)
-    theirs = set(locked) | {name for f in files for name in requirement_pins(f)}
-    lines = list(locked.values())
+def preferences(runtime_pins: Path, theirs: set[str]) -> list[str]:
+    """The runtime's tested pins of the packages the project's lock does not pin: versions the
+    resolver prefers, never requires (a package the project constrains indirectly, e.g. the
+    PostgreSQL checkpointer over the project's langgraph-checkpoint, takes another version)."""
+    lines = []
     for line in runtime_pins.read_text(encoding="utf-8").splitlines():
         match = _NAME.match(line)
         if match and not line.lstrip().startswith("#") and canonical(match.group(1)) not in theirs:
@@ -280,56 +292,185 @@ def constraints(runtime_pins: Path, project: Path, files: list[Path]) -> list[st
     return lines
 
 
-def command(args: argparse.Namespace, constraint_file: Path) -> list[str]:
+def requirements(args: argparse.Namespace) -> list[str]:
+    """What is installed: the runtime and every dependency of langgraph.json, one requirement
+    line each (local directories by absolute path, editable with --editable)."""
     steps, _ = plan(args.config)
-    cmd = [sys.executable, "-m", "pip", "install", "--disable-pip-version-check",
-           "--constraint", str(constraint_file)]
     editable = ["-e"] if args.editable else []
-    cmd += [*editable, args.runtime]
+    runtime, _, extras = args.runtime.partition("[")
+    lines = [" ".join([*editable, str(Path(runtime).resolve()) + (f"[{extras}" if extras else "")])]
     for step in steps:
         local = len(step) == 1 and Path(step[0]).is_absolute()
-        cmd += [*editable, *step] if local else step
-    return cmd
+        lines.append(" ".join([*editable, *step] if local else step))
+    return lines
+
+
+def find_uv(given: str | None) -> str:
+    """uv's executable: --uv, else the `uv` package of this Python, else uv on PATH."""
+    if given:
+        return given
+    try:
+        from uv import find_uv_bin  # the PyPI package `uv` (agentgen.mk installs it pinned)
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found is None:
+            raise InstallError("uv is not installed (the resolver this install runs): "
+                               "python -m pip install uv==<version>, or pass --uv PATH") from None
+        return found
+
+
+def uv_environment() -> dict[str, str]:
+    """The environment for uv, with pip's index settings carried over (a build that sets
+    PIP_INDEX_URL for a private mirror gets the same index from uv); uv's own settings win."""
+    env = dict(os.environ)
+    for pip, uv in (("PIP_INDEX_URL", "UV_INDEX_URL"), ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
+                    ("PIP_FIND_LINKS", "UV_FIND_LINKS")):
+        if env.get(pip) and uv not in env:
+            env[uv] = env[pip]
+    return env
+
+
+def resolved(text: str) -> tuple[dict[str, str], dict[str, str]]:
+    """({canonical name: version}, {canonical name: the first package it is required by}) of a
+    `uv pip compile` output."""
+    pins: dict[str, str] = {}
+    parents: dict[str, str] = {}
+    current = None
+    for line in text.splitlines():
+        if (match := _PIN.match(line)) is not None:
+            current = canonical(match.group(1))
+            pins[current] = match.group(3)
+            continue
+        if line[:1] not in ("", " ", "#"):  # another requirement (-e path, a URL)
+            current = None
+        via = line.strip().removeprefix("#").strip()
+        if current and current not in parents and via and via != "via":
+            parents[current] = via.removeprefix("via ").split()[0]
+    return pins, parents
+
+
+class Resolver:
+    """`uv pip compile` of the project with the runtime for one interpreter (`--python`) or
+    Python version, in a scratch directory; then `uv pip install` of exactly its output."""
+
+    def __init__(self, uv: str, work: Path, target: list[str]) -> None:
+        self.uv, self.work, self.target = uv, work, target
+
+    def compile(self, requirements: list[str], constraints: list[str],
+                preferred: list[str]) -> subprocess.CompletedProcess:
+        files = {"requirements.in": requirements, "constraints.txt": constraints,
+                 "resolved.txt": preferred}  # an existing output file: uv prefers its versions
+        for name, lines in files.items():
+            (self.work / name).write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+        cmd = [self.uv, "pip", "compile", "--quiet", *self.target, "--constraint",
+               str(self.work / "constraints.txt"), "--output-file", str(self.work / "resolved.txt"),
+               str(self.work / "requirements.in")]
+        return subprocess.run(cmd, check=False, capture_output=True, text=True,  # noqa: S603
+                              env=uv_environment())
+
+    def output(self) -> str:
+        return (self.work / "resolved.txt").read_text(encoding="utf-8")
+
+    def install(self) -> int:
+        cmd = [self.uv, "pip", "install", "--quiet", *self.target, "--requirement",
+               str(self.work / "resolved.txt")]
+        return subprocess.run(cmd, check=False, env=uv_environment()).returncode  # noqa: S603
+
+
+def resolve(resolver: Resolver, args: argparse.Namespace) -> tuple[bool, list[str]]:
+    """Resolve the project with the runtime: first with every pin of the project's lock held;
+    when that has no solution, with the pins of the project's direct dependencies held and the
+    others (packages they bring) preferred. Returns (resolved, lines to print: the lock's pins
+    that moved, or why nothing resolves)."""
+    project = args.config.parent
+    _, files = plan(args.config)
+    locked = lock_pins(project)
+    theirs = set(locked) | {name for f in files for name in requirement_pins(f)}
+    wanted = requirements(args)
+    preferred = preferences(args.constraint, theirs)
+    done = resolver.compile(wanted, list(locked.values()), preferred)
+    if done.returncode == 0:
+        return True, []
+    direct = _main_dependency_names(project)
+    held = {name: pin for name, pin in locked.items() if name in direct}
+    if len(held) < len(locked):
+        relaxed = [pin for name, pin in locked.items() if name not in held]
+        retry = resolver.compile(wanted, list(held.values()), relaxed + preferred)
+        if retry.returncode == 0:
+            pins, _ = resolved(resolver.output())
+            moved = [f"{pin.split('==')[0]} {pin.split('==')[1]} -> {pins[name]}"
+                     for name, pin in locked.items() if pins.get(name, pin.split("==")[1])
+                     != pin.split("==")[1]]
+            return True, [f"note: your lock's pins of packages your dependencies bring do not all "
+                          f"fit the runtime; your direct dependencies' pins hold, these moved: "
+                          f"{', '.join(moved)}"]
+        done = retry
+    # Nothing resolves: the project alone (without the runtime) says which versions its own
+    # requirements force, and which of those lie outside the runtime's ranges.
+    alone = resolver.compile(wanted[1:], list(held.values()) if len(held) < len(locked)
+                             else list(locked.values()), [])
+    if alone.returncode != 0:
+        return False, ["your project does not resolve even without the runtime:",
+                       *alone.stderr.rstrip().splitlines()]
+    pins, parents = resolved(resolver.output())
+    found = outside_ranges(pins, parents, args.runtime, "needs")
+    return False, ([f"conflict: {line}" for line in found] or done.stderr.rstrip().splitlines())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="install.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", type=Path, default=Path("langgraph.json"),
                         help="the project's langgraph.json (default: ./langgraph.json)")
-    parser.add_argument("--runtime", default="./runtime", help="the runtime's pip requirement")
-    parser.add_argument("--constraint", type=Path, required=True, help="the runtime's pins")
+    parser.add_argument("--runtime", default="./runtime", help="the runtime's directory, with extras")
+    parser.add_argument("--constraint", type=Path, required=True, help="the runtime's tested pins")
     parser.add_argument("--editable", action="store_true",
                         help="local packages and the runtime editable (a development environment)")
+    parser.add_argument("--uv", help="uv's executable (default: the uv package, else uv on PATH)")
+    parser.add_argument("--python-version", help="resolve for this Python version instead of "
+                        "the running interpreter (with --resolve)")
     parser.add_argument("--print", action="store_true", dest="dry",
-                        help="print the constraints and the pip command; install nothing")
+                        help="print what would be resolved; install nothing")
     parser.add_argument("--check", action="store_true",
-                        help="only say whether the project's pins fit the runtime (exit 2 if not)")
+                        help="only say whether the project's pins fit the runtime's ranges "
+                        "(exit 2 if not)")
+    parser.add_argument("--resolve", action="store_true",
+                        help="only resolve, and say whether an environment holds both (exit 2 if not)")
     args = parser.parse_args(argv)
     try:
         args.config = args.config.resolve()
         found = conflicts(args.config, args.runtime)
         for line in found:
             print(f"install.py: conflict: {line}", file=sys.stderr)
-        if found:  # before pip: it would only say that something conflicts
+        if found:  # before resolving: name each package, not only that something conflicts
             print("install.py: no environment holds both your project's pins and the runtime's "
                   "requirements; upgrade the packages named above in your project", file=sys.stderr)
             return 2
         if args.check:
             return 0
-        _, files = plan(args.config)
-        lines = constraints(args.constraint, args.config.parent, files)
-        with tempfile.NamedTemporaryFile("w", suffix="-constraints.txt", delete=False) as out:
-            out.write("\n".join(lines) + "\n")
-        pinned = Path(out.name)
-        try:
-            cmd = command(args, pinned)
-            if args.dry:
-                print("\n".join(lines))
-                print(shlex.join(cmd))
-                return 0
-            return subprocess.run(cmd, check=False).returncode  # noqa: S603 - pip, with our arguments
-        finally:
-            pinned.unlink(missing_ok=True)
+        if args.dry:
+            _, files = plan(args.config)
+            locked = lock_pins(args.config.parent)
+            theirs = set(locked) | {name for f in files for name in requirement_pins(f)}
+            for title, lines in (("requirements", requirements(args)),
+                                 ("constraints (your lock)", list(locked.values())),
+                                 ("preferences (the runtime's tested pins)",
+                                  preferences(args.constraint, theirs))):
+                print(f"# {title}", *lines, sep="\n")
+            return 0
+        target = (["--python-version", args.python_version] if args.python_version
+                  else ["--python", sys.executable])
+        with tempfile.TemporaryDirectory(prefix="agentgen-install-") as tmp:
+            resolver = Resolver(find_uv(args.uv), Path(tmp), target)
+            ok, lines = resolve(resolver, args)
+            for line in lines:
+                print(f"install.py: {line}", file=sys.stderr)
+            if not ok:
+                print("install.py: no environment holds both your project's requirements and the "
+                      "runtime's (see above); nothing was installed", file=sys.stderr)
+                return 2
+            return 0 if args.resolve else resolver.install()
     except (InstallError, OSError) as exc:
         print(f"install.py: {exc}", file=sys.stderr)
         return 2
