@@ -126,14 +126,20 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
         podman("rmi", "-f", image, check=False)
 
 
-def test_an_adopted_project_builds_and_serves(containers, postgres, tmp_path):
-    """`agentgen init` on a user's project (hatchling package, module graph, an env file): the
-    image installs it as its langgraph.json says and serves its graph, non-root and read-only."""
-    from .test_init import init, user_project
+@pytest.mark.parametrize(("fixture", "graph", "reply"), [
+    ("env-file", "greeter", "Bonjour hi"),  # greeter.env reaches the image
+    ("dated-lock", "researcher", "summary of hi"),  # its uv.lock's versions; keys it reads at import
+])
+def test_an_adopted_project_builds_and_serves(containers, postgres, tmp_path, fixture, graph, reply):
+    """`agentgen init` on a user's project (hatchling package, module graph; an env file, or an
+    old uv.lock and a graph that needs provider keys at import): the image installs it as its
+    langgraph.json and lock say and serves its graph, non-root and read-only."""
+    from .test_init import KEYS, init, user_project
 
-    project = user_project(tmp_path, "env-file")
+    project = user_project(tmp_path, fixture)
     init(project)
-    image = "localhost/greeter-under-test:0.1.0"
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    image = f"localhost/{fixture}-under-test:0.1.0"
     volumes = []
     if Path("/etc/ssl/certs/ca-certificates.crt").is_file():
         volumes = ["-v", "/etc/ssl/certs/ca-certificates.crt:/etc/ssl/certs/ca-certificates.crt:ro"]
@@ -143,15 +149,20 @@ def test_an_adopted_project_builds_and_serves(containers, postgres, tmp_path):
     secrets = tmp_path / "secrets"
     secrets.mkdir()
     (secrets / "api_keys").write_text("k-adopted")
+    for key, value in KEYS.get(fixture, {}).items():
+        (secrets / key).write_text(value)
     secrets.chmod(0o755)
-    (secrets / "api_keys").chmod(0o644)
+    for file in secrets.iterdir():
+        file.chmod(0o644)
     port = free_port()
-    name = "greeter-under-test"
+    name = f"{fixture}-under-test"
+    database = postgres.create_database("adopted_" + fixture.replace("-", "_"))
     podman("rm", "-f", name, check=False)
     started = podman("run", "-d", "--name", name, "--network", "host", "--read-only",
                      "--cap-drop", "ALL", "--tmpfs", "/tmp", "-v", f"{secrets}:/run/secrets:ro",
-                     "-e", f"DATABASE_URL={postgres.create_database('adopted')}", "-e", f"PORT={port}",
-                     "-e", "WORKERS=1", image, check=False)
+                     "-e", f"DATABASE_URL={database}", "-e", f"PORT={port}",
+                     "-e", "WORKERS=1", "-e", f"AGENT_SECRETS={json.dumps(answers['agent_secrets'])}",
+                     image, check=False)
     assert started.returncode == 0, started.stderr[-2000:]
     try:
         base = f"http://127.0.0.1:{port}"
@@ -163,9 +174,9 @@ def test_an_adopted_project_builds_and_serves(containers, postgres, tmp_path):
         request = urllib.request.Request(
             f"{base}/runs/wait", method="POST", headers={"X-API-Key": "k-adopted",
                                                         "Content-Type": "application/json"},
-            data=json.dumps({"assistant_id": "greeter", "input": {"text": "hi"}}).encode())
+            data=json.dumps({"assistant_id": graph, "input": {"text": "hi"}}).encode())
         with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback
-            assert json.load(response)["reply"] == "Bonjour hi"  # greeter.env reached the image
+            assert json.load(response)["reply"] == reply
         assert podman("exec", name, "id", "-u").stdout.strip() == "10001"
     finally:
         podman("rm", "-f", name, check=False)

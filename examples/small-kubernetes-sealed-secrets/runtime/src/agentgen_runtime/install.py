@@ -316,15 +316,18 @@ def find_uv(given: str | None) -> str:
     except (ImportError, FileNotFoundError):
         found = shutil.which("uv")
         if found is None:
-            raise InstallError("uv is not installed (the resolver this install runs): "
-                               "python -m pip install uv==<version>, or pass --uv PATH") from None
+            raise InstallError("uv (the resolver this install runs) is not installed: add the "
+                               "PyPI package uv, pinned, to this environment, or pass --uv PATH") from None
         return found
 
 
 def uv_environment() -> dict[str, str]:
     """The environment for uv, with pip's index settings carried over (a build that sets
-    PIP_INDEX_URL for a private mirror gets the same index from uv); uv's own settings win."""
+    PIP_INDEX_URL for a private mirror gets the same index from uv) and the platform's
+    certificates trusted (a TLS-inspecting proxy's CA in the system store works for uv as for
+    pip); uv's own settings win."""
     env = dict(os.environ)
+    env.setdefault("UV_SYSTEM_CERTS", "1")  # the platform's trust store, as pip uses it
     for pip, uv in (("PIP_INDEX_URL", "UV_INDEX_URL"), ("PIP_EXTRA_INDEX_URL", "UV_EXTRA_INDEX_URL"),
                     ("PIP_FIND_LINKS", "UV_FIND_LINKS")):
         if env.get(pip) and uv not in env:
@@ -411,12 +414,16 @@ def resolve(resolver: Resolver, args: argparse.Namespace) -> tuple[bool, list[st
     # requirements force, and which of those lie outside the runtime's ranges.
     alone = resolver.compile(wanted[1:], list(held.values()) if len(held) < len(locked)
                              else list(locked.values()), [])
-    if alone.returncode != 0:
-        return False, ["your project does not resolve even without the runtime:",
+    if alone.returncode != 0:  # the project itself, or the index (unreachable, refused)
+        return False, ["uv could not resolve your project even without the runtime:",
                        *alone.stderr.rstrip().splitlines()]
     pins, parents = resolved(resolver.output())
     found = outside_ranges(pins, parents, args.runtime, "needs")
-    return False, ([f"conflict: {line}" for line in found] or done.stderr.rstrip().splitlines())
+    return False, ([f"conflict: {line}" for line in found]
+                   + ["no environment holds both your project's requirements and the runtime's; "
+                      "upgrade the packages named above in your project"] if found
+                   else ["no environment holds both your project's requirements and the runtime's:",
+                         *done.stderr.rstrip().splitlines()])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -467,8 +474,7 @@ def main(argv: list[str] | None = None) -> int:
             for line in lines:
                 print(f"install.py: {line}", file=sys.stderr)
             if not ok:
-                print("install.py: no environment holds both your project's requirements and the "
-                      "runtime's (see above); nothing was installed", file=sys.stderr)
+                print("install.py: nothing was installed", file=sys.stderr)
                 return 2
             return 0 if args.resolve else resolver.install()
     except (InstallError, OSError) as exc:
