@@ -290,7 +290,9 @@ def measured_saver(pool: AsyncConnectionPool):
                 return
             async with self.conn.connection() as conn:
                 if pipeline:
-                    batch = conn.pipeline() if self.supports_pipeline else conn.transaction()
+                    # (older checkpointers have no supports_pipeline: they always pipeline)
+                    batch = (conn.pipeline() if getattr(self, "supports_pipeline", True)
+                             else conn.transaction())
                     async with batch, conn.cursor(binary=True, row_factory=dict_row) as cur:
                         yield cur if fence is None else FencingCursor(cur, fence, statements)
                 else:
