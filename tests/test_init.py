@@ -515,7 +515,7 @@ def test_a_project_whose_pins_the_runtime_cannot_run_with_is_refused_naming_each
     assert ("langchain-core: your project pins 0.2.43, brought by langchain-community, but "
             "agentgen-runtime needs langchain-core>=0.3") in out, out
     assert "langgraph: your project pins 0.2.0, brought by langgraph, but agentgen-runtime " \
-           "needs langgraph>=0.6" in out, out
+           "needs langgraph>=0.6.2" in out, out
     assert "black" not in out and "Traceback" not in out
     assert snapshot(project) == before
 
