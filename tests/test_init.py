@@ -107,7 +107,7 @@ def test_init_derives_the_answers_from_the_project(tmp_path):
     assert answers["description"] == "Two graphs in two modules, managed with uv"
     dockerfile = (project / "Dockerfile").read_text()
     assert "ARG PYTHON_VERSION=3.11" in dockerfile
-    assert "install.py --constraint deploy/constraints.txt" in dockerfile
+    assert "install.py --uv /opt/uv/bin/uv \\\n        --constraint deploy/constraints.txt" in dockerfile
 
 
 def test_secrets_given_add_to_the_ones_the_dependencies_need_in_every_target(tmp_path):

@@ -67,17 +67,33 @@ class Graph:
 
     def schemas(self) -> dict[str, Any]:
         """The graph's input, output, state and context JSON schemas (`/assistants/{id}/schemas`)."""
-        def safe(method: str) -> Any:
-            try:
-                return getattr(self.compiled, method)()
-            except Exception:  # noqa: BLE001 - a schema that cannot be rendered is reported as None
-                return None
+        return {"graph_id": self.graph_id, **_schemas(self.compiled)}
 
-        return {"graph_id": self.graph_id, "input_schema": safe("get_input_jsonschema"),
-                "output_schema": safe("get_output_jsonschema"),
-                "state_schema": safe("get_input_jsonschema"),
-                "config_schema": safe("get_config_jsonschema"),
-                "context_schema": safe("get_context_jsonschema")}
+    def drawing(self, xray: bool | int) -> dict[str, Any]:
+        """The graph's nodes and edges as Studio draws them (`/assistants/{id}/graph`); `xray`
+        draws the nodes of subgraphs too (True: every level, n: n levels)."""
+        drawn = self.compiled.get_graph(xray=xray).to_json()
+        for node in drawn.get("nodes") or ():
+            if isinstance(node.get("data"), dict):
+                node["data"].pop("id", None)  # the class path of the node's runnable
+        return drawn
+
+    def subgraphs(self, namespace: str | None, recurse: bool) -> dict[str, Any]:
+        """{namespace: its schemas} of the graph's subgraphs (`/assistants/{id}/subgraphs`)."""
+        return {ns: _schemas(graph) for ns, graph in
+                self.compiled.get_subgraphs(namespace=namespace, recurse=recurse)}
+
+
+def _schemas(graph: Pregel) -> dict[str, Any]:
+    def safe(method: str) -> Any:
+        try:
+            return getattr(graph, method)()
+        except Exception:  # noqa: BLE001 - a schema that cannot be rendered is reported as None
+            return None
+
+    return {"input_schema": safe("get_input_jsonschema"), "output_schema": safe("get_output_jsonschema"),
+            "state_schema": safe("get_input_jsonschema"), "config_schema": safe("get_config_jsonschema"),
+            "context_schema": safe("get_context_jsonschema")}
 
 
 async def load_graphs(config: Config) -> dict[str, Graph]:

@@ -264,9 +264,11 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         app.mount("/", import_object(config.http_app, config.base))
 
     if settings.cors_origins:
+        # Studio and the SDKs in a browser: any request header (the key's, tracing's), and the
+        # answer headers a client reads (a run's Content-Location while it streams, Retry-After)
         app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST", "PATCH", "DELETE"],
-                           allow_headers=["content-type", settings.api_key_header, "x-request-id"])
+                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"], allow_headers=["*"],
+                           expose_headers=["content-location", "location", "retry-after", "x-request-id"])
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)

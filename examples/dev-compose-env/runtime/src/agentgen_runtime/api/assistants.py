@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException
 
 from ..models import AssistantSearch
 from ..service import Service
@@ -31,3 +31,29 @@ async def get_assistant(assistant_id: str, svc: Svc) -> dict[str, Any]:
 @router.get("/assistants/{assistant_id}/schemas")
 async def get_schemas(assistant_id: str, svc: Svc) -> dict[str, Any]:
     return svc.graph_for(assistant_id).schemas()
+
+
+def _xray(value: str) -> bool | int:
+    """`xray` as the SDK sends it: true/false, or a depth."""
+    lowered = value.strip().lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered.isdigit():
+        return int(lowered)
+    raise HTTPException(422, f"xray: expected true, false or a depth (a whole number), got {value!r}")
+
+
+@router.get("/assistants/{assistant_id}/graph")
+async def get_graph(assistant_id: str, svc: Svc, xray: str = "false") -> dict[str, Any]:
+    return svc.graph_for(assistant_id).drawing(_xray(xray))
+
+
+@router.get("/assistants/{assistant_id}/subgraphs")
+async def get_subgraphs(assistant_id: str, svc: Svc, recurse: bool = False) -> dict[str, Any]:
+    return svc.graph_for(assistant_id).subgraphs(None, recurse)
+
+
+@router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
+async def get_subgraphs_in(assistant_id: str, namespace: str, svc: Svc,
+                           recurse: bool = False) -> dict[str, Any]:
+    return svc.graph_for(assistant_id).subgraphs(namespace, recurse)

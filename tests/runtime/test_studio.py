@@ -1,0 +1,92 @@
+"""LangGraph Studio's contract, side by side with `langgraph dev` on the same graph (one with a
+subgraph): what Studio reads before it draws anything (`/info`, the graph with and without xray,
+subgraphs, schemas) answers with the same shape, and the same drawing."""
+
+from __future__ import annotations
+
+import asyncio
+import http.client
+import json
+from pathlib import Path
+
+import pytest
+from langgraph_sdk import get_client
+
+from ..servers import free_port, http_status, process
+from .helpers import AGENTS, runtime_server, side_venv
+
+pytestmark = pytest.mark.slow
+STUDIO = AGENTS / "studio"
+
+
+async def contract(base: str, api_key: str | None) -> dict:
+    client = get_client(url=base, api_key=api_key)
+    assistant = (await client.assistants.search(graph_id="nested"))[0]["assistant_id"]
+    info = await client.http.get("/info")
+    return {
+        "assistant": assistant,
+        "info": info,
+        "graph": await client.assistants.get_graph(assistant),
+        "xray": await client.assistants.get_graph(assistant, xray=True),
+        "xray1": await client.assistants.get_graph(assistant, xray=1),
+        "subgraphs": await client.assistants.get_subgraphs(assistant),
+        "recursive": await client.assistants.get_subgraphs(assistant, recurse=True),
+        "editor": await client.assistants.get_subgraphs(assistant, namespace="editor"),
+        "schemas": await client.assistants.get_schemas(assistant),
+    }
+
+
+def test_studio_reads_the_same_graph_as_from_langgraph_dev(database):
+    config = str(STUDIO / "langgraph.json")
+    origin = "https://smith.langchain.com"
+    with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config,
+                        CORS_ORIGINS=f'["{origin}"]') as server:
+        ours = asyncio.run(contract(server.base, "key-one"))
+        # Studio in a browser: the preflight admits its key header; a stream's run id is readable
+        conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        conn.request("OPTIONS", "/threads", headers={
+            "Origin": origin, "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "x-api-key,content-type"})
+        preflight = conn.getresponse()
+        preflight.read()
+        assert preflight.status == 200
+        assert preflight.getheader("access-control-allow-origin") == origin
+        assert "x-api-key" in preflight.getheader("access-control-allow-headers").lower()
+        conn.request("POST", "/runs/stream", body=json.dumps({"assistant_id": "nested",
+                                                              "input": {"text": "t"}}),
+                     headers={"Origin": origin, "X-API-Key": "key-one",
+                              "Content-Type": "application/json"})
+        streamed = conn.getresponse()
+        streamed.read()
+        assert streamed.status == 200 and streamed.getheader("access-control-allow-origin") == origin
+        assert "content-location" in streamed.getheader("access-control-expose-headers").lower()
+        conn.close()
+        other = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        other.request("OPTIONS", "/threads", headers={
+            "Origin": "https://elsewhere.example", "Access-Control-Request-Method": "POST"})
+        refused = other.getresponse()
+        refused.read()
+        assert refused.getheader("access-control-allow-origin") is None
+        other.close()
+
+    python = side_venv("langgraph-cli[inmem]")
+    langgraph = str(Path(python).parent / "langgraph")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"}
+    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
+                  "127.0.0.1", "--config", config], cwd=STUDIO, env=env, what="langgraph dev",
+                 ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+        theirs = asyncio.run(contract(url, None))
+
+    assert ours["assistant"] == theirs["assistant"]  # the Platform's id for the graph
+    assert set(ours["info"]) == set(theirs["info"]) and set(ours["info"]["flags"]) <= set(
+        theirs["info"]["flags"])
+    assert ours["info"]["host"]["kind"] == "self-hosted"
+    for drawing in ("graph", "xray", "xray1"):
+        assert ours[drawing] == theirs[drawing], drawing
+    assert {n["id"] for n in ours["xray"]["nodes"]} >= {"draft", "editor:polish", "review"}
+    for listing in ("subgraphs", "recursive", "editor"):
+        assert set(ours[listing]) == set(theirs[listing]) == {"editor"}, listing
+        assert set(ours[listing]["editor"]) == set(theirs[listing]["editor"]), listing
+    assert set(ours["schemas"]) == set(theirs["schemas"])
