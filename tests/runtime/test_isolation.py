@@ -36,6 +36,8 @@ def _cases(tid: str, rid: str, own: str) -> list[tuple[str, str, str, object]]:
     return [
         ("/threads/{thread_id}", "GET", f"/threads/{tid}", None),
         ("/threads/{thread_id}", "DELETE", f"/threads/{tid}", None),
+        ("/threads/{thread_id}", "PATCH", f"/threads/{tid}", {"metadata": {"taken": True}}),
+        ("/threads/{thread_id}/copy", "POST", f"/threads/{tid}/copy", None),
         ("/threads/{thread_id}/state", "GET", f"/threads/{tid}/state", None),
         ("/threads/{thread_id}/state/{checkpoint_id}", "GET", f"/threads/{tid}/state/x", None),
         ("/threads/{thread_id}/state", "POST", f"/threads/{tid}/state",
@@ -78,7 +80,8 @@ def test_a_second_key_reaches_nothing_of_the_first(owned):
     routes = {(path, method.upper()) for path, item in spec["paths"].items() for method in item
               if path not in UNOWNED and path.startswith(("/threads", "/runs"))}
     cases = _cases(tid, rid, own)
-    checked_below = {("/runs/cancel", "POST"), ("/threads/search", "POST")}
+    checked_below = {("/runs/cancel", "POST"), ("/threads/search", "POST"), ("/threads/count", "POST"),
+                     ("/threads/prune", "POST")}
     assert routes - {(route, method) for route, method, _, _ in cases} - checked_below == set(), \
         "routes without an isolation case"
 
@@ -98,12 +101,20 @@ def test_a_second_key_reaches_nothing_of_the_first(owned):
     assert status == 404
     status, found, _ = server.call("POST", "/threads/search", {"ids": [tid]}, key=INTRUDER)
     assert status == 200 and found == []
+    status, counted, _ = server.call("POST", "/threads/count", {}, key=INTRUDER)
+    assert status == 200 and counted == 1, counted  # its own thread only
+    for strategy in ("keep_latest", "delete"):
+        status, pruned, _ = server.call("POST", "/threads/prune",
+                                        {"thread_ids": [tid], "strategy": strategy}, key=INTRUDER)
+        assert status == 200 and pruned == {"pruned_count": 0}, pruned
 
     # the owner still has everything, unchanged
     status, state, _ = server.call("GET", f"/threads/{tid}/state", key=OWNER)
     assert status == 200 and state["values"]["question"] == "secret?", state
     status, history, _ = server.call("POST", f"/threads/{tid}/history", {}, key=OWNER)
     assert status == 200 and history and all(h["checkpoint"]["thread_id"] == tid for h in history)
+    status, thread, _ = server.call("GET", f"/threads/{tid}", key=OWNER)
+    assert status == 200 and "taken" not in thread["metadata"], thread
     status, run, _ = server.call("GET", f"/threads/{tid}/runs/{rid}", key=OWNER)
     assert status == 200 and run["status"] == "success"
 

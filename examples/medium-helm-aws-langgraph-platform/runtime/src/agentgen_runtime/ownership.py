@@ -160,6 +160,86 @@ class Threads:
                     sql.Identifier(table)), (thread_id,))
 
     # --- runs on a thread -------------------------------------------------------------------
+    async def update(self, scope: Scope, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
+        """The caller's thread with `metadata` merged into its own."""
+        row = await self._one(sql.SQL(
+            "WITH u AS (UPDATE agent_threads t SET metadata = t.metadata || %(metadata)s, "
+            "updated_at = now() WHERE t.thread_id = %(thread_id)s AND {} "
+            "RETURNING t.thread_id, t.metadata, t.created_at, t.updated_at) "
+            "SELECT u.*, EXISTS (SELECT 1 FROM agent_runs r WHERE r.thread_id = u.thread_id "
+            "AND r.status IN ('pending', 'running')) AS busy FROM u").format(scope.condition()),
+            scope.params(thread_id=thread_id, metadata=Jsonb(metadata)))
+        if row is None:
+            raise thread_not_found(thread_id)
+        return row
+
+    async def count(self, scope: Scope, metadata: dict[str, Any]) -> int:
+        row = await self._one(sql.SQL(
+            "SELECT count(*) AS n FROM agent_threads t WHERE {} AND t.metadata @> %(metadata)s").format(
+                scope.condition()), scope.params(metadata=Jsonb(metadata)))
+        return int(row["n"]) if row else 0
+
+    async def copy(self, scope: Scope, thread_id: str, new_id: str) -> dict[str, Any]:
+        """A new thread of the caller's with the metadata and every checkpoint of the caller's
+        thread `thread_id` (its runs stay with the original), in one transaction."""
+        async with self.pool.connection() as conn, conn.transaction():
+            source = await (await conn.execute(sql.SQL(
+                "SELECT t.metadata FROM agent_threads t WHERE t.thread_id = %(thread_id)s AND {} "
+                "FOR SHARE").format(scope.condition()), scope.params(thread_id=thread_id))).fetchone()
+            if source is None:
+                raise thread_not_found(thread_id)
+            row = await (await conn.execute(
+                "INSERT INTO agent_threads (thread_id, owner, metadata) VALUES (%s, %s, %s) "
+                "RETURNING thread_id, metadata, created_at, updated_at, false AS busy",
+                (new_id, scope.owner, Jsonb(source["metadata"])))).fetchone()
+            for table in _CHECKPOINT_TABLES:
+                columns = [c["column_name"] for c in await (await conn.execute(
+                    "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
+                    "AND table_schema = current_schema() ORDER BY ordinal_position",
+                    (table,))).fetchall()]
+                if not columns:
+                    continue
+                values = [sql.Placeholder("new") if c == "thread_id" else sql.Identifier(c) for c in columns]
+                await conn.execute(sql.SQL(
+                    "INSERT INTO {} ({}) SELECT {} FROM {} WHERE thread_id = %(old)s").format(
+                        sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)),
+                        sql.SQL(", ").join(values), sql.Identifier(table)),
+                    {"new": new_id, "old": thread_id})
+        return row
+
+    async def prune(self, scope: Scope, thread_ids: list[str], keep_latest: bool) -> int:
+        """Of the caller's threads among `thread_ids`: delete each (row, runs, checkpoints), or
+        keep only its latest checkpoint (per namespace) and what that checkpoint reads. Returns
+        how many were pruned; others' ids count for nothing."""
+        async with self.pool.connection() as conn, conn.transaction():
+            if keep_latest:
+                owned = [r["thread_id"] for r in await (await conn.execute(sql.SQL(
+                    "SELECT t.thread_id FROM agent_threads t WHERE t.thread_id = ANY(%(ids)s) "
+                    "AND {} FOR UPDATE").format(scope.condition()), scope.params(ids=thread_ids))).fetchall()]
+                await conn.execute(
+                    "DELETE FROM checkpoints c WHERE c.thread_id = ANY(%(ids)s) AND c.checkpoint_id <> "
+                    "(SELECT max(l.checkpoint_id) FROM checkpoints l WHERE l.thread_id = c.thread_id "
+                    "AND l.checkpoint_ns = c.checkpoint_ns)", {"ids": owned})
+                await conn.execute(
+                    "DELETE FROM checkpoint_writes w WHERE w.thread_id = ANY(%(ids)s) AND NOT EXISTS "
+                    "(SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND "
+                    "c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)",
+                    {"ids": owned})
+                await conn.execute(
+                    "DELETE FROM checkpoint_blobs b WHERE b.thread_id = ANY(%(ids)s) AND NOT EXISTS "
+                    "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND "
+                    "c.checkpoint_ns = b.checkpoint_ns AND "
+                    "c.checkpoint -> 'channel_versions' ->> b.channel = b.version)", {"ids": owned})
+                return len(owned)
+            deleted = [r["thread_id"] for r in await (await conn.execute(sql.SQL(
+                "DELETE FROM agent_threads t WHERE t.thread_id = ANY(%(ids)s) AND {} "
+                "RETURNING t.thread_id").format(scope.condition()),
+                scope.params(ids=thread_ids))).fetchall()]
+            for table in _CHECKPOINT_TABLES:
+                await conn.execute(sql.SQL("DELETE FROM {} WHERE thread_id = ANY(%s)").format(
+                    sql.Identifier(table)), (deleted,))
+            return len(deleted)
+
     async def runs(self, scope: Scope, thread_id: str, status: str | None, limit: int,
                    offset: int) -> list[dict[str, Any]]:
         rows = await self._all(sql.SQL(

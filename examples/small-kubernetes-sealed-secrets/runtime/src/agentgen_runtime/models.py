@@ -69,6 +69,19 @@ class ThreadSearch(_Body):
     sort_order: Literal["asc", "desc"] = "desc"
 
 
+class ThreadUpdate(_Body):
+    metadata: dict[str, Any] = {}
+
+
+class ThreadCount(_Body):
+    metadata: dict[str, Any] = {}
+
+
+class ThreadPrune(_Body):
+    thread_ids: list[str] = Field(max_length=1000)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
 class StateUpdate(_Body):
     values: dict[str, Any] | list[Any] | None = None
     as_node: str | None = None

@@ -1,14 +1,22 @@
-"""Threads: create, get, delete, search, and a thread's state and history (read through the graph
-its runs use, at a checkpoint of that thread only)."""
+"""Threads: create, get, update, copy, delete, search, count, prune, and a thread's state and
+history (read through the graph its runs use, at a checkpoint of that thread only)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from ..models import HistoryQuery, StateUpdate, ThreadCreate, ThreadSearch
+from ..models import (
+    HistoryQuery,
+    StateUpdate,
+    ThreadCount,
+    ThreadCreate,
+    ThreadPrune,
+    ThreadSearch,
+    ThreadUpdate,
+)
 from ..ownership import Scope, checkpoint_config
 from ..service import Service
 from .deps import Caller, Svc
@@ -38,10 +46,36 @@ async def search_threads(body: ThreadSearch, svc: Svc, caller: Caller) -> list[d
     return [svc.thread_json(row) for row in rows]
 
 
+@router.post("/threads/count")
+async def count_threads(body: ThreadCount, svc: Svc, caller: Caller) -> int:
+    return await svc.threads.count(caller, body.metadata)
+
+
+@router.post("/threads/prune")
+async def prune_threads(body: ThreadPrune, svc: Svc, caller: Caller) -> dict[str, int]:
+    count = await svc.threads.prune(caller, body.thread_ids, body.strategy == "keep_latest")
+    return {"pruned_count": count}
+
+
 @router.get("/threads/{thread_id}")
 async def get_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
     row = await svc.threads.get(caller, thread_id)
     return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")))
+
+
+@router.patch("/threads/{thread_id}")
+async def update_thread(thread_id: str, body: ThreadUpdate, svc: Svc, caller: Caller,
+                        request: Request) -> Any:
+    row = await svc.threads.update(caller, thread_id, body.metadata)
+    if request.headers.get("prefer", "").strip().lower() == "return=minimal":
+        return Response(status_code=204)
+    return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")))
+
+
+@router.post("/threads/{thread_id}/copy")
+async def copy_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    row = await svc.threads.copy(caller, thread_id, str(uuid.uuid4()))
+    return svc.thread_json(row, await svc.state(row["thread_id"], row["metadata"].get("graph_id")))
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
