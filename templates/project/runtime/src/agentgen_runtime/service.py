@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from enum import Enum
-from typing import Any
+from typing import Any, ClassVar
 
 from fastapi import HTTPException
 from langgraph.types import Command
@@ -100,17 +100,26 @@ class Service:
         """The bound graph a thread's state is read through (the first one before its first run)."""
         return self.bound.get(graph_id or "", next(iter(self.bound.values())))
 
-    def thread_json(self, row: dict[str, Any], state: Any = None) -> dict[str, Any]:
+    # The keys the Platform answers a thread with: `get`/`search` the whole thread, `create`/
+    # `update` without its error and interrupts, `copy` without its values either.
+    THREAD_KEYS: ClassVar[dict[str, tuple[str, ...]]] = {
+        "full": (), "written": ("error", "interrupts"), "copied": ("error", "interrupts", "values")}
+
+    def thread_json(self, row: dict[str, Any], state: Any = None, kind: str = "full") -> dict[str, Any]:
         status = "busy" if row.get("busy") else "idle"
         interrupts = {}
         if state is not None:
             interrupts = {task.id: jsonable(task.interrupts) for task in state.tasks if task.interrupts}
             if interrupts:
                 status = "interrupted"
-        return {"thread_id": row["thread_id"], "created_at": _iso(row["created_at"]),
-                "updated_at": _iso(row["updated_at"]), "metadata": row["metadata"], "status": status,
-                "values": jsonable(state.values) if state is not None else None,
-                "interrupts": interrupts}
+        thread = {"thread_id": row["thread_id"], "created_at": _iso(row["created_at"]),
+                  "updated_at": _iso(row["updated_at"]), "state_updated_at": _iso(row["updated_at"]),
+                  "metadata": row["metadata"], "status": status, "config": {},
+                  "values": jsonable(state.values) if state is not None else None,
+                  "interrupts": interrupts, "error": None}
+        for key in self.THREAD_KEYS[kind]:
+            thread.pop(key)
+        return thread
 
     async def state(self, thread_id: str, graph_id: str | None,
                     checkpoint_id: str | None = None) -> Any:
@@ -132,6 +141,8 @@ class Service:
                        "interrupts": jsonable(t.interrupts), "state": None} for t in state.tasks],
             "metadata": jsonable(state.metadata), "created_at": state.created_at,
             "checkpoint": checkpoint(state.config), "parent_checkpoint": checkpoint(state.parent_config),
+            "checkpoint_id": (state.config or {}).get("configurable", {}).get("checkpoint_id"),
+            "parent_checkpoint_id": (state.parent_config or {}).get("configurable", {}).get("checkpoint_id"),
             "interrupts": jsonable(state.interrupts),
         }
 
@@ -288,7 +299,8 @@ class Service:
                 "assistant_id": row["assistant_id"], "status": row["status"],
                 "metadata": row["metadata"], "created_at": _iso(row["created_at"]),
                 "updated_at": _iso(row["updated_at"]),
-                "multitask_strategy": row["multitask_strategy"], "kwargs": row["kwargs"]}
+                "multitask_strategy": row["multitask_strategy"], "kwargs": row["kwargs"],
+                "langsmith_session_name": None}  # runs are not traced to LangSmith by this server
 
     @staticmethod
     def outcome(row: dict[str, Any] | None) -> Any:

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from typing import Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
-from fastapi.responses import StreamingResponse
+from fastapi.responses import JSONResponse, StreamingResponse
 
 from ..engine import RunRejected, RunReleased, ThreadNotFound
 from ..errors import dependency_failure
@@ -231,9 +231,17 @@ async def cancel_run(
 ) -> Response:
     await svc.threads.run(caller, thread_id, run_id)
     await svc.engine.cancel([run_id], action)
-    if wait:
-        await svc.engine.wait(run_id)
-    return Response(status_code=202)
+    if not wait:
+        return Response(status_code=202)
+    # as the Platform does: the run's outcome once it has stopped, as join answers it
+    try:
+        outcome = Service.outcome(await svc.engine.wait(run_id))
+        if outcome is None:  # stopped before it wrote any values
+            outcome = {}
+    except RunReleased:
+        raise HTTPException(503, "this replica is shutting down; join the run") from None
+    path = f"/threads/{thread_id}/runs/{run_id}"
+    return JSONResponse(outcome, headers={"Location": f"{path}/join", "Content-Location": path})
 
 
 @router.post("/runs/cancel", status_code=204)

@@ -29,7 +29,7 @@ async def create_thread(body: ThreadCreate, svc: Svc, caller: Caller) -> dict[st
     row = await svc.threads.create(
         caller, body.thread_id or str(uuid.uuid4()), body.metadata, body.if_exists
     )
-    return svc.thread_json(row)
+    return svc.thread_json(row, kind="written")
 
 
 @router.post("/threads/search")
@@ -69,13 +69,14 @@ async def update_thread(thread_id: str, body: ThreadUpdate, svc: Svc, caller: Ca
     row = await svc.threads.update(caller, thread_id, body.metadata)
     if request.headers.get("prefer", "").strip().lower() == "return=minimal":
         return Response(status_code=204)
-    return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")))
+    return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")),
+                           kind="written")
 
 
 @router.post("/threads/{thread_id}/copy")
 async def copy_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
     row = await svc.threads.copy(caller, thread_id, str(uuid.uuid4()))
-    return svc.thread_json(row, await svc.state(row["thread_id"], row["metadata"].get("graph_id")))
+    return svc.thread_json(row, kind="copied")
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
@@ -106,7 +107,9 @@ async def update_state(
         },
     )
     new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
-    return {"checkpoint": new_config["configurable"]}
+    written = new_config["configurable"]
+    return {"checkpoint": written, "configurable": written,
+            "checkpoint_id": written.get("checkpoint_id")}
 
 
 async def _history(svc: Service, caller: Scope, thread_id: str, query: HistoryQuery) -> list[dict]:
