@@ -31,8 +31,6 @@ UNSUPPORTED = {
        ("count", "create", "create_for_thread", "delete", "search", "update")},
     **{f"store.{m}": "the store API: not served yet (issue 22)" for m in
        ("delete_item", "get_item", "list_namespaces", "put_item", "search_items")},
-    **{f"assistants.{m}": "assistants are the graphs' system assistants, not data yet" for m in
-       ("count", "create", "delete", "get_versions", "set_latest", "update")},
     "threads.stream": "the v3 thread-centric streaming session is not served yet",
     "threads.join_stream": "the thread's event stream (/threads/{id}/stream) is not served yet",
 }

@@ -240,6 +240,13 @@ class Threads:
                     sql.Identifier(table)), (deleted,))
             return len(deleted)
 
+    async def of_assistant(self, scope: Scope, assistant_id: str) -> list[str]:
+        """The caller's threads that runs of `assistant_id` ran on."""
+        return [row["thread_id"] for row in await self._all(sql.SQL(
+            "SELECT t.thread_id FROM agent_threads t WHERE {} AND EXISTS (SELECT 1 FROM agent_runs r "
+            "WHERE r.thread_id = t.thread_id AND r.assistant_id = %(assistant_id)s)").format(
+                scope.condition()), scope.params(assistant_id=assistant_id))]
+
     async def runs(self, scope: Scope, thread_id: str, status: str | None, limit: int,
                    offset: int) -> list[dict[str, Any]]:
         rows = await self._all(sql.SQL(
@@ -289,3 +296,137 @@ class Threads:
             "AND (%(status)s::text IS NULL OR r.status = %(status)s)").format(scope.condition()),
             scope.params(thread_id=thread_id, run_ids=run_ids, status=status))
         return [row["run_id"] for row in rows]
+
+
+ASSISTANT_COLUMNS = ("assistant_id", "graph_id", "name", "description", "config", "context",
+                     "metadata", "version", "created_at", "updated_at")
+_ASSISTANT_SORTABLE = ("assistant_id", "graph_id", "name", "created_at", "updated_at")
+
+
+class Assistants:
+    """Assistants created through the API (versioned configurations of a graph), as the data layer
+    serves them: every statement scoped to the caller, as threads are. The graphs' system
+    assistants are not rows: the service answers them from langgraph.json."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def _one(self, query: sql.Composable, params: dict[str, Any]) -> dict[str, Any] | None:
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(query, params)).fetchone()
+
+    async def get(self, scope: Scope, assistant_id: str) -> dict[str, Any] | None:
+        return await self._one(sql.SQL(
+            "SELECT a.* FROM agent_assistants a WHERE a.assistant_id = %(id)s AND {}").format(
+                scope.condition("a")), scope.params(id=assistant_id))
+
+    async def create(self, scope: Scope, assistant: dict[str, Any], if_exists: str) -> dict[str, Any]:
+        """The new assistant (version 1); with if_exists=do_nothing the caller's existing one; 409
+        when the id is taken."""
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(
+                "INSERT INTO agent_assistants (assistant_id, owner, graph_id, name, description, "
+                "config, context, metadata) VALUES (%(assistant_id)s, %(owner)s, %(graph_id)s, "
+                "%(name)s, %(description)s, %(config)s, %(context)s, %(metadata)s) "
+                "ON CONFLICT (assistant_id) DO NOTHING RETURNING *",
+                _jsonb({**assistant, "owner": scope.owner}))).fetchone()
+            if row is not None:
+                await conn.execute(
+                    "INSERT INTO agent_assistant_versions (assistant_id, version, graph_id, name, "
+                    "description, config, context, metadata, created_at) SELECT assistant_id, "
+                    "version, graph_id, name, description, config, context, metadata, created_at "
+                    "FROM agent_assistants WHERE assistant_id = %s", (row["assistant_id"],))
+                return row
+        existing = await self.get(scope, assistant["assistant_id"])
+        if if_exists == "do_nothing" and existing is not None:
+            return existing
+        raise HTTPException(409, f"assistant {assistant['assistant_id']} already exists")
+
+    async def update(self, scope: Scope, assistant_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """A new version with `changes` (metadata merged, the rest replaced), made the latest."""
+        fields = {k: v for k, v in changes.items() if v is not None}
+        async with self.pool.connection() as conn, conn.transaction():
+            current = await (await conn.execute(sql.SQL(
+                "SELECT a.* FROM agent_assistants a WHERE a.assistant_id = %(id)s AND {} "
+                "FOR UPDATE").format(scope.condition("a")), scope.params(id=assistant_id))).fetchone()
+            if current is None:
+                raise assistant_not_found(assistant_id)
+            top = await (await conn.execute(
+                "SELECT max(version) AS v FROM agent_assistant_versions WHERE assistant_id = %s",
+                (assistant_id,))).fetchone()
+            merged = {**current, **fields, "version": (top["v"] or 0) + 1,
+                      "metadata": {**current["metadata"], **(fields.get("metadata") or {})}}
+            await conn.execute(
+                "INSERT INTO agent_assistant_versions (assistant_id, version, graph_id, name, "
+                "description, config, context, metadata) VALUES (%(assistant_id)s, %(version)s, "
+                "%(graph_id)s, %(name)s, %(description)s, %(config)s, %(context)s, %(metadata)s)",
+                _jsonb(merged))
+            return await (await conn.execute(
+                "UPDATE agent_assistants SET version = %(version)s, graph_id = %(graph_id)s, "
+                "name = %(name)s, description = %(description)s, config = %(config)s, "
+                "context = %(context)s, metadata = %(metadata)s, updated_at = now() "
+                "WHERE assistant_id = %(assistant_id)s RETURNING *", _jsonb(merged))).fetchone()
+
+    async def set_latest(self, scope: Scope, assistant_id: str, version: int) -> dict[str, Any]:
+        async with self.pool.connection() as conn, conn.transaction():
+            row = await (await conn.execute(sql.SQL(
+                "UPDATE agent_assistants a SET version = v.version, graph_id = v.graph_id, "
+                "name = v.name, description = v.description, config = v.config, "
+                "context = v.context, metadata = v.metadata, updated_at = now() "
+                "FROM agent_assistant_versions v WHERE a.assistant_id = %(id)s AND {} "
+                "AND v.assistant_id = a.assistant_id AND v.version = %(version)s RETURNING a.*").format(
+                    scope.condition("a")), scope.params(id=assistant_id, version=version))).fetchone()
+        if row is None:
+            raise HTTPException(404, f"assistant {assistant_id} has no version {version}")
+        return row
+
+    async def delete(self, scope: Scope, assistant_id: str) -> None:
+        row = await self._one(sql.SQL(
+            "DELETE FROM agent_assistants a WHERE a.assistant_id = %(id)s AND {} "
+            "RETURNING a.assistant_id").format(scope.condition("a")), scope.params(id=assistant_id))
+        if row is None:
+            raise assistant_not_found(assistant_id)
+
+    def _filter(self, scope: Scope, graph_id: str | None, name: str | None,
+                metadata: dict[str, Any]) -> tuple[sql.Composable, dict[str, Any]]:
+        return (sql.SQL("{} AND (%(graph_id)s::text IS NULL OR a.graph_id = %(graph_id)s) "
+                        "AND (%(name)s::text IS NULL OR a.name = %(name)s) "
+                        "AND a.metadata @> %(metadata)s").format(scope.condition("a")),
+                scope.params(graph_id=graph_id, name=name, metadata=Jsonb(metadata)))
+
+    async def search(self, scope: Scope, *, graph_id: str | None, name: str | None,
+                     metadata: dict[str, Any], sort_by: str, descending: bool,
+                     limit: int) -> list[dict[str, Any]]:
+        if sort_by not in _ASSISTANT_SORTABLE:
+            raise ValueError(sort_by)
+        where, params = self._filter(scope, graph_id, name, metadata)
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(sql.SQL(
+                "SELECT a.* FROM agent_assistants a WHERE {} ORDER BY {} {} LIMIT %(limit)s").format(
+                    where, sql.Identifier("a", sort_by), sql.SQL("DESC" if descending else "ASC")),
+                {**params, "limit": limit})).fetchall()
+
+    async def count(self, scope: Scope, *, graph_id: str | None, name: str | None,
+                    metadata: dict[str, Any]) -> int:
+        where, params = self._filter(scope, graph_id, name, metadata)
+        row = await self._one(sql.SQL("SELECT count(*) AS n FROM agent_assistants a WHERE {}").format(
+            where), params)
+        return int(row["n"]) if row else 0
+
+    async def versions(self, scope: Scope, assistant_id: str, metadata: dict[str, Any],
+                       limit: int, offset: int) -> list[dict[str, Any]]:
+        if await self.get(scope, assistant_id) is None:
+            raise assistant_not_found(assistant_id)
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(
+                "SELECT * FROM agent_assistant_versions WHERE assistant_id = %s AND metadata @> %s "
+                "ORDER BY version DESC LIMIT %s OFFSET %s",
+                (assistant_id, Jsonb(metadata), limit, offset))).fetchall()
+
+
+def assistant_not_found(assistant_id: str) -> HTTPException:
+    return HTTPException(404, f"assistant {assistant_id} not found")
+
+
+def _jsonb(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if k in ("config", "context", "metadata") else v for k, v in values.items()}

@@ -104,6 +104,44 @@ class AssistantSearch(_Body):
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
     sort_by: Literal["assistant_id", "graph_id", "name", "created_at", "updated_at"] | None = None
     sort_order: Literal["asc", "desc"] | None = None
+    select: list[Literal["assistant_id", "graph_id", "name", "description", "config", "context",
+                         "metadata", "version", "created_at", "updated_at"]] | None = None
+
+
+class AssistantCreate(_Body):
+    graph_id: str = Field(max_length=256)
+    assistant_id: str | None = Field(None, max_length=128)
+    config: dict[str, Any] = {}
+    context: dict[str, Any] = {}
+    metadata: dict[str, Any] = {}
+    if_exists: Literal["raise", "do_nothing"] = "raise"
+    name: str | None = Field(None, max_length=1024)
+    description: str | None = Field(None, max_length=10_000)
+
+
+class AssistantUpdate(_Body):
+    graph_id: str | None = Field(None, max_length=256)
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    name: str | None = Field(None, max_length=1024)
+    description: str | None = Field(None, max_length=10_000)
+
+
+class AssistantCount(_Body):
+    graph_id: str | None = None
+    name: str | None = None
+    metadata: dict[str, Any] = {}
+
+
+class AssistantVersions(_Body):
+    metadata: dict[str, Any] = {}
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+
+class AssistantLatest(_Body):
+    version: int = Field(ge=1)
 
 
 class CommandBody(_Body):

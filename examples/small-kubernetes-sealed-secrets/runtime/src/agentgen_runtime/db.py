@@ -147,7 +147,8 @@ async def connect(settings: Settings) -> AsyncConnection:
         **CONNECTION_KWARGS)
 
 
-# Threads and background runs of the API; checkpoints live in the checkpointer's own tables.
+# Threads, background runs and created assistants (with their versions) of the API; checkpoints
+# live in the checkpointer's own tables.
 API_SCHEMA = """
 CREATE TABLE IF NOT EXISTS agent_threads (
     thread_id text PRIMARY KEY,
@@ -168,6 +169,32 @@ CREATE TABLE IF NOT EXISTS agent_runs (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS agent_runs_thread ON agent_runs (thread_id, created_at DESC);
+CREATE TABLE IF NOT EXISTS agent_assistants (
+    assistant_id text PRIMARY KEY,
+    owner text NOT NULL,
+    graph_id text NOT NULL,
+    version integer NOT NULL DEFAULT 1,
+    name text NOT NULL,
+    description text,
+    config jsonb NOT NULL DEFAULT '{}',
+    context jsonb NOT NULL DEFAULT '{}',
+    metadata jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS agent_assistants_owner ON agent_assistants (owner, created_at DESC);
+CREATE TABLE IF NOT EXISTS agent_assistant_versions (
+    assistant_id text NOT NULL REFERENCES agent_assistants ON DELETE CASCADE,
+    version integer NOT NULL,
+    graph_id text NOT NULL,
+    name text NOT NULL,
+    description text,
+    config jsonb NOT NULL DEFAULT '{}',
+    context jsonb NOT NULL DEFAULT '{}',
+    metadata jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (assistant_id, version)
+);
 """
 
 

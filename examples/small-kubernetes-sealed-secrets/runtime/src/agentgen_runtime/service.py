@@ -25,7 +25,7 @@ from .graphs import Graph
 from .models import RunCreate
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
-from .ownership import Threads, checkpoint_config
+from .ownership import Assistants, Scope, Threads, assistant_not_found, checkpoint_config
 from .settings import Settings
 
 
@@ -69,13 +69,44 @@ class Service:
                           for gid, g in graphs.items()}
         self.engine: Engine = Engine(settings, pool, self.execute_row, self.rollback_run)
         self.threads = Threads(pool)
+        self.assistants = Assistants(pool)
 
     # --- assistants -------------------------------------------------------------------------
-    def graph_for(self, assistant_id: str) -> Graph:
+    def system_graph(self, assistant_id: str) -> Graph | None:
+        """The graph whose system assistant `assistant_id` is (its id, or the graph's id)."""
         for graph in self.graphs.values():
             if assistant_id in (graph.assistant_id, graph.graph_id):
                 return graph
-        raise HTTPException(404, f"assistant {assistant_id!r} not found")
+        return None
+
+    def refuse_system(self, assistant_id: str) -> None:
+        if self.system_graph(assistant_id) is not None:
+            raise HTTPException(409, f"assistant {assistant_id} is the system assistant of a graph of "
+                                     "langgraph.json: it changes with langgraph.json (create an "
+                                     "assistant from the graph to configure it)")
+
+    async def assistant(self, scope: Scope, assistant_id: str) -> tuple[Graph, dict[str, Any]]:
+        """The graph an assistant runs and the assistant (a system one, or the caller's own)."""
+        graph = self.system_graph(assistant_id)
+        if graph is not None:
+            return graph, self.assistant_json_of(graph)
+        row = await self.assistants.get(scope, assistant_id)
+        if row is None:
+            raise assistant_not_found(assistant_id)
+        if row["graph_id"] not in self.graphs:
+            raise HTTPException(404, f"assistant {assistant_id}: its graph {row['graph_id']!r} is no "
+                                     "longer in langgraph.json")
+        return self.graphs[row["graph_id"]], self.assistant_json(row)
+
+    @staticmethod
+    def assistant_json(row: dict[str, Any], version: bool = False) -> dict[str, Any]:
+        """A created assistant (or one of its versions) as the Platform answers it."""
+        answer = {key: row[key] for key in ("assistant_id", "graph_id", "name", "description",
+                                            "config", "context", "metadata", "version")}
+        answer["created_at"] = _iso(row["created_at"])
+        if not version:
+            answer["updated_at"] = _iso(row["updated_at"])
+        return answer
 
     async def runnable(self, graph_id: str, config: dict[str, Any], stateful: bool) -> Any:
         """The graph a run executes: bound to the checkpointer when the run has a thread; a factory
@@ -88,7 +119,7 @@ class Service:
         return await graph.stateless(config, self.store)
 
     @staticmethod
-    def assistant(graph: Graph) -> dict[str, Any]:
+    def assistant_json_of(graph: Graph) -> dict[str, Any]:
         return {"assistant_id": graph.assistant_id, "graph_id": graph.graph_id, "name": graph.graph_id,
                 "description": graph.description, "config": {}, "context": {},
                 "metadata": {"created_by": "system"},

@@ -27,20 +27,37 @@ MAX_BATCH = 100
 router = APIRouter(tags=["runs"])
 
 
+def with_assistant(body: RunCreate, assistant: dict[str, Any]) -> RunCreate:
+    """The run as its assistant configures it (recorded with the run, so any replica runs it
+    alike): the assistant's config under the run's (`configurable` merged key by key), and its
+    context under the run's."""
+    config, context = assistant.get("config") or {}, assistant.get("context") or {}
+    if not config and not context:
+        return body
+    merged = {**config, **body.config,
+              "configurable": {**(config.get("configurable") or {}),
+                               **(body.config.get("configurable") or {})}}
+    update: dict[str, Any] = {"config": merged}
+    if context:
+        update["context"] = {**context, **(body.context or {})}
+    return body.model_copy(update=update)
+
+
 async def _create(
     svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, record_events: bool
 ) -> dict[str, Any]:
     """Create the run (a row, claimed here when this process has capacity) on the caller's thread
     (created first with if_not_exists=create), or stateless."""
-    graph = svc.graph_for(body.assistant_id)
+    graph, assistant = await svc.assistant(caller, body.assistant_id)
     if thread_id is None and body.command is not None:
         raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
+    body = with_assistant(body, assistant)
     try:
         return await svc.engine.create(
             run_id=str(uuid.uuid4()),
             thread_id=thread_id,
             graph_id=graph.graph_id,
-            assistant_id=graph.assistant_id,
+            assistant_id=assistant["assistant_id"],
             kwargs=body.model_dump(mode="json", exclude_none=True),
             metadata=body.metadata,
             strategy=body.multitask_strategy,

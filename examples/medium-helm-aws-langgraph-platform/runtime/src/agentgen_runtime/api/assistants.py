@@ -1,36 +1,116 @@
-"""Assistants: one per graph of langgraph.json (the Platform's system assistants, same ids)."""
+"""Assistants: the graphs' system assistants (one per graph of langgraph.json, the Platform's ids)
+and assistants created through the API (versioned configurations of a graph, the caller's own)."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from fastapi import APIRouter, HTTPException
+from fastapi import APIRouter, HTTPException, Response
 
-from ..models import AssistantSearch
+from ..models import (
+    AssistantCount,
+    AssistantCreate,
+    AssistantLatest,
+    AssistantSearch,
+    AssistantUpdate,
+    AssistantVersions,
+)
 from ..service import Service
-from .deps import Svc
+from .deps import Caller, Svc
 
 router = APIRouter(tags=["assistants"])
 
 
+@router.post("/assistants")
+async def create_assistant(body: AssistantCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    if body.graph_id not in svc.graphs:
+        raise HTTPException(404, f"graph {body.graph_id!r} not found (langgraph.json graphs: "
+                                 f"{', '.join(sorted(svc.graphs))})")
+    assistant_id = body.assistant_id or str(uuid.uuid4())
+    if svc.system_graph(assistant_id) is not None:
+        raise HTTPException(409, f"assistant {assistant_id} already exists (a graph's system assistant)")
+    row = await svc.assistants.create(caller, {
+        "assistant_id": assistant_id, "graph_id": body.graph_id, "name": body.name or "Untitled",
+        "description": body.description, "config": body.config, "context": body.context,
+        "metadata": body.metadata}, body.if_exists)
+    return Service.assistant_json(row)
+
+
 @router.post("/assistants/search")
-async def search_assistants(body: AssistantSearch, svc: Svc) -> list[dict[str, Any]]:
-    graphs = [
-        g
-        for g in svc.graphs.values()
-        if body.graph_id in (None, g.graph_id) and body.name in (None, g.graph_id)
-    ]
-    return [Service.assistant(g) for g in graphs[body.offset : body.offset + body.limit]]
+async def search_assistants(body: AssistantSearch, svc: Svc, caller: Caller) -> list[dict[str, Any]]:
+    sort_by = body.sort_by or "created_at"
+    descending = (body.sort_order or "desc") == "desc"
+    stored = await svc.assistants.search(caller, graph_id=body.graph_id, name=body.name,
+                                         metadata=body.metadata, sort_by=sort_by,
+                                         descending=descending, limit=body.offset + body.limit)
+    found = [Service.assistant_json(row) for row in stored] + [
+        a for a in (Service.assistant_json_of(g) for g in svc.graphs.values())
+        if body.graph_id in (None, a["graph_id"]) and body.name in (None, a["name"])
+        and body.metadata.items() <= a["metadata"].items()]
+    found.sort(key=lambda a: str(a[sort_by] or ""), reverse=descending)
+    page = found[body.offset:body.offset + body.limit]
+    if body.select:
+        page = [{key: a[key] for key in body.select} for a in page]
+    return page
+
+
+@router.post("/assistants/count")
+async def count_assistants(body: AssistantCount, svc: Svc, caller: Caller) -> int:
+    system = sum(1 for a in (Service.assistant_json_of(g) for g in svc.graphs.values())
+                 if body.graph_id in (None, a["graph_id"]) and body.name in (None, a["name"])
+                 and body.metadata.items() <= a["metadata"].items())
+    return system + await svc.assistants.count(caller, graph_id=body.graph_id, name=body.name,
+                                               metadata=body.metadata)
 
 
 @router.get("/assistants/{assistant_id}")
-async def get_assistant(assistant_id: str, svc: Svc) -> dict[str, Any]:
-    return Service.assistant(svc.graph_for(assistant_id))
+async def get_assistant(assistant_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return (await svc.assistant(caller, assistant_id))[1]
+
+
+@router.patch("/assistants/{assistant_id}")
+async def update_assistant(assistant_id: str, body: AssistantUpdate, svc: Svc,
+                           caller: Caller) -> dict[str, Any]:
+    svc.refuse_system(assistant_id)
+    if body.graph_id is not None and body.graph_id not in svc.graphs:
+        raise HTTPException(404, f"graph {body.graph_id!r} not found")
+    row = await svc.assistants.update(caller, assistant_id, body.model_dump(exclude_unset=True))
+    return Service.assistant_json(row)
+
+
+@router.delete("/assistants/{assistant_id}", status_code=204)
+async def delete_assistant(assistant_id: str, svc: Svc, caller: Caller,
+                           delete_threads: bool = False) -> Response:
+    svc.refuse_system(assistant_id)
+    await svc.assistants.delete(caller, assistant_id)
+    if delete_threads:  # the caller's threads this assistant ran on, with their checkpoints
+        await svc.threads.prune(caller, await svc.threads.of_assistant(caller, assistant_id), False)
+    return Response(status_code=204)
+
+
+@router.post("/assistants/{assistant_id}/versions")
+async def assistant_versions(assistant_id: str, body: AssistantVersions, svc: Svc,
+                             caller: Caller) -> list[dict[str, Any]]:
+    graph = svc.system_graph(assistant_id)
+    if graph is not None:
+        system = Service.assistant_json_of(graph)
+        system.pop("updated_at")
+        return [system][body.offset:body.offset + body.limit]
+    rows = await svc.assistants.versions(caller, assistant_id, body.metadata, body.limit, body.offset)
+    return [Service.assistant_json(row, version=True) for row in rows]
+
+
+@router.post("/assistants/{assistant_id}/latest")
+async def set_latest_version(assistant_id: str, body: AssistantLatest, svc: Svc,
+                             caller: Caller) -> dict[str, Any]:
+    svc.refuse_system(assistant_id)
+    return Service.assistant_json(await svc.assistants.set_latest(caller, assistant_id, body.version))
 
 
 @router.get("/assistants/{assistant_id}/schemas")
-async def get_schemas(assistant_id: str, svc: Svc) -> dict[str, Any]:
-    return svc.graph_for(assistant_id).schemas()
+async def get_schemas(assistant_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return (await svc.assistant(caller, assistant_id))[0].schemas()
 
 
 def _xray(value: str) -> bool | int:
@@ -44,16 +124,16 @@ def _xray(value: str) -> bool | int:
 
 
 @router.get("/assistants/{assistant_id}/graph")
-async def get_graph(assistant_id: str, svc: Svc, xray: str = "false") -> dict[str, Any]:
-    return svc.graph_for(assistant_id).drawing(_xray(xray))
+async def get_graph(assistant_id: str, svc: Svc, caller: Caller, xray: str = "false") -> dict[str, Any]:
+    return (await svc.assistant(caller, assistant_id))[0].drawing(_xray(xray))
 
 
 @router.get("/assistants/{assistant_id}/subgraphs")
-async def get_subgraphs(assistant_id: str, svc: Svc, recurse: bool = False) -> dict[str, Any]:
-    return svc.graph_for(assistant_id).subgraphs(None, recurse)
+async def get_subgraphs(assistant_id: str, svc: Svc, caller: Caller, recurse: bool = False) -> dict[str, Any]:
+    return (await svc.assistant(caller, assistant_id))[0].subgraphs(None, recurse)
 
 
 @router.get("/assistants/{assistant_id}/subgraphs/{namespace}")
-async def get_subgraphs_in(assistant_id: str, namespace: str, svc: Svc,
+async def get_subgraphs_in(assistant_id: str, namespace: str, svc: Svc, caller: Caller,
                            recurse: bool = False) -> dict[str, Any]:
-    return svc.graph_for(assistant_id).subgraphs(namespace, recurse)
+    return (await svc.assistant(caller, assistant_id))[0].subgraphs(namespace, recurse)

@@ -19,10 +19,10 @@ def _version(distribution: str) -> str | None:
 
 @router.get("/info")
 async def info() -> dict[str, Any]:
-    # flags say what a client may offer: assistants as data (create, versions) and crons are not
-    # served by this runtime yet, so Studio does not offer them.
+    # flags say what a client may offer: crons are not served by this runtime yet, so Studio
+    # does not offer them; assistants are data (create, versions, latest).
     return {"version": _version("agentgen-runtime"), "langgraph_py_version": _version("langgraph"),
-            "flags": {"assistants": False, "crons": False, "langsmith": False,
+            "flags": {"assistants": True, "crons": False, "langsmith": False,
                       "langsmith_tracing_replicas": False},
             "host": {"kind": "self-hosted", "project_id": None, "host_revision_id": None,
                      "revision_id": None, "tenant_id": None}}
