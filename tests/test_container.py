@@ -129,6 +129,7 @@ def test_generated_deployment_runs_under_podman_kube_play(render, containers, po
 @pytest.mark.parametrize(("fixture", "graph", "reply"), [
     ("env-file", "greeter", "Bonjour hi"),  # greeter.env reaches the image
     ("dated-lock", "researcher", "summary of hi"),  # its uv.lock's versions; keys it reads at import
+    ("poetry-app", "triage", "question: hi"),  # a Poetry 2 package and its poetry.lock
 ])
 def test_an_adopted_project_builds_and_serves(containers, postgres, tmp_path, fixture, graph, reply):
     """`agentgen init` on a user's project (hatchling package, module graph; an env file, or an

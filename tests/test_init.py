@@ -34,7 +34,13 @@ REPLIES = {
     # dev group), an embeddings client created at import, Tavily, a write-all workflow, a prompt
     # with {{ }}, a .gitignore without .venv
     "dated-lock": {"researcher": "summary of hi"},
+    # Poetry 2 (PEP 621 metadata, a package, a dev group, a private-index source), its poetry.lock
+    # as `poetry lock` wrote it: newer langgraph and langchain-core than the runtime's tested pins
+    "poetry-app": {"triage": "question: hi"},
 }
+# What a fixture's lock pins, as installed (older and newer than the runtime's tested pins).
+LOCKED = {"dated-lock": {"langgraph": "0.6.8", "langgraph-checkpoint": "2.1.1", "langchain-core": "0.3.76"},
+          "poetry-app": {"langgraph": "1.2.24", "langchain-core": "1.8.3"}}
 # The keys a fixture's graphs need at import (its agent secrets, given to the server as files).
 KEYS = {"dated-lock": {"openai_api_key": "sk-test", "tavily_api_key": "tvly-test"}}
 
@@ -339,12 +345,13 @@ def test_make_install_then_the_entrypoint_serves_every_graph(tmp_path, postgres,
     keys = KEYS.get(name, {})
     for key in keys:
         monkeypatch.delenv(key.upper(), raising=False)
-    if name == "dated-lock":  # the lock's versions hold (the runtime's tested ones differ)
-        versions = subprocess.run(
-            [str(project / ".venv" / "bin" / "python"), "-c", "import importlib.metadata as m; "
-             "print(*(m.version(p) for p in ('langgraph', 'langgraph-checkpoint', 'langchain-core')))"],
-            capture_output=True, text=True, check=True).stdout.split()
-        assert versions == ["0.6.8", "2.1.1", "0.3.76"], versions
+    if name in LOCKED:  # the lock's versions hold (the runtime's tested ones differ); no dev group
+        versions = json.loads(subprocess.run(
+            [str(project / ".venv" / "bin" / "python"), "-c", "import importlib.metadata as m, json; "
+             "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))"],
+            capture_output=True, text=True, check=True).stdout)
+        assert {p: versions.get(p) for p in LOCKED[name]} == LOCKED[name], versions
+        assert "mypy" not in versions and "langgraph-cli" not in versions
     if keys:  # a graph that needs a key at import fails validate and doctor, one line each
         validated = invoke("validate", str(project), "--import")
         assert validated.exit_code == 1 and "OpenAIError" in validated.output, validated.output
