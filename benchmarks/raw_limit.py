@@ -1,6 +1,7 @@
 """The raw limit the service is compared with: the generated project's graph `ainvoke`d in-process
 with AsyncPostgresSaver on a connection pool (no HTTP, no run rows), by the same number of
-concurrent clients holding conversations of `--turns` runs per thread, durability `exit`.
+concurrent clients holding conversations of `--turns` runs per thread, at the service's durability
+(`--durability`, async by default as the service's).
 Prints the load generator's JSON (throughput, percentiles) so that benchmarks/service.py can put
 it beside the servers. Run with the project's Python, from the project directory:
 
@@ -46,7 +47,7 @@ async def main(args: argparse.Namespace) -> dict:
                     thread, turns = str(uuid.uuid4()), 0
                 turns += 1
                 start = time.perf_counter()
-                await graph.ainvoke(body, {"configurable": {"thread_id": thread}}, durability="exit")
+                await graph.ainvoke(body, {"configurable": {"thread_id": thread}}, durability=args.durability)
                 sink.append(time.perf_counter() - start)
 
         await asyncio.gather(*(client([args.warmup], []) for _ in range(min(args.concurrency, 4))))
@@ -67,4 +68,5 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--durability", choices=("async", "sync", "exit"), default="async")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

@@ -9,6 +9,7 @@ service's own metrics) and idle RSS, with ratios, and checks that every finished
 PostgreSQL (every acknowledged run durable).
 
 Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1] [--no-aegra]
+     [--durability async]  (the service's and the raw limit's; langgraph dev runs with async)
 (needs the test extras and PostgreSQL server binaries: ./scripts/setup.sh --test)
 """
 
@@ -108,6 +109,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
     parser.add_argument("--no-aegra", dest="aegra", action="store_false",
                         help="skip Aegra (it is installed from PyPI into a virtualenv of its own)")
+    parser.add_argument("--durability", choices=("async", "sync", "exit"), default="async",
+                        help="CHECKPOINT_DURABILITY of the service and of the raw limit")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agentgen-svc-bench-"))
     project = work / "bench"
@@ -120,7 +123,7 @@ def main() -> None:
         url = pg.create_database("bench")
         port, metrics_port = free_port(), free_port()
         env = {"DATABASE_URL": url, "PORT": str(port), "METRICS_PORT": str(metrics_port),
-               "WORKERS": str(args.workers),
+               "WORKERS": str(args.workers), "CHECKPOINT_DURABILITY": args.durability,
                "API_KEYS": "bench-key", "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none"),
                "RATE_LIMIT_PER_MINUTE": "1000000", "DB_POOL_SIZE": "20", "DB_POOL_OVERFLOW": "10"}
         base = f"http://127.0.0.1:{port}"
@@ -166,7 +169,8 @@ def main() -> None:
         results["raw limit"] = {"idle_rss_mb": None}
         for name, concurrency, count in (("c1", 1, c1_requests), ("c16", 16, args.requests)):
             out = subprocess.run([python, str(ROOT / "benchmarks" / "raw_limit.py"), "--url", url,
-                                  "--requests", str(count), "--concurrency", str(concurrency)],
+                                  "--requests", str(count), "--concurrency", str(concurrency),
+                                  "--durability", args.durability],
                                  cwd=project, capture_output=True, text=True, check=True)
             results["raw limit"][name] = json.loads(out.stdout)
         if args.aegra:
@@ -177,7 +181,7 @@ def main() -> None:
                 print(f"aegra could not be measured: {str(exc)[-600:]}", file=sys.stderr)
 
     peers = [p for p in ("langgraph dev", "aegra", "raw limit") if p in results]
-    print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability exit, durable run "
+    print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability {args.durability}, durable run "
           f"engine); peers: {', '.join(peers)}\n")
     print(f"{'':26}{'service':>10}" + "".join(f"{p:>16}" for p in peers))
     rows = [("throughput c16 (req/s)", "c16", "throughput_rps"), ("p50 c16 (ms)", "c16", "p50_ms"),

@@ -95,8 +95,10 @@ def test_sdk_end_to_end(project, database):
             state = await client.threads.get_state(tid)
             assert [m["content"] for m in state["values"]["messages"]] == [
                 "hello", "Echo: hello", "stream me", "Echo: stream me"]
-            # durability "exit" (the default) keeps one checkpoint per finished run
-            assert len(await client.threads.get_history(tid, limit=20)) == 2
+            # durability "async" (the default, as on the Platform): every step of both runs
+            # (the input, the agent's answer, the end), as Studio shows them
+            history = await client.threads.get_history(tid, limit=20)
+            assert [h["metadata"]["source"] for h in history] == ["loop", "loop", "input"] * 2
             assert (await client.threads.search(metadata={"user": "u1"}))[0]["thread_id"] == tid
 
             run = await client.runs.create(tid, "agent", input={"messages": [
@@ -178,7 +180,7 @@ def test_protective_status_codes(project, database):
         status, body, _ = call(base, "/runs/wait", {"assistant_id": "agent", "input": "not a dict"})
         assert status == 422 and "body.input" in body["message"] and body["request_id"]
         assert call(base, "/runs/wait", {"input": HELLO})[0] == 422
-        assert call(base, "/runs/wait", {"assistant_id": "agent", "stream_mode": "debug"})[0] == 422
+        assert call(base, "/runs/wait", {"assistant_id": "agent", "stream_mode": "trace"})[0] == 422
         assert call(base, "/assistants/nope")[0] == 404
         codes = [call(base, "/threads", {}, key="key-limited")[0] for _ in range(7)]
         assert codes[:5] == [200] * 5 and codes[5:] == [429, 429]

@@ -32,7 +32,6 @@ UNSUPPORTED = {
     **{f"store.{m}": "the store API: not served yet (issue 22)" for m in
        ("delete_item", "get_item", "list_namespaces", "put_item", "search_items")},
     "threads.stream": "the v3 thread-centric streaming session is not served yet",
-    "threads.join_stream": "the thread's event stream (/threads/{id}/stream) is not served yet",
 }
 QUESTION = {"question": "rain?"}
 SLOW = {"text": "x", "seconds": 2}

@@ -1,12 +1,15 @@
 """LangGraph Studio's contract, side by side with `langgraph dev` on the same graph (one with a
 subgraph): what Studio reads before it draws anything (`/info`, the graph with and without xray,
-subgraphs, schemas) answers with the same shape, and the same drawing."""
+subgraphs, schemas) answers with the same shape, and the same drawing; every stream mode with
+`stream_subgraphs` sends the same events (a chat model's tokens and a custom event from inside the
+subgraph included); a 3-step run leaves the same history (one state per step)."""
 
 from __future__ import annotations
 
 import asyncio
 import http.client
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,6 +20,36 @@ from .helpers import AGENTS, runtime_server, side_venv
 
 pytestmark = pytest.mark.slow
 STUDIO = AGENTS / "studio"
+MODES = ("values", "updates", "messages", "messages-tuple", "custom", "events", "debug", "tasks",
+         "checkpoints")
+
+
+def _names(mode: str, parts: list) -> list:
+    """What is compared of a stream: its event names in order (for `events`, the callback events
+    by kind and name, in order)."""
+    if mode == "events":
+        return [(p.event, p.data["event"], p.data.get("name")) if p.event == "events" else p.event
+                for p in parts]
+    return [re.sub(r":[^|]*", "", p.event) for p in parts]  # a namespace without its task id
+
+
+async def streams(client, assistant: str) -> dict:
+    out = {}
+    for mode in MODES:
+        thread = (await client.threads.create())["thread_id"]
+        parts = [part async for part in client.runs.stream(
+            thread, assistant, input={"text": "t"}, stream_mode=mode, stream_subgraphs=True)]
+        out[mode] = _names(mode, parts)
+        last = parts[-1].data if mode in ("values", "custom") else None
+        if isinstance(last, dict) and "messages" in last:  # ids differ from server to server
+            last = {**last, "messages": [(m["type"], m["content"]) for m in last["messages"]]}
+        out[f"{mode}:last"] = last
+    thread = (await client.threads.create())["thread_id"]
+    await client.runs.wait(thread, assistant, input={"text": "t"})
+    history = await client.threads.get_history(thread)
+    out["history"] = [(h["next"], h["metadata"]["step"], h["metadata"]["source"],
+                       sorted(h["values"])) for h in history]
+    return out
 
 
 async def contract(base: str, api_key: str | None) -> dict:
@@ -33,6 +66,7 @@ async def contract(base: str, api_key: str | None) -> dict:
         "recursive": await client.assistants.get_subgraphs(assistant, recurse=True),
         "editor": await client.assistants.get_subgraphs(assistant, namespace="editor"),
         "schemas": await client.assistants.get_schemas(assistant),
+        "streams": await streams(client, assistant),
     }
 
 
@@ -90,3 +124,9 @@ def test_studio_reads_the_same_graph_as_from_langgraph_dev(database):
         assert set(ours[listing]) == set(theirs[listing]) == {"editor"}, listing
         assert set(ours[listing]["editor"]) == set(theirs[listing]["editor"]), listing
     assert set(ours["schemas"]) == set(theirs["schemas"])
+    for mode in MODES:  # Studio's stream modes, from inside the subgraph too
+        assert ours["streams"][mode] == theirs["streams"][mode], mode
+        assert ours["streams"][f"{mode}:last"] == theirs["streams"][f"{mode}:last"], mode
+    assert ours["streams"]["messages-tuple"].count("messages|editor") >= 3  # the subgraph's tokens
+    assert ours["streams"]["history"] == theirs["streams"]["history"]
+    assert len(ours["streams"]["history"]) == 5  # input, draft, editor, review, the end

@@ -1,11 +1,17 @@
 """Threads as the SDK manages them beyond create/get/delete: update (metadata merged), count,
 copy (a thread of one's own with the same state and history, diverging afterwards), prune (delete,
-or keep only the latest state). Each side by side with what the thread held before."""
+or keep only the latest state), each side by side with what the thread held before; the thread
+stream (every run's events and the state updates, across processes, after Last-Event-ID) and
+strict resumes."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import uuid
+from collections.abc import Callable
 
+import httpx
 import pytest
 from langgraph_sdk import get_client
 
@@ -71,3 +77,102 @@ def test_update_count_copy_and_prune(database):
         assert status == 422 and "status" in body["message"], body
         status, body, _ = server.call("POST", "/threads/prune", {"thread_ids": [], "strategy": "x"})
         assert status == 422 and "strategy" in body["message"], body
+
+
+async def _collect(stream, parts: list, done: Callable[[list], bool], seconds: float) -> None:
+    """Read a thread stream (which stays open) into `parts` until `done(parts)` or `seconds`."""
+    async def read() -> None:
+        async for part in await stream:
+            parts.append(part)
+            if done(parts):
+                return
+
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(read(), seconds)
+
+
+def _runs_done(count: int) -> Callable[[list], bool]:
+    return lambda parts: sum(p.event == "metadata" and p.data.get("status") == "run_done"
+                             for p in parts) >= count
+
+
+async def thread_stream(one: str, two: str) -> None:
+    """A thread stream joined on one process follows the runs another process executes, and the
+    state updates made through it; resumes after Last-Event-ID; is the caller's thread only."""
+    a, b = get_client(url=one, api_key="key-one"), get_client(url=two, api_key="key-one")
+    tid = (await a.threads.create())["thread_id"]
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # another key's thread: not found
+        async for _ in await get_client(url=one, api_key="key-two").threads.join_stream(tid):
+            pass
+    assert refused.value.response.status_code == 404
+
+    parts: list = []
+    follower = asyncio.create_task(_collect(
+        a.threads.join_stream(tid, stream_mode=["run_modes", "state_update"]), parts,
+        lambda p: _runs_done(2)(p) and any(x.event == "state_update" for x in p), 30))
+    await asyncio.sleep(1)
+    created = await b.runs.create(tid, "slow", input={"text": "one", "seconds": 0.3})
+    await b.runs.join(tid, created["run_id"])
+    await b.runs.wait(tid, "slow", input={"text": "two"})  # a run that records no events
+    await b.threads.update_state(tid, {"text": "edited"})
+    await follower
+    names = [p.event for p in parts]
+    assert parts[0].event == "metadata" and parts[0].data == {"run_id": created["run_id"], "attempt": 1}
+    assert "values" in names
+    done = [p.data["run_id"] for p in parts if p.data.get("status") == "run_done"]
+    assert done[0] == created["run_id"] and len(done) == 2 and done[1] != created["run_id"]
+    update = next(p for p in parts if p.event == "state_update")
+    assert update.data["thread_id"] == tid and update.data["state"]["values"]["text"] == "edited"
+    # (a state update has no id of its own: SSE clients keep the last one)
+    ids = [tuple(map(int, p.id.split("-"))) for p in parts if p.event != "state_update"]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids), ids
+
+    # after Last-Event-ID: exactly what followed that event (from another process)
+    resumed: list = []
+    await _collect(a.threads.join_stream(tid, last_event_id=parts[1].id), resumed,
+                   _runs_done(2), 20)
+    assert [(p.event, p.id) for p in resumed] == [
+        (p.event, p.id) for p in parts[2:] if p.event != "state_update"]
+
+    # lifecycle: only each run's start and end
+    lifecycle: list = []
+    follower = asyncio.create_task(_collect(a.threads.join_stream(tid, stream_mode="lifecycle"),
+                                            lifecycle, _runs_done(1), 20))
+    await asyncio.sleep(1)
+    again = await b.runs.create(tid, "slow", input={"text": "three"})
+    await follower
+    assert [(p.event, p.data) for p in lifecycle] == [
+        ("metadata", {"run_id": again["run_id"], "attempt": 1}),
+        ("metadata", {"status": "run_done", "run_id": again["run_id"]})]
+
+
+async def strict_resume(base: str) -> None:
+    """`strict_resume` (the JS client's `strictResume`): a resume that answers no waiting
+    interrupt fails the run and leaves the thread as it was; one that does, resumes."""
+    client = get_client(url=base, api_key="key-one")
+    tid = (await client.threads.create())["thread_id"]
+    await client.runs.wait(tid, "slow", input={"text": "x"})
+    before = await client.threads.get_state(tid)
+    failed = await client.runs.wait(tid, "slow", command={"resume": "yes"}, strict_resume=True,
+                                    raise_error=False)
+    assert failed["__error__"]["message"].startswith("UnknownInterruptError"), failed
+    after = await client.threads.get_state(tid)
+    assert after["checkpoint"] == before["checkpoint"]
+
+    tid = (await client.threads.create())["thread_id"]
+    paused = await client.runs.wait(tid, "approve", input={"text": "x"})
+    waiting = paused["__interrupt__"][0]["id"]
+    wrong = await client.runs.wait(tid, "approve", command={"resume": {"0" * 32: "yes"}},
+                                   strict_resume=True, raise_error=False)
+    assert "0" * 32 in wrong["__error__"]["message"] and waiting in wrong["__error__"]["message"]
+    resumed = await client.runs.wait(tid, "approve", command={"resume": {waiting: "yes"}},
+                                     strict_resume=True)
+    assert resumed["log"][-1] == "decision:yes"
+
+
+def test_the_thread_stream_follows_every_run_and_state_update_across_processes(database):
+    with runtime_server(database) as one, runtime_server(database) as two:
+        asyncio.run(thread_stream(one.base, two.base))
+        asyncio.run(strict_resume(two.base))
+        status, body, _ = one.call("GET", f"/threads/{uuid.uuid4()}/stream?stream_mode=all")
+        assert status == 422 and "run_modes" in body["message"], body

@@ -1,10 +1,14 @@
-"""A graph with a subgraph (for Studio's contract: drawing with xray, subgraphs, schemas)."""
+"""A graph with a subgraph (for Studio's contract: drawing with xray, subgraphs, schemas, and every
+stream mode from inside the subgraph: a chat model's tokens, a custom event)."""
 
 from __future__ import annotations
 
 from typing import Annotated, TypedDict
 
-from langgraph.graph import END, START, StateGraph
+from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
+from langchain_core.messages import AIMessage, AnyMessage
+from langgraph.config import get_stream_writer
+from langgraph.graph import END, START, StateGraph, add_messages
 
 
 def _append(left: list[str], right: list[str]) -> list[str]:
@@ -14,6 +18,7 @@ def _append(left: list[str], right: list[str]) -> list[str]:
 class State(TypedDict, total=False):
     text: str
     log: Annotated[list[str], _append]
+    messages: Annotated[list[AnyMessage], add_messages]
 
 
 def draft(state: State) -> dict:
@@ -21,7 +26,9 @@ def draft(state: State) -> dict:
 
 
 def polish(state: State) -> dict:
-    return {"log": ["polish"]}
+    get_stream_writer()({"polishing": state["text"]})
+    model = GenericFakeChatModel(messages=iter([AIMessage("polished three tokens")]))
+    return {"log": ["polish"], "messages": [model.invoke(state["text"])]}
 
 
 def review(state: State) -> dict:

@@ -260,6 +260,22 @@ class Threads:
             raise thread_not_found(thread_id)
         return [row for row in rows if row.pop("found")]
 
+    async def runs_since(self, scope: Scope, thread_id: str, seq: int,
+                         active_only: bool) -> list[dict[str, Any]]:
+        """The runs of the caller's thread created after the run numbered `seq` (with
+        active_only: the pending and running ones, and the newest), oldest first; 404 when the
+        thread is not the caller's (the thread stream's view of its runs)."""
+        rows = await self._all(sql.SQL(
+            "SELECT r.run_id, r.seq, r.status, r.run_id IS NOT NULL AS found FROM agent_threads t "
+            "LEFT JOIN agent_runs r ON r.thread_id = t.thread_id AND r.seq > %(seq)s "
+            "AND (NOT %(active)s OR r.status IN ('pending', 'running') OR r.seq = "
+            "(SELECT max(seq) FROM agent_runs n WHERE n.thread_id = t.thread_id)) "
+            "WHERE t.thread_id = %(thread_id)s AND {} ORDER BY r.seq").format(scope.condition()),
+            scope.params(thread_id=thread_id, seq=seq, active=active_only))
+        if not rows:
+            raise thread_not_found(thread_id)
+        return [row for row in rows if row.pop("found")]
+
     async def run(self, scope: Scope, thread_id: str, run_id: str) -> dict[str, Any]:
         """The caller's run on the caller's thread, or 404 (naming the thread when it is not)."""
         row = await self._one(sql.SQL(

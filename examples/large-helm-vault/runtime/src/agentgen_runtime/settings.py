@@ -80,10 +80,11 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     recursion_limit: int = Field(25, ge=1, validation_alias=AliasChoices(
         "recursion_limit", "llm_max_iterations"), description="LangGraph recursion limit per run")
-    # When checkpoints reach PostgreSQL: "sync" before each next step (safest, slowest), "async"
-    # while the next step runs (a crash can lose the last step), "exit" once when the run ends
-    # (fastest; a crash mid-run loses the whole run, a finished run is always durable).
-    checkpoint_durability: Literal["sync", "async", "exit"] = "exit"
+    # When checkpoints reach PostgreSQL, unless a run says (`durability`): "async" (the Platform's
+    # default) while the next step runs (a crash can lose the last step; the history Studio shows
+    # has every step), "sync" before each next step (safest, slowest), "exit" once when the run
+    # ends (fastest; a crash mid-run starts the run again from its input, one state per run).
+    checkpoint_durability: Literal["sync", "async", "exit"] = "async"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
     # Prometheus metrics are served on their own port (never the API's, so never through the API's

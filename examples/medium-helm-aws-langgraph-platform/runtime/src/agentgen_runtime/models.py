@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom"]
+StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "events", "debug",
+                     "tasks", "checkpoints"]
 
 
 # What a client may send in any JSON value: PostgreSQL cannot store NUL in text or jsonb, nor
@@ -181,6 +182,9 @@ class RunCreate(_Body):
     on_completion: Literal["delete", "keep"] | None = None  # stateless runs keep no thread anyway
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] = "enqueue"
     if_not_exists: Literal["create", "reject"] = "reject"
+    # A resume that answers no interrupt waiting on the thread fails the run (UnknownInterruptError)
+    # instead of being ignored; the thread stays as it was.
+    strict_resume: bool = False
 
     def checkpoint_ref(self) -> str | None:
         return self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")

@@ -5,19 +5,15 @@ its executor (how one claimed run is run, streamed and recorded), the threads' d
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import datetime as dt
 import time
-import uuid
 from collections.abc import Callable
-from enum import Enum
 from typing import Any, ClassVar
 
 from fastapi import HTTPException
 from langgraph.types import Command
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
-from pydantic import BaseModel
 
 from .engine import Engine, Transient
 from .fencing import FENCE, Fenced, is_fenced
@@ -27,29 +23,37 @@ from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
 from .ownership import Assistants, Scope, Threads, assistant_not_found, checkpoint_config
 from .settings import Settings
+from .stream import jsonable, stream_run
 
 
-def jsonable(value: Any) -> Any:
-    """What the LangGraph API sends for state values: messages and models as dicts, interrupts as
-    {value, id}, tuples as lists."""
-    if isinstance(value, dict):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple | set | frozenset):
-        return [jsonable(v) for v in value]
-    if isinstance(value, BaseModel):
-        return jsonable(value.model_dump())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable(dataclasses.asdict(value))
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, Enum):
-        return value.value
-    if value is None or isinstance(value, str | int | float | bool):
-        return value
-    return str(value)
+class UnknownInterruptError(Exception):
+    """A strict resume (`strict_resume`) answers no interrupt waiting on the thread."""
 
+
+def _interrupt_ids(resume: Any) -> set[str] | None:
+    """The interrupt ids a resume answers when it maps ids to answers (as LangGraph reads a dict
+    whose keys are all interrupt ids), else None."""
+    if isinstance(resume, dict) and resume and all(
+            isinstance(k, str) and len(k) == 32 and all(c in "0123456789abcdef" for c in k)
+            for k in resume):
+        return set(resume)
+    return None
+
+
+async def refuse_unknown_resume(graph: Any, config: dict[str, Any], command: Command) -> None:
+    """Raise UnknownInterruptError, before anything runs, when the command resumes no waiting
+    interrupt (none waits, or it names one that does not)."""
+    if command.resume is None:
+        return
+    state = await graph.aget_state(config)
+    waiting = {i.id for task in state.tasks for i in task.interrupts}
+    if not waiting:
+        raise UnknownInterruptError("the thread has no interrupt waiting for a resume")
+    named = _interrupt_ids(command.resume)
+    if named is not None and named - waiting:
+        raise UnknownInterruptError(
+            f"no interrupt {', '.join(sorted(named - waiting))} is waiting on the thread "
+            f"(waiting: {', '.join(sorted(waiting))})")
 
 
 def _iso(value: Any) -> str:
@@ -240,9 +244,12 @@ class Service:
         RUNS_ACTIVE.labels(graph_id).inc()
         try:
             graph = await self.runnable(graph_id, config, stateful)
+            if body.strict_resume and stateful and isinstance(run_input, Command):
+                await refuse_unknown_resume(graph, config, run_input)
             async with asyncio.timeout(self.settings.run_timeout_seconds):
                 if row["record_events"]:
-                    output = await self._stream(graph, run_input, config, body, graph_id, stateful, emit)
+                    output = await stream_run(graph, run_input, config,
+                                              self.invoke_options(body, graph_id, stateful), body, emit)
                 else:
                     output = jsonable(await graph.ainvoke(
                         run_input, config, **self.invoke_options(body, graph_id, stateful)))
@@ -273,44 +280,6 @@ class Service:
                 thread_context.reset(token)
         RUN_DURATION.labels(graph_id, status).observe(time.perf_counter() - started)
         return status, output, error
-
-    async def _stream(self, graph: Any, run_input: Any, config: dict[str, Any], body: RunCreate,
-                      graph_id: str, stateful: bool, emit: Callable[[str, Any], None]) -> Any:
-        """Stream the run, emitting one event per chunk of each requested mode; the final values."""
-        modes = [body.stream_mode] if isinstance(body.stream_mode, str) else list(body.stream_mode)
-        internal = sorted({"messages" if m in ("messages", "messages-tuple") else m for m in modes}
-                          | {"values"} | ({"updates"} if "messages" in modes else set()))
-        partial: dict[str, Any] = {}
-        values: Any = None
-        async for item in graph.astream(run_input, config, stream_mode=internal,
-                                        subgraphs=body.stream_subgraphs,
-                                        **self.invoke_options(body, graph_id, stateful)):
-            namespace, mode, chunk = item if body.stream_subgraphs else ((), *item)
-            if namespace:  # a subgraph's event: "<mode>|<ns>", as LangGraph Platform names it
-                if mode in modes:
-                    emit(f"{mode}|{'|'.join(namespace)}", jsonable(chunk))
-                continue
-            if mode == "messages":
-                message, metadata = chunk
-                if "messages-tuple" in modes:
-                    emit("messages", [jsonable(message), jsonable(metadata)])
-                if "messages" in modes:
-                    key = message.id or "message"
-                    if key not in partial:
-                        emit("messages/metadata", {key: {"metadata": jsonable(metadata)}})
-                        partial[key] = message
-                    else:
-                        partial[key] = partial[key] + message
-                    emit("messages/partial", [jsonable(partial[key])])
-                continue
-            if mode == "updates" and partial:
-                emit("messages/complete", [jsonable(m) for m in partial.values()])
-                partial.clear()
-            if mode == "values":
-                values = jsonable(chunk)
-            if mode in modes:
-                emit(mode, jsonable(chunk))
-        return values
 
     async def rollback_run(self, row: dict[str, Any]) -> None:
         """Remove what a rolled-back run wrote: its checkpoints and their pending writes."""

@@ -38,7 +38,7 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -356,6 +356,8 @@ class Engine:
         self.worker = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.local: dict[str, LocalRun] = {}
         self.signals: dict[str, asyncio.Event] = {}  # run id -> set on its events/completion
+        # thread id -> the queues of the thread streams following it here (state updates)
+        self.thread_watchers: dict[str, set[asyncio.Queue[str]]] = {}
         self.wake = asyncio.Event()
         self.draining = False
         self._tasks: list[asyncio.Task[Any]] = []
@@ -737,6 +739,25 @@ class Engine:
             if run_id not in self.local:
                 self.signals.pop(run_id, None)
 
+    # --- thread streams ----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def watch_thread(self, thread_id: str) -> Iterator[asyncio.Queue[str]]:
+        """A queue that gets the thread's id each time its state is updated (by any process)."""
+        queue: asyncio.Queue[str] = asyncio.Queue()
+        self.thread_watchers.setdefault(thread_id, set()).add(queue)
+        try:
+            yield queue
+        finally:
+            watchers = self.thread_watchers.get(thread_id, set())
+            watchers.discard(queue)
+            if not watchers:
+                self.thread_watchers.pop(thread_id, None)
+
+    async def state_updated(self, thread_id: str) -> None:
+        """Tell every process' thread streams that the thread's state was updated."""
+        async with self.pool.connection() as conn:
+            await self._notify(conn, f"s:{thread_id}")
+
     # --- cancelling -------------------------------------------------------------------------
     async def cancel(self, run_ids: list[str], action: str) -> list[str]:
         """Cancel pending and running runs (interrupt: kept as `interrupted`; rollback: deleted
@@ -790,6 +811,9 @@ class Engine:
                 self.wake.set()
         elif kind in ("d", "e"):
             self._signal(run_id)
+        elif kind == "s":  # a thread's state was updated (run_id is the thread's id here)
+            for queue in self.thread_watchers.get(run_id, ()):
+                queue.put_nowait(run_id)
         elif kind == "c":
             self.wake.set()
             self._check_cancel.add(run_id)

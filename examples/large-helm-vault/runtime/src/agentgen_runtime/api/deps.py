@@ -28,7 +28,7 @@ def plain_parameters(request: Request) -> None:
             raise HTTPException(422, f"{name}: contains a NUL character")
 
 
-def sse(event: str, data: Any, seq: int | None = None) -> bytes:
+def sse(event: str, data: Any, seq: int | str | None = None) -> bytes:
     head = f"id: {seq}\n" if seq is not None else ""
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 

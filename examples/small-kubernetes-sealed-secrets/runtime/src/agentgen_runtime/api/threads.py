@@ -1,12 +1,15 @@
-"""Threads: create, get, update, copy, delete, search, count, prune, and a thread's state and
-history (read through the graph its runs use, at a checkpoint of that thread only)."""
+"""Threads: create, get, update, copy, delete, search, count, prune, a thread's state and history
+(read through the graph its runs use, at a checkpoint of that thread only), and its stream (the
+events of every run on it and its state updates, from any replica)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, HTTPException, Query, Request, Response
+from fastapi.responses import StreamingResponse
 
 from ..models import (
     HistoryQuery,
@@ -19,7 +22,8 @@ from ..models import (
 )
 from ..ownership import Scope, checkpoint_config
 from ..service import Service
-from .deps import Caller, Svc
+from ..stream import THREAD_MODES, follow_thread, parse_thread_event_id
+from .deps import Caller, Svc, sse
 
 router = APIRouter(tags=["threads"])
 
@@ -107,6 +111,7 @@ async def update_state(
         },
     )
     new_config = await graph.aupdate_state(config, body.values, as_node=body.as_node)
+    await svc.engine.state_updated(thread_id)  # the thread streams following it, on any replica
     written = new_config["configurable"]
     return {"checkpoint": written, "configurable": written,
             "checkpoint_id": written.get("checkpoint_id")}
@@ -141,3 +146,27 @@ async def get_history(
     thread_id: str, svc: Svc, caller: Caller, limit: int = Query(10, ge=1, le=1000)
 ) -> list[dict]:
     return await _history(svc, caller, thread_id, HistoryQuery(limit=limit))
+
+
+@router.get("/threads/{thread_id}/stream")
+async def join_thread_stream(
+    thread_id: str,
+    svc: Svc,
+    caller: Caller,
+    stream_mode: Annotated[list[str] | None, Query()] = None,  # as the SDK sends it
+    stream_modes: str | None = None,  # as langgraph-api reads it (comma-separated)
+    last_event_id: str | None = Header(None),
+) -> StreamingResponse:
+    modes = {m.strip() for m in [*(stream_mode or []), *(stream_modes or "").split(",")]
+             if m.strip()} or {"run_modes"}
+    for mode in sorted(modes - set(THREAD_MODES)):
+        raise HTTPException(422, f"stream_mode: {mode!r} is not one of {', '.join(THREAD_MODES)}")
+    await svc.threads.get(caller, thread_id)  # 404 before the stream starts
+    events = follow_thread(svc, caller, thread_id, modes, parse_thread_event_id(last_event_id))
+
+    async def body() -> AsyncIterator[bytes]:
+        async for event_id, event, data in events:
+            yield sse(event, data, event_id) if event else b": keepalive\n\n"
+
+    return StreamingResponse(body(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -1,0 +1,259 @@
+"""What a streamed run sends: LangGraph's stream translated into the LangGraph Platform's events,
+as `langgraph-api` names and shapes them (so the SDKs and Studio read them alike).
+
+- Every mode a client may ask for: `values`, `updates`, `custom`, `tasks`, `checkpoints`, `debug`
+  (its checkpoints carry `checkpoint`/`parent_checkpoint` as the Platform adds them), `messages`
+  (`messages/metadata`, then `messages/partial` with the message so far, or `messages/complete`
+  for a message a node returned whole), `messages-tuple` (`messages` with `[message, metadata]`)
+  and `events` (LangChain's `astream_events` v2: every callback event of the run).
+- With `stream_subgraphs`, a subgraph's events are named `<mode>|<namespace>`; its tokens come as
+  `messages|<namespace>` for `messages-tuple` and, for `messages`, in the same
+  `messages/partial` events as the root's (as the Platform sends them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import AsyncIterator, Callable
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from langchain_core.messages import BaseMessageChunk
+from pydantic import BaseModel
+
+from .models import RunCreate
+
+if TYPE_CHECKING:
+    from .ownership import Scope
+    from .service import Service
+
+Emit = Callable[[str, Any], None]
+
+
+def jsonable(value: Any) -> Any:
+    """What the LangGraph API sends for state values: messages and models as dicts, interrupts as
+    {value, id}, tuples as lists."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [jsonable(v) for v in value]
+    if isinstance(value, BaseModel):
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Enum):
+        return value.value
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    return str(value)
+
+
+def requested_modes(body: RunCreate) -> list[str]:
+    return [body.stream_mode] if isinstance(body.stream_mode, str) else list(body.stream_mode)
+
+
+def graph_modes(requested: list[str]) -> list[str]:
+    """The modes LangGraph is asked for: the requested ones (`messages-tuple` is LangGraph's
+    `messages`, `events` is not a mode but a different call) and `values`, the run's output."""
+    modes = {"messages" if m == "messages-tuple" else m for m in requested if m != "events"}
+    return sorted(modes | {"values"})
+
+
+def _checkpoint_ref(config: Any) -> dict[str, Any] | None:
+    configurable = (config or {}).get("configurable") or {}
+    if not configurable.get("thread_id") or not configurable.get("checkpoint_id"):
+        return None
+    ref = {"checkpoint_id": configurable["checkpoint_id"], "thread_id": configurable["thread_id"]}
+    if "checkpoint_ns" in configurable:
+        ref["checkpoint_ns"] = configurable["checkpoint_ns"] or ""
+    if "checkpoint_map" in configurable:
+        ref["checkpoint_map"] = configurable["checkpoint_map"]
+    return ref
+
+
+def _debug(chunk: Any) -> Any:
+    """A `debug` checkpoint as the Platform sends it: with `checkpoint`, `parent_checkpoint`, and
+    each task's state config as its `checkpoint`."""
+    if not isinstance(chunk, dict) or chunk.get("type") != "checkpoint" or not chunk.get("payload"):
+        return chunk
+    payload = dict(chunk["payload"])
+    payload["checkpoint"] = _checkpoint_ref(payload.get("config"))
+    payload["parent_checkpoint"] = _checkpoint_ref(payload.get("parent_config"))
+    tasks = []
+    for task in payload.get("tasks") or []:
+        task = dict(task)
+        state = task.get("state")
+        if isinstance(state, dict) and state.get("configurable"):
+            task["checkpoint"] = state["configurable"]
+            del task["state"]
+        tasks.append(task)
+    payload["tasks"] = tasks
+    return {**chunk, "payload": payload}
+
+
+class Translator:
+    """Turns one run's LangGraph stream items into Platform events (`emit(name, data)`), and keeps
+    the root graph's last values (the run's output)."""
+
+    def __init__(self, requested: list[str], emit: Emit) -> None:
+        self.requested = set(requested)
+        self.emit = emit
+        self.messages: dict[str, Any] = {}
+        self.values: Any = None
+
+    def item(self, namespace: tuple[str, ...], mode: str, chunk: Any) -> None:
+        suffix = f"|{'|'.join(namespace)}" if namespace else ""
+        if mode == "values" and not namespace:
+            self.values = jsonable(chunk)
+        if mode == "debug":
+            chunk = _debug(chunk)
+        if mode == "messages":
+            message, metadata = chunk
+            if "messages-tuple" in self.requested:
+                self.emit(f"messages{suffix}", [jsonable(message), jsonable(metadata)])
+            elif "messages" in self.requested:
+                self._message(message, metadata)
+            return
+        if mode in self.requested:
+            self.emit(f"{mode}{suffix}", jsonable(chunk))
+
+    def _message(self, message: Any, metadata: Any) -> None:
+        key = getattr(message, "id", None) or "message"
+        if key in self.messages:
+            self.messages[key] = self.messages[key] + message
+        else:
+            self.messages[key] = message
+            self.emit("messages/metadata", {key: {"metadata": jsonable(metadata)}})
+        whole = self.messages[key]
+        if isinstance(message, BaseMessageChunk):
+            self.emit("messages/partial", [jsonable(whole)])
+        else:
+            self.emit("messages/complete", [jsonable(whole)])
+
+
+async def stream_run(graph: Any, run_input: Any, config: dict[str, Any], options: dict[str, Any],
+                     body: RunCreate, emit: Emit) -> Any:
+    """Run the graph, emitting the events the client asked for; the run's final values."""
+    requested = requested_modes(body)
+    translator = Translator(requested, emit)
+    subgraphs = body.stream_subgraphs
+    modes = graph_modes(requested)
+    if "events" in requested:
+        # every callback event; the root run's own stream chunks carry the modes
+        root = str(config.get("run_id"))
+        async for event in graph.astream_events(run_input, config, version="v2",
+                                                stream_mode=modes, subgraphs=subgraphs,
+                                                **options):
+            if "langsmith:hidden" in (event.get("tags") or ()):
+                continue
+            if event.get("event") == "on_chain_stream" and str(event.get("run_id")) == root:
+                chunk = event["data"]["chunk"]
+                translator.item(*(chunk if subgraphs else ((), *chunk)))
+            else:
+                emit("events", jsonable(event))
+        return translator.values
+    stream: AsyncIterator[Any] = graph.astream(run_input, config, stream_mode=modes,
+                                               subgraphs=subgraphs, **options)
+    async for item in stream:
+        translator.item(*(item if subgraphs else ((), *item)))
+    return translator.values
+
+
+# --- the thread stream (`GET /threads/{id}/stream`) ---------------------------------------------
+THREAD_MODES = ("run_modes", "lifecycle", "state_update")
+RUN_DONE = 2**31 - 1  # the event number of a run's `run_done` (after any event it records)
+KEEPALIVE_SECONDS = 10.0
+POLL_SECONDS = 0.25  # how soon a run created on the thread is followed
+
+
+def thread_event_wanted(modes: set[str], event: str, data: Any) -> bool:
+    """Whether a thread stream asking for `modes` sends this event (as the Platform filters)."""
+    if event == "state_update":
+        return "state_update" in modes
+    if "run_modes" in modes:
+        return True
+    return ("lifecycle" in modes and event == "metadata" and isinstance(data, dict)
+            and (data.get("status") == "run_done" or {"run_id", "attempt"} <= data.keys()))
+
+
+def parse_thread_event_id(value: str | None) -> tuple[int, int] | None:
+    """A thread stream's event id, `<run number>-<event number>`, or None."""
+    head, _, tail = (value or "").partition("-")
+    return (int(head), int(tail)) if head.isdigit() and tail.isdigit() else None
+
+
+async def follow_thread(svc: Service, caller: Scope, thread_id: str, modes: set[str],
+                        resume_at: tuple[int, int] | None) -> AsyncIterator[tuple[str | None, str, Any]]:
+    """The thread's events: each run's (in the order the runs ran, each ended by a `metadata`
+    `run_done`), from any process, and its state updates. Without `resume_at` the runs in
+    progress when it is joined (whole) and every later run; with it, what follows that event.
+    Runs created by `runs.wait` record no events: only their `run_done` is sent. Ends when the
+    thread is deleted."""
+    out: asyncio.Queue[Any] = asyncio.Queue()
+    end = object()
+
+    async def runs() -> None:
+        if resume_at is None:
+            rows = [r for r in await svc.threads.runs_since(caller, thread_id, 0, True)]
+            seen = max((r["seq"] for r in rows), default=0)
+            rows = [r for r in rows if r["status"] in ("pending", "running")]
+        else:
+            rows = await svc.threads.runs_since(caller, thread_id, resume_at[0] - 1, False)
+            seen = resume_at[0]
+        while True:
+            for row in rows:
+                after = resume_at[1] if resume_at and row["seq"] == resume_at[0] else 0
+                if after < RUN_DONE:
+                    async for seq, event, data in svc.engine.events(row["run_id"], after):
+                        await out.put((f"{row['seq']}-{seq}", event, data))
+                    await out.put((f"{row['seq']}-{RUN_DONE}", "metadata",
+                                   {"status": "run_done", "run_id": row["run_id"]}))
+                seen = max(seen, row["seq"])
+            rows = []
+            while not rows:
+                await asyncio.sleep(POLL_SECONDS)
+                rows = await svc.threads.runs_since(caller, thread_id, seen, False)
+
+    async def states() -> None:
+        with svc.engine.watch_thread(thread_id) as updates:
+            while True:
+                await updates.get()
+                graph_id = await svc.threads.graph_id(caller, thread_id)
+                state = svc.state_json(await svc.state(thread_id, graph_id))
+                await out.put((None, "state_update", {"state": state, "thread_id": thread_id}))
+
+    def finished(task: asyncio.Task[Any]) -> None:
+        if not task.cancelled():
+            out.put_nowait(task.exception() or end)
+
+    tasks = [asyncio.create_task(runs())]
+    if "state_update" in modes:
+        tasks.append(asyncio.create_task(states()))
+    for task in tasks:
+        task.add_done_callback(finished)
+    try:
+        while True:
+            try:
+                item = await asyncio.wait_for(out.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                yield None, "", None  # a keepalive
+                continue
+            if item is end:
+                return
+            if isinstance(item, BaseException):
+                if getattr(item, "status_code", None) == 404:  # the thread was deleted
+                    return
+                raise item
+            if thread_event_wanted(modes, item[1], item[2]):
+                yield item
+    finally:
+        for task in tasks:
+            task.remove_done_callback(finished)
+            task.cancel()
