@@ -2,13 +2,15 @@
 in the same run, on loopback, with the same load generator (the generated repo's
 scripts/load_test.py): 1 and 16 concurrent clients of `runs/wait` on the offline `fake` model.
 
-Peers: `langgraph dev` (in-memory), Aegra (`aegra-api` from PyPI, on the same PostgreSQL), and the
-raw limit (benchmarks/raw_limit.py: the same graph `ainvoke`d in-process with AsyncPostgresSaver,
-no HTTP, no run rows). Prints throughput, p50/p95/p99, errors, checkpoint write/read p95 (from the
+Peers: `langgraph dev` (in-memory), langhost (the stock `langgraph-api` on the MIT
+`langgraph-runtime-pg`: the same PostgreSQL plus a Redis; as many jobs per process as the service
+runs), Aegra (`aegra-api` from PyPI, on the same PostgreSQL), and the raw limit
+(benchmarks/raw_limit.py: the same graph `ainvoke`d in-process with AsyncPostgresSaver, no HTTP, no
+run rows). Prints throughput, p50/p95/p99, errors, checkpoint write/read p95 (from the
 service's own metrics) and idle RSS, with ratios, and checks that every finished run's state is in
 PostgreSQL (every acknowledged run durable).
 
-Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1] [--no-aegra]
+Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1] [--no-aegra] [--no-langhost]
      [--durability async]  (the service's and the raw limit's; langgraph dev runs with async)
 (needs the test extras and PostgreSQL server binaries: ./scripts/setup.sh --test)
 """
@@ -27,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from agentgen import generate, load_spec  # noqa: E402
+from tests.runtime.helpers import redis_server  # noqa: E402
 from tests.servers import (  # noqa: E402
     free_port,
     http_status,
@@ -34,6 +37,9 @@ from tests.servers import (  # noqa: E402
     process,
     project_python,
 )
+
+LANGHOST = "0.11.1.post1"  # langhost and langgraph-runtime-pg, released together
+RUNS_PER_PROCESS = 10  # the service's MAX_CONCURRENT_RUNS default, given to langhost too
 
 
 def rss_mb(pid: int) -> float:
@@ -109,6 +115,8 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="uvicorn workers of the service")
     parser.add_argument("--no-aegra", dest="aegra", action="store_false",
                         help="skip Aegra (it is installed from PyPI into a virtualenv of its own)")
+    parser.add_argument("--no-langhost", dest="langhost", action="store_false",
+                        help="skip langhost (from PyPI into a virtualenv of its own; needs redis-server)")
     parser.add_argument("--durability", choices=("async", "sync", "exit"), default="async",
                         help="CHECKPOINT_DURABILITY of the service and of the raw limit")
     args = parser.parse_args()
@@ -173,6 +181,12 @@ def main() -> None:
                                   "--durability", args.durability],
                                  cwd=project, capture_output=True, text=True, check=True)
             results["raw limit"][name] = json.loads(out.stdout)
+        if args.langhost:
+            try:
+                results["langhost"] = langhost(project, work, pg.create_database("langhost"),
+                                               python, c1_requests, args.requests)
+            except Exception as exc:  # noqa: BLE001 - a peer, not the subject
+                print(f"langhost could not be measured: {str(exc)[-600:]}", file=sys.stderr)
         if args.aegra:
             try:
                 results["aegra"] = aegra(project, work, pg.create_database("aegra"), python,
@@ -180,7 +194,7 @@ def main() -> None:
             except (RuntimeError, subprocess.CalledProcessError) as exc:  # a peer, not the subject
                 print(f"aegra could not be measured: {str(exc)[-600:]}", file=sys.stderr)
 
-    peers = [p for p in ("langgraph dev", "aegra", "raw limit") if p in results]
+    peers = [p for p in ("langgraph dev", "langhost", "aegra", "raw limit") if p in results]
     print(f"\nservice: agentgen-runtime ({args.workers} worker(s), durability {args.durability}, durable run "
           f"engine); peers: {', '.join(peers)}\n")
     print(f"{'':26}{'service':>10}" + "".join(f"{p:>16}" for p in peers))
@@ -201,7 +215,8 @@ def main() -> None:
         f"{p}: {ours / results[p]['c16']['throughput_rps']:.2f}x" for p in peers
         if results[p]["c16"]["throughput_rps"]))
     c16 = results["service"]["c16"]
-    print(f"targets: >= 2x langgraph dev, >= 3x aegra, >= 60% of the raw limit (above); "
+    print(f"targets: >= 2x langgraph dev, >= 2.5x langhost, >= 3x aegra, >= 60% of the raw limit "
+          f"(above); "
           f"c1 p95 <= 10 ms: {results['service']['c1']['p95_ms']}; "
           f"c16 p99 <= 3x p50: {c16['p99_ms'] / c16['p50_ms']:.2f}x; "
           f"idle RSS <= 150 MB: {results['service']['idle_rss_mb']}; errors: "
@@ -209,6 +224,34 @@ def main() -> None:
     print(f"durability: {ok_runs} finished runs on {threads} threads; read back from PostgreSQL after "
           f"the server stopped: {answered} messages ({'OK' if answered == 2 * ok_runs else 'MISSING'}: "
           f"2 per run)")
+
+
+def langhost(project: Path, work: Path, url: str, python: str, c1_requests: int,
+             requests: int) -> dict:
+    """langhost (`langhost` + `langgraph-runtime-pg` from PyPI: the stock LangGraph API server on
+    PostgreSQL and Redis) serving the project's langgraph.json on its own database of the same
+    cluster and a Redis of its own, with as many concurrent runs per process as the service."""
+    uv = Path(sys.executable).parent / "uv"
+    venv = work / "langhost-venv"
+    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                    f"langhost=={LANGHOST}", f"langgraph-runtime-pg=={LANGHOST}", "-e", str(project)],
+                   check=True)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with redis_server() as (redis_url, _):
+        env = {"DATABASE_URI": url, "REDIS_URI": redis_url, "LANGSMITH_TRACING": "false",
+               "LANGGRAPH_CLI_NO_ANALYTICS": "1", "LOG_LEVEL": "WARNING",
+               "SECRETS_DIR": str(work / "none")}
+        with process([str(venv / "bin" / "langhost"), "serve", "--host", "127.0.0.1", "--port",
+                      str(port), "--config", "langgraph.json", "--no-browser",
+                      "--n-jobs-per-worker", str(RUNS_PER_PROCESS)], cwd=project, env=env,
+                     what="langhost", ready=lambda: http_status(f"{base}/ok") == 200,
+                     timeout=180) as proc:
+            time.sleep(2)
+            return {"idle_rss_mb": round(rss_mb(proc.pid), 1),
+                    "c1": load(python, project, base, c1_requests, 1),
+                    "c16": load(python, project, base, requests, 16)}
 
 
 def aegra(project: Path, work: Path, url: str, python: str, c1_requests: int, requests: int) -> dict:

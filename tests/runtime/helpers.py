@@ -98,6 +98,23 @@ def redis_server() -> Iterator[tuple[str, subprocess.Popen]]:
 _VENVS: dict[str, str] = {}
 
 
+JS_SDK = "@langchain/langgraph-sdk@1.15.0"  # the JavaScript client behind React's useStream
+
+
+def js_sdk() -> Path:
+    """A directory (cached in the temp dir) where `node` finds the JavaScript SDK from npm."""
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        pytest.skip("node and npm are not installed (apt-get install -y nodejs npm)")
+    home = Path(tempfile.gettempdir()) / f"agentgen-js-{hashlib.sha256(JS_SDK.encode()).hexdigest()[:12]}"
+    if not (home / "node_modules" / "@langchain" / "langgraph-sdk" / "package.json").is_file():
+        home.mkdir(exist_ok=True)
+        (home / "package.json").write_text('{"private": true, "type": "module"}\n')
+        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", JS_SDK], cwd=home,
+                       check=True, timeout=600)
+    return home
+
+
 def side_venv(*requirements: str) -> str:
     """The Python of a virtualenv (cached in the temp dir) with the runtime's pinned dependencies and
     `requirements`: for peers such as `langgraph dev` that must not share agentgen's environment."""

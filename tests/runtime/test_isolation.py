@@ -44,6 +44,7 @@ def _cases(tid: str, rid: str, own: str) -> list[tuple[str, str, str, object]]:
          {"values": {"question": "overwritten"}}),
         ("/threads/{thread_id}/history", "GET", f"/threads/{tid}/history", None),
         ("/threads/{thread_id}/history", "POST", f"/threads/{tid}/history", {}),
+        ("/threads/{thread_id}/stream", "GET", f"/threads/{tid}/stream", None),
         ("/threads/{thread_id}/runs", "GET", f"/threads/{tid}/runs", None),
         ("/threads/{thread_id}/runs", "POST", f"/threads/{tid}/runs", run),
         ("/threads/{thread_id}/runs/wait", "POST", f"/threads/{tid}/runs/wait", run),

@@ -1,0 +1,53 @@
+"""The JavaScript client (`@langchain/langgraph-sdk` from npm, behind React's `useStream` and Agent
+Chat UI) run by node through useStream's calls, against the runtime and against `langgraph dev` on
+the same graphs: the same events, history, branch, rejoin and answers; `strictResume` honoured."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ..servers import free_port, http_status, process
+from .helpers import WEATHER, js_sdk, runtime_server, side_venv
+
+pytestmark = pytest.mark.slow
+FLOW = Path(__file__).parent / "js" / "use_stream_flow.mjs"
+
+
+def flow(url: str, key: str, strict: bool) -> dict:
+    home = js_sdk()
+    script = home / FLOW.name  # node resolves the SDK from the script's directory
+    script.write_text(FLOW.read_text())
+    out = subprocess.run(["node", str(script), url, key, "1" if strict else "0"], cwd=home,
+                         capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "NODE_NO_WARNINGS": "1"})
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_the_js_client_use_stream_flow_answers_as_under_langgraph_dev(database):
+    with runtime_server(database) as server:
+        ours = flow(server.base, "key-one", strict=True)
+    python = side_venv("langgraph-cli[inmem]", "-e", str(WEATHER))  # as the conformance test
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([str(Path(python).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
+                  "--port", str(port), "--host", "127.0.0.1", "--config",
+                  str(WEATHER / "langgraph.json")], cwd=WEATHER,
+                 env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
+                      "WEATHER_API_KEY": "test"},
+                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+        theirs = flow(url, "", strict=False)
+
+    for key in ("stream", "runCreated", "history", "branch", "branchLog", "rejoined", "wait",
+                "search", "runs", "resumed"):
+        assert ours[key] == theirs[key], key
+    assert ours["runCreated"] and ours["branchLog"] == ["in:branch", "out:branch"]
+    assert ours["rejoined"] == ours["stream"] and ours["resumed"][-1] == "decision:yes"
+    # a strict resume answering no waiting interrupt: the run fails, the thread is as it was
+    assert ours["stale"] == ["UnknownInterruptError"]
+    assert ours["staleState"] == ours["resumed"]
