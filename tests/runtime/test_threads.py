@@ -1,8 +1,8 @@
 """Threads as the SDK manages them beyond create/get/delete: update (metadata merged), count,
 copy (a thread of one's own with the same state and history, diverging afterwards), prune (delete,
 or keep only the latest state), each side by side with what the thread held before; the thread
-stream (every run's events and the state updates, across processes, after Last-Event-ID) and
-strict resumes."""
+stream (every run's events and the state updates, across processes, after Last-Event-ID), strict
+resumes, thread TTLs, creating a thread with supersteps, search/count by status and values."""
 
 from __future__ import annotations
 
@@ -26,6 +26,17 @@ async def scenario(base: str) -> None:
     tid = thread["thread_id"]
     for text in ("one", "two", "three"):
         await client.runs.wait(tid, "slow", input={"text": text})
+
+    # search and count by status and by values (containment), with select and extract
+    found = await client.threads.search(values={"log": ["out:three"]}, status="idle",
+                                        select=["thread_id", "status"],
+                                        extract={"last": "values.log[-1]", "team": "metadata.team"})
+    assert found == [{"thread_id": tid, "status": "idle",
+                      "extracted": {"last": "out:three", "team": "a"}}], found
+    assert await client.threads.search(values={"log": ["out:four"]}) == []
+    assert await client.threads.count(values={"log": ["in:one", "out:two"]}) == 1
+    assert await client.threads.count(status="busy") == 0
+    assert (await client.threads.search(sort_by="status", limit=1))[0]["values"]["log"][-1] == "out:three"
 
     # update: merged into the metadata; the graph the thread runs stays recorded
     updated = await client.threads.update(tid, metadata={"tier": 2, "owner": "ops"})
@@ -68,13 +79,35 @@ async def scenario(base: str) -> None:
     assert await client.threads.count() == 1
     assert (await client.threads.get_state(cid))["values"]["log"][-1] == "out:four"
 
+    # created with supersteps (a thread's history brought from elsewhere), step by step
+    steps = [{"updates": [{"values": {"text": "s", "log": ["in:s"]}, "as_node": "receive"}]},
+             {"updates": [{"values": {"log": ["out:s"]}, "as_node": "reply"}]}]
+    brought = (await client.threads.create(graph_id="slow", supersteps=steps))["thread_id"]
+    assert (await client.threads.get_state(brought))["values"]["log"] == ["in:s", "out:s"]
+    assert [h["metadata"]["step"] for h in await client.threads.get_history(brought)] == [1, 0]
+    await client.runs.wait(brought, "slow", input={"text": "t"})
+    assert (await client.threads.get_state(brought))["values"]["log"][-1] == "out:t"
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # which graph? refused, nothing kept
+        await client.threads.create(thread_id=str(uuid.uuid4()), supersteps=steps)
+    assert refused.value.response.status_code == 422
+    with pytest.raises(httpx.HTTPStatusError) as refused:  # a node the graph has not: not kept
+        await client.threads.create(thread_id=(lost := str(uuid.uuid4())), graph_id="slow",
+                                    supersteps=[{"updates": [{"values": {}, "as_node": "nope"}]}])
+    assert refused.value.response.status_code == 422
+    assert await client.threads.search(ids=[lost]) == []
+
 
 def test_update_count_copy_and_prune(database):
     with runtime_server(database) as server:
         asyncio.run(scenario(server.base))
         # options this runtime does not honour are refused, naming them (never dropped)
-        status, body, _ = server.call("POST", "/threads/count", {"status": "busy"})
+        status, body, _ = server.call("POST", "/threads/count", {"status": "sleeping"})
         assert status == 422 and "status" in body["message"], body
+        status, body, _ = server.call("POST", "/threads/search", {"extract": {"x": "owner.id"}})
+        assert status == 422 and "extract" in body["message"], body
+        status, body, _ = server.call("POST", "/threads", {"supersteps": [{"updates": [
+            {"as_node": "receive", "command": {"resume": 1}}]}], "metadata": {"graph_id": "slow"}})
+        assert status == 422 and "command" in body["message"], body
         status, body, _ = server.call("POST", "/threads/prune", {"thread_ids": [], "strategy": "x"})
         assert status == 422 and "strategy" in body["message"], body
 
@@ -158,10 +191,18 @@ async def strict_resume(base: str) -> None:
     assert failed["__error__"]["message"].startswith("UnknownInterruptError"), failed
     after = await client.threads.get_state(tid)
     assert after["checkpoint"] == before["checkpoint"]
+    refused = tid  # its last run failed: the thread's status is `error`
 
     tid = (await client.threads.create())["thread_id"]
     paused = await client.runs.wait(tid, "approve", input={"text": "x"})
     waiting = paused["__interrupt__"][0]["id"]
+    # the run paused at interrupt() succeeded (as on the Platform); its thread is interrupted
+    assert (await client.runs.list(tid))[0]["status"] == "success"
+    assert [t["thread_id"] for t in await client.threads.search(status="interrupted")] == [tid]
+    failed = (await client.threads.create())["thread_id"]
+    await client.runs.wait(failed, "fails", input={"question": "x"}, raise_error=False)
+    assert {t["thread_id"] for t in await client.threads.search(status="error")} == {failed, refused}
+    assert (await client.threads.get(failed))["status"] == "error"
     wrong = await client.runs.wait(tid, "approve", command={"resume": {"0" * 32: "yes"}},
                                    strict_resume=True, raise_error=False)
     assert "0" * 32 in wrong["__error__"]["message"] and waiting in wrong["__error__"]["message"]
@@ -170,9 +211,34 @@ async def strict_resume(base: str) -> None:
     assert resumed["log"][-1] == "decision:yes"
 
 
+async def thread_ttl(base: str) -> None:
+    """A thread's own TTL: `delete` removes it, `keep_latest` keeps only its latest state; a
+    thread whose TTL was set later by update, or that has none, stays."""
+    client = get_client(url=base, api_key="key-one")
+    gone = (await client.threads.create(ttl=0.05))["thread_id"]  # 3 s
+    kept = (await client.threads.create(ttl={"ttl": 0.05, "strategy": "keep_latest"}))["thread_id"]
+    later = (await client.threads.create(ttl=0.05))["thread_id"]
+    for tid in (gone, kept, later):
+        await client.runs.wait(tid, "slow", input={"text": "a"})
+        await client.runs.wait(tid, "slow", input={"text": "b"})
+    await client.threads.update(later, metadata={"kept": True}, ttl=60)  # from now: 1 h
+    for _ in range(60):
+        await asyncio.sleep(0.5)
+        if (not await client.threads.search(ids=[gone])
+                and len(await client.threads.get_history(kept, limit=50)) == 1):
+            break
+    assert await client.threads.search(ids=[gone]) == []
+    assert len(await client.threads.get_history(kept, limit=50)) == 1
+    assert (await client.threads.get_state(kept))["values"]["log"] == ["in:a", "out:a", "in:b", "out:b"]
+    await client.runs.wait(kept, "slow", input={"text": "c"})  # it no longer expires, and runs
+    assert len(await client.threads.get_history(later, limit=50)) > 1
+
+
 def test_the_thread_stream_follows_every_run_and_state_update_across_processes(database):
-    with runtime_server(database) as one, runtime_server(database) as two:
+    with runtime_server(database) as one, runtime_server(database,
+                                                        THREAD_TTL_SWEEP_SECONDS="0.5") as two:
         asyncio.run(thread_stream(one.base, two.base))
         asyncio.run(strict_resume(two.base))
+        asyncio.run(thread_ttl(two.base))
         status, body, _ = one.call("GET", f"/threads/{uuid.uuid4()}/stream?stream_mode=all")
         assert status == 422 and "run_modes" in body["message"], body

@@ -23,7 +23,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, apply, import_object, load_config
-from .db import create_pool, fenced_store, measured_saver, setup_schema, sweep_checkpoints
+from .db import (
+    create_pool,
+    fenced_store,
+    measured_saver,
+    setup_schema,
+    sweep_checkpoints,
+    sweep_expired_threads,
+)
 from .drain import Drain, DrainMiddleware
 from .errors import ErrorMiddleware, install_handlers
 from .graphs import load_graphs
@@ -170,6 +177,18 @@ async def _sweep_periodically(pool: Any, ttl: dict[str, Any]) -> None:
             log.warning("checkpointer ttl sweep failed: %s: %s", type(exc).__name__, exc)
 
 
+async def _sweep_threads_periodically(pool: Any, interval: float) -> None:
+    """Threads' own TTLs (threads.create/update `ttl`): apply each expired one's strategy."""
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            deleted, pruned = await sweep_expired_threads(pool)
+            if deleted or pruned:
+                log.info("thread ttl: deleted %d, kept the latest state of %d", deleted, pruned)
+        except Exception as exc:  # noqa: BLE001 - the next sweep tries again
+            log.warning("thread ttl sweep failed: %s: %s", type(exc).__name__, exc)
+
+
 def create_app(settings: Settings | None = None, config: Config | None = None) -> FastAPI:
     """The ASGI application. Raises AuthConfigError (no API keys while required), ConfigError,
     SecretSourceError before serving anything."""
@@ -208,6 +227,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             if config.checkpointer.get("ttl"):
                 tasks.append(asyncio.create_task(_sweep_periodically(app.state.pool,
                                                                      config.checkpointer["ttl"])))
+            tasks.append(asyncio.create_task(_sweep_threads_periodically(
+                app.state.pool, settings.thread_ttl_sweep_seconds)))
             drain.install(app.state.service.engine, settings.shutdown_grace_seconds)
             yield
             # Graceful shutdown: in-flight runs get the grace period, then go back to the queue.

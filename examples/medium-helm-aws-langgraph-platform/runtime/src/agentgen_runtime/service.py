@@ -6,19 +6,21 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import re
 import time
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from fastapi import HTTPException
-from langgraph.types import Command
+from langgraph.types import Command, StateUpdate
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
 from .engine import Engine, Transient
+from .errors import dependency_failure
 from .fencing import FENCE, Fenced, is_fenced
 from .graphs import Graph
-from .models import RunCreate
+from .models import RunCreate, ThreadCount, ThreadCreate, ThreadSearch
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
 from .ownership import Assistants, Scope, Threads, assistant_not_found, checkpoint_config
@@ -54,6 +56,30 @@ async def refuse_unknown_resume(graph: Any, config: dict[str, Any], command: Com
         raise UnknownInterruptError(
             f"no interrupt {', '.join(sorted(named - waiting))} is waiting on the thread "
             f"(waiting: {', '.join(sorted(waiting))})")
+
+
+def contains(value: Any, wanted: Any) -> bool:
+    """Whether `value` contains `wanted` as jsonb's @> reads it: objects by their keys, arrays by
+    their elements (each wanted element in some element), scalars by equality."""
+    if isinstance(wanted, dict):
+        return isinstance(value, dict) and all(k in value and contains(value[k], v)
+                                               for k, v in wanted.items())
+    if isinstance(wanted, list):
+        return isinstance(value, list) and all(any(contains(v, w) for v in value) for w in wanted)
+    return value == wanted
+
+
+_PATH_PART = re.compile(r"([^.\[\]]+)|\[(-?\d+)\]")
+
+
+def extract_path(data: Any, path: str) -> Any:
+    """`values.messages[-1].content` read from `data`; None where the path leads nowhere."""
+    for name, index in _PATH_PART.findall(path):
+        try:
+            data = data[int(index)] if index else data[name]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None
+    return data
 
 
 def _iso(value: Any) -> str:
@@ -141,11 +167,11 @@ class Service:
         "full": (), "written": ("error", "interrupts"), "copied": ("error", "interrupts", "values")}
 
     def thread_json(self, row: dict[str, Any], state: Any = None, kind: str = "full") -> dict[str, Any]:
-        status = "busy" if row.get("busy") else "idle"
+        status = row.get("status") or "idle"
         interrupts = {}
         if state is not None:
             interrupts = {task.id: jsonable(task.interrupts) for task in state.tasks if task.interrupts}
-            if interrupts:
+            if interrupts and status != "busy":
                 status = "interrupted"
         thread = {"thread_id": row["thread_id"], "created_at": _iso(row["created_at"]),
                   "updated_at": _iso(row["updated_at"]), "state_updated_at": _iso(row["updated_at"]),
@@ -155,6 +181,78 @@ class Service:
         for key in self.THREAD_KEYS[kind]:
             thread.pop(key)
         return thread
+
+    async def create_thread(self, scope: Scope, thread_id: str, body: ThreadCreate) -> dict[str, Any]:
+        """The caller's new thread (or its existing one, if_exists=do_nothing), with its
+        `supersteps` applied when it is new; a thread whose supersteps fail is not kept."""
+        graph = None
+        if body.supersteps:
+            graph_id = body.metadata.get("graph_id")
+            if graph_id not in self.bound:
+                raise HTTPException(422, "supersteps: need metadata.graph_id (graph_id), one of "
+                                    + ", ".join(sorted(self.bound)))
+            graph = self.bound[graph_id]
+        row = await self.threads.create(scope, thread_id, body.metadata, body.if_exists,
+                                        body.ttl.model_dump() if body.ttl else None)
+        if row.pop("new", False) and graph is not None:
+            steps = [[StateUpdate(u.values, u.as_node) for u in step.updates]
+                     for step in body.supersteps or ()]
+            try:
+                await graph.abulk_update_state(checkpoint_config(thread_id, None), steps)
+            except Exception as exc:
+                await self.threads.delete(scope, thread_id)
+                if dependency_failure(exc) is not None:
+                    raise
+                raise HTTPException(422, f"supersteps: {type(exc).__name__}: {exc}") from None
+        return row
+
+    async def threads_matching(self, scope: Scope, body: ThreadSearch | ThreadCount, *,
+                               limit: int, offset: int) -> list[tuple[dict[str, Any], Any]]:
+        """The caller's threads the search names, each with its state: filtered in SQL, then (for
+        `values`) by the state's values, read thread by thread in the search's order."""
+        search = body if isinstance(body, ThreadSearch) else ThreadSearch(metadata=body.metadata)
+        sort_by = "updated_at" if search.sort_by == "state_updated_at" else search.sort_by
+
+        async def page(size: int, start: int) -> list[dict[str, Any]]:
+            return await self.threads.search(
+                scope, metadata=body.metadata, ids=search.ids, status=body.status,
+                sort_by=sort_by, descending=search.sort_order != "asc", limit=size, offset=start)
+
+        async def with_state(row: dict[str, Any]) -> tuple[dict[str, Any], Any]:
+            return row, await self.state(row["thread_id"], row["metadata"].get("graph_id"))
+
+        if not body.values:
+            return [await with_state(row) for row in await page(limit, offset)]
+        found: list[tuple[dict[str, Any], Any]] = []
+        start, skipped = 0, 0
+        while len(found) < limit:
+            rows = await page(100, start)
+            for row in rows:
+                item = await with_state(row)
+                if not contains(jsonable(item[1].values), body.values):
+                    continue
+                if skipped < offset:
+                    skipped += 1
+                elif len(found) < limit:
+                    found.append(item)
+            if len(rows) < 100:
+                break
+            start += 100
+        return found
+
+    async def count_threads(self, scope: Scope, body: ThreadCount) -> int:
+        if not body.values:
+            return await self.threads.count(scope, body.metadata, body.status)
+        return len(await self.threads_matching(scope, body, limit=2**31 - 1, offset=0))
+
+    def thread_found(self, row: dict[str, Any], state: Any, search: ThreadSearch) -> dict[str, Any]:
+        """A thread as a search answers it: its `select`ed fields, and what `extract` names."""
+        thread = self.thread_json(row, state)
+        answer = {k: v for k, v in thread.items() if k in search.select} if search.select else thread
+        if search.extract:
+            answer["extracted"] = {alias: extract_path(thread, path)
+                                   for alias, path in search.extract.items()}
+        return answer
 
     async def state(self, thread_id: str, graph_id: str | None,
                     checkpoint_id: str | None = None) -> Any:
@@ -255,8 +353,8 @@ class Service:
                         run_input, config, **self.invoke_options(body, graph_id, stateful)))
             if stateful and not isinstance(output, dict):
                 output = jsonable((await graph.aget_state(config)).values)
-            if isinstance(output, dict) and output.get("__interrupt__"):
-                status = "interrupted"
+            # a run paused at interrupt() ended well (`success`, as on the Platform): the thread
+            # is `interrupted`; a run's `interrupted` means it was cancelled
             for message in (output or {}).get("messages", [])[-1:] if isinstance(output, dict) else []:
                 record_usage(self.settings, message)
         except TimeoutError:

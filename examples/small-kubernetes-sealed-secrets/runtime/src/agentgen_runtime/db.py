@@ -195,6 +195,10 @@ CREATE TABLE IF NOT EXISTS agent_assistant_versions (
     created_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (assistant_id, version)
 );
+ALTER TABLE agent_threads ADD COLUMN IF NOT EXISTS ttl jsonb;
+ALTER TABLE agent_threads ADD COLUMN IF NOT EXISTS expires_at timestamptz;
+CREATE INDEX IF NOT EXISTS agent_threads_expiry ON agent_threads (expires_at)
+    WHERE expires_at IS NOT NULL;
 """
 
 
@@ -259,6 +263,51 @@ async def delete_threads(conn: AsyncConnection, thread_ids: list[str]) -> None:
     for thread_id in thread_ids:
         await saver.adelete_thread(thread_id)
     await conn.execute("DELETE FROM agent_threads WHERE thread_id = ANY(%s)", (thread_ids,))
+
+
+async def keep_latest_checkpoints(conn: AsyncConnection, thread_ids: list[str]) -> None:
+    """Of each thread, keep only its latest checkpoint (per namespace) and what that checkpoint
+    reads (its writes and channel values)."""
+    await conn.execute(
+        "DELETE FROM checkpoints c WHERE c.thread_id = ANY(%(ids)s) AND c.checkpoint_id <> "
+        "(SELECT max(l.checkpoint_id) FROM checkpoints l WHERE l.thread_id = c.thread_id "
+        "AND l.checkpoint_ns = c.checkpoint_ns)", {"ids": thread_ids})
+    await conn.execute(
+        "DELETE FROM checkpoint_writes w WHERE w.thread_id = ANY(%(ids)s) AND NOT EXISTS "
+        "(SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND "
+        "c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)",
+        {"ids": thread_ids})
+    await conn.execute(
+        "DELETE FROM checkpoint_blobs b WHERE b.thread_id = ANY(%(ids)s) AND NOT EXISTS "
+        "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND "
+        "c.checkpoint_ns = b.checkpoint_ns AND "
+        "c.checkpoint -> 'channel_versions' ->> b.channel = b.version)", {"ids": thread_ids})
+
+
+# Threads whose own TTL (threads.create/update `ttl`) has passed and that run nothing now.
+_EXPIRED_THREADS = """
+    SELECT t.thread_id, coalesce(t.ttl ->> 'strategy', 'delete') AS strategy FROM agent_threads t
+    WHERE t.expires_at < now() AND NOT EXISTS (SELECT 1 FROM agent_runs r
+        WHERE r.thread_id = t.thread_id AND r.status IN ('pending', 'running'))
+    ORDER BY t.expires_at LIMIT 1000 FOR UPDATE OF t SKIP LOCKED
+"""
+
+
+async def sweep_expired_threads(pool: AsyncConnectionPool) -> tuple[int, int]:
+    """Apply each expired thread's TTL strategy: `delete` it (runs, checkpoints), or
+    `keep_latest` (its latest state only; it no longer expires). Any process may sweep: rows
+    are locked, others skip them. Returns (deleted, pruned)."""
+    async with pool.connection() as conn, conn.transaction():
+        rows = await (await conn.execute(_EXPIRED_THREADS)).fetchall()
+        deleted = [r["thread_id"] for r in rows if r["strategy"] != "keep_latest"]
+        pruned = [r["thread_id"] for r in rows if r["strategy"] == "keep_latest"]
+        if deleted:
+            await delete_threads(conn, deleted)
+        if pruned:
+            await keep_latest_checkpoints(conn, pruned)
+            await conn.execute("UPDATE agent_threads SET expires_at = NULL WHERE thread_id = ANY(%s)",
+                               (pruned,))
+    return len(deleted), len(pruned)
 
 
 async def sweep_checkpoints(pool: AsyncConnectionPool, minutes: float) -> int:

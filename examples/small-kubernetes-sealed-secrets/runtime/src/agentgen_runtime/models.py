@@ -55,27 +55,73 @@ class _Body(BaseModel):
         return data
 
 
+class ThreadTTL(_Body):
+    """A thread's time to live: `strategy` is applied `ttl` minutes after it is set (by
+    threads.create or threads.update), unless a run is in progress then."""
+    ttl: float = Field(gt=0, le=10**7)
+    strategy: Literal["delete", "keep_latest"] = "delete"
+
+
+class SuperstepUpdate(_Body):
+    values: dict[str, Any] | list[Any] | None = None
+    as_node: str
+    # a Command in a superstep is not applied by this runtime: refused (422) rather than dropped
+    command: None = None
+
+
+class Superstep(_Body):
+    updates: list[SuperstepUpdate] = Field(min_length=1)
+
+
 class ThreadCreate(_Body):
     thread_id: str | None = Field(None, max_length=128)
     metadata: dict[str, Any] = {}
     if_exists: Literal["raise", "do_nothing"] = "raise"
+    # the thread's history, applied step by step when it is created (copying a thread between
+    # deployments); needs `graph_id` (in metadata, as the SDK sends it)
+    supersteps: list[Superstep] | None = Field(None, max_length=1000)
+    ttl: ThreadTTL | None = None
+
+
+ThreadStatus = Literal["idle", "busy", "interrupted", "error"]
+THREAD_FIELDS = ("thread_id", "created_at", "updated_at", "state_updated_at", "metadata", "status",
+                 "config", "values", "interrupts", "error")
+EXTRACTABLE = ("values", "metadata", "config", "interrupts")
 
 
 class ThreadSearch(_Body):
     metadata: dict[str, Any] = {}
+    # threads whose current values contain these (as PostgreSQL's jsonb @> reads containment)
+    values: dict[str, Any] | None = None
     ids: list[str] | None = None
+    status: ThreadStatus | None = None
     limit: int = Field(10, ge=1, le=1000)
     offset: int = Field(0, ge=0, le=MAX_OFFSET)
-    sort_by: Literal["thread_id", "created_at", "updated_at"] = "created_at"
+    sort_by: Literal["thread_id", "created_at", "updated_at", "state_updated_at", "status"] = "created_at"
     sort_order: Literal["asc", "desc"] = "desc"
+    select: list[Literal[THREAD_FIELDS]] | None = None  # type: ignore[valid-type]
+    # {alias: path}: `values.messages[-1].content` read from each thread, under `extracted`
+    extract: dict[str, str] | None = Field(None, max_length=10)
+
+    @model_validator(mode="after")
+    def _paths(self) -> ThreadSearch:
+        for alias, path in (self.extract or {}).items():
+            if not alias.isidentifier() or alias in THREAD_FIELDS:
+                raise ValueError(f"extract: {alias!r} must be an identifier and not a thread field")
+            if path.split(".")[0].split("[")[0] not in EXTRACTABLE:
+                raise ValueError(f"extract: {path!r} must start with one of {', '.join(EXTRACTABLE)}")
+        return self
 
 
 class ThreadUpdate(_Body):
     metadata: dict[str, Any] = {}
+    ttl: ThreadTTL | None = None
 
 
 class ThreadCount(_Body):
     metadata: dict[str, Any] = {}
+    values: dict[str, Any] | None = None
+    status: ThreadStatus | None = None
 
 
 class ThreadPrune(_Body):

@@ -21,6 +21,8 @@ from fastapi import HTTPException
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from .db import keep_latest_checkpoints
+
 # Locks the caller's thread for a run being created on it (creating it first when asked), and
 # records the graph its runs use; SQLSTATE AGT04 when the thread is not the caller's (or missing).
 FUNCTION = """
@@ -45,12 +47,22 @@ $fn$
 NOT_FOUND = "AGT04"
 
 # Thread rows with whether a run is pending or running on them (any process).
+# A thread's status as the Platform reports it: `busy` (a run pending or running), `interrupted`
+# (its newest checkpoint has an interrupt waiting), `error` (its last run failed), else `idle`.
+_STATUS = sql.SQL(
+    "CASE WHEN EXISTS (SELECT 1 FROM agent_runs r WHERE r.thread_id = t.thread_id "
+    "AND r.status IN ('pending', 'running')) THEN 'busy' "
+    "WHEN EXISTS (SELECT 1 FROM checkpoint_writes w WHERE w.thread_id = t.thread_id "
+    "AND w.checkpoint_ns = '' AND w.channel = '__interrupt__' AND w.checkpoint_id = "
+    "(SELECT max(c.checkpoint_id) FROM checkpoints c WHERE c.thread_id = t.thread_id "
+    "AND c.checkpoint_ns = '')) THEN 'interrupted' "
+    "WHEN (SELECT r.status FROM agent_runs r WHERE r.thread_id = t.thread_id "
+    "ORDER BY r.seq DESC LIMIT 1) IN ('error', 'timeout') THEN 'error' ELSE 'idle' END")
 _THREADS = sql.SQL(
-    "SELECT t.thread_id, t.metadata, t.created_at, t.updated_at, EXISTS (SELECT 1 FROM agent_runs r "
-    "WHERE r.thread_id = t.thread_id AND r.status IN ('pending', 'running')) AS busy "
-    "FROM agent_threads t")
+    "SELECT * FROM (SELECT t.thread_id, t.owner, t.metadata, t.created_at, t.updated_at, "
+    "{} AS status FROM agent_threads t) t").format(_STATUS)
 _CHECKPOINT_TABLES = ("checkpoint_writes", "checkpoint_blobs", "checkpoints")
-SORTABLE = ("thread_id", "created_at", "updated_at")
+SORTABLE = ("thread_id", "created_at", "updated_at", "status")
 
 
 @dataclass(frozen=True)
@@ -102,14 +114,16 @@ class Threads:
 
     # --- threads ----------------------------------------------------------------------------
     async def create(self, scope: Scope, thread_id: str, metadata: dict[str, Any],
-                     if_exists: str) -> dict[str, Any]:
-        """The new thread's row; an existing one of the caller's with if_exists=do_nothing, a 409
-        with raise; a 404 when the id is someone else's."""
+                     if_exists: str, ttl: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The new thread's row (expiring `ttl["ttl"]` minutes from now, when given); an existing
+        one of the caller's with if_exists=do_nothing, a 409 with raise; a 404 when the id is
+        someone else's."""
         row = await self._one(sql.SQL(
-            "INSERT INTO agent_threads (thread_id, owner, metadata) "
-            "VALUES (%(thread_id)s, %(scope_owner)s, %(metadata)s) ON CONFLICT (thread_id) DO NOTHING "
-            "RETURNING thread_id, metadata, created_at, updated_at, false AS busy"),
-            scope.params(thread_id=thread_id, metadata=Jsonb(metadata)))
+            "INSERT INTO agent_threads (thread_id, owner, metadata, ttl, expires_at) "
+            "VALUES (%(thread_id)s, %(scope_owner)s, %(metadata)s, %(ttl)s, "
+            "now() + make_interval(secs => %(seconds)s)) ON CONFLICT (thread_id) DO NOTHING "
+            "RETURNING thread_id, metadata, created_at, updated_at, 'idle' AS status, true AS new"),
+            scope.params(thread_id=thread_id, metadata=Jsonb(metadata), **_ttl(ttl)))
         if row is not None:
             return row
         existing = await self.get(scope, thread_id)
@@ -135,16 +149,19 @@ class Threads:
         return row["graph_id"]
 
     async def search(self, scope: Scope, *, metadata: dict[str, Any], ids: list[str] | None,
-                     sort_by: str, descending: bool, limit: int, offset: int) -> list[dict[str, Any]]:
+                     status: str | None, sort_by: str, descending: bool, limit: int,
+                     offset: int) -> list[dict[str, Any]]:
         if sort_by not in SORTABLE:
             raise ValueError(sort_by)
         return await self._all(sql.SQL(
             "{} WHERE {} AND t.metadata @> %(metadata)s "
             "AND (%(ids)s::text[] IS NULL OR t.thread_id = ANY(%(ids)s)) "
-            "ORDER BY {} {} LIMIT %(limit)s OFFSET %(offset)s").format(
+            "AND (%(status)s::text IS NULL OR t.status = %(status)s) "
+            "ORDER BY {} {}, t.thread_id LIMIT %(limit)s OFFSET %(offset)s").format(
                 _THREADS, scope.condition(), sql.Identifier("t", sort_by),
                 sql.SQL("DESC" if descending else "ASC")),
-            scope.params(metadata=Jsonb(metadata), ids=ids, limit=limit, offset=offset))
+            scope.params(metadata=Jsonb(metadata), ids=ids, status=status, limit=limit,
+                         offset=offset))
 
     async def delete(self, scope: Scope, thread_id: str) -> None:
         """The thread, its runs (cascade) and its checkpoints, in one transaction."""
@@ -160,23 +177,28 @@ class Threads:
                     sql.Identifier(table)), (thread_id,))
 
     # --- runs on a thread -------------------------------------------------------------------
-    async def update(self, scope: Scope, thread_id: str, metadata: dict[str, Any]) -> dict[str, Any]:
-        """The caller's thread with `metadata` merged into its own."""
+    async def update(self, scope: Scope, thread_id: str, metadata: dict[str, Any],
+                     ttl: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The caller's thread with `metadata` merged into its own (and a new TTL from now, when
+        given)."""
         row = await self._one(sql.SQL(
-            "WITH u AS (UPDATE agent_threads t SET metadata = t.metadata || %(metadata)s, "
-            "updated_at = now() WHERE t.thread_id = %(thread_id)s AND {} "
-            "RETURNING t.thread_id, t.metadata, t.created_at, t.updated_at) "
-            "SELECT u.*, EXISTS (SELECT 1 FROM agent_runs r WHERE r.thread_id = u.thread_id "
-            "AND r.status IN ('pending', 'running')) AS busy FROM u").format(scope.condition()),
-            scope.params(thread_id=thread_id, metadata=Jsonb(metadata)))
+            "UPDATE agent_threads t SET metadata = t.metadata || %(metadata)s, updated_at = now(), "
+            "ttl = coalesce(%(ttl)s, t.ttl), expires_at = CASE WHEN %(ttl)s::jsonb IS NULL "
+            "THEN t.expires_at ELSE now() + make_interval(secs => %(seconds)s) END "
+            "WHERE t.thread_id = %(thread_id)s AND {} RETURNING t.thread_id").format(
+                scope.condition()),
+            scope.params(thread_id=thread_id, metadata=Jsonb(metadata), **_ttl(ttl)))
         if row is None:
             raise thread_not_found(thread_id)
+        row = await self.get(scope, thread_id)
         return row
 
-    async def count(self, scope: Scope, metadata: dict[str, Any]) -> int:
+    async def count(self, scope: Scope, metadata: dict[str, Any], status: str | None = None) -> int:
         row = await self._one(sql.SQL(
-            "SELECT count(*) AS n FROM agent_threads t WHERE {} AND t.metadata @> %(metadata)s").format(
-                scope.condition()), scope.params(metadata=Jsonb(metadata)))
+            "SELECT count(*) AS n FROM ({}) t WHERE {} AND t.metadata @> %(metadata)s "
+            "AND (%(status)s::text IS NULL OR t.status = %(status)s)").format(
+                _THREADS, scope.condition()),
+            scope.params(metadata=Jsonb(metadata), status=status))
         return int(row["n"]) if row else 0
 
     async def copy(self, scope: Scope, thread_id: str, new_id: str) -> dict[str, Any]:
@@ -190,7 +212,7 @@ class Threads:
                 raise thread_not_found(thread_id)
             row = await (await conn.execute(
                 "INSERT INTO agent_threads (thread_id, owner, metadata) VALUES (%s, %s, %s) "
-                "RETURNING thread_id, metadata, created_at, updated_at, false AS busy",
+                "RETURNING thread_id, metadata, created_at, updated_at, 'idle' AS status",
                 (new_id, scope.owner, Jsonb(source["metadata"])))).fetchone()
             for table in _CHECKPOINT_TABLES:
                 columns = [c["column_name"] for c in await (await conn.execute(
@@ -216,20 +238,7 @@ class Threads:
                 owned = [r["thread_id"] for r in await (await conn.execute(sql.SQL(
                     "SELECT t.thread_id FROM agent_threads t WHERE t.thread_id = ANY(%(ids)s) "
                     "AND {} FOR UPDATE").format(scope.condition()), scope.params(ids=thread_ids))).fetchall()]
-                await conn.execute(
-                    "DELETE FROM checkpoints c WHERE c.thread_id = ANY(%(ids)s) AND c.checkpoint_id <> "
-                    "(SELECT max(l.checkpoint_id) FROM checkpoints l WHERE l.thread_id = c.thread_id "
-                    "AND l.checkpoint_ns = c.checkpoint_ns)", {"ids": owned})
-                await conn.execute(
-                    "DELETE FROM checkpoint_writes w WHERE w.thread_id = ANY(%(ids)s) AND NOT EXISTS "
-                    "(SELECT 1 FROM checkpoints c WHERE c.thread_id = w.thread_id AND "
-                    "c.checkpoint_ns = w.checkpoint_ns AND c.checkpoint_id = w.checkpoint_id)",
-                    {"ids": owned})
-                await conn.execute(
-                    "DELETE FROM checkpoint_blobs b WHERE b.thread_id = ANY(%(ids)s) AND NOT EXISTS "
-                    "(SELECT 1 FROM checkpoints c WHERE c.thread_id = b.thread_id AND "
-                    "c.checkpoint_ns = b.checkpoint_ns AND "
-                    "c.checkpoint -> 'channel_versions' ->> b.channel = b.version)", {"ids": owned})
+                await keep_latest_checkpoints(conn, owned)
                 return len(owned)
             deleted = [r["thread_id"] for r in await (await conn.execute(sql.SQL(
                 "DELETE FROM agent_threads t WHERE t.thread_id = ANY(%(ids)s) AND {} "
@@ -442,6 +451,13 @@ class Assistants:
 
 def assistant_not_found(assistant_id: str) -> HTTPException:
     return HTTPException(404, f"assistant {assistant_id} not found")
+
+
+def _ttl(ttl: dict[str, Any] | None) -> dict[str, Any]:
+    """A thread TTL's statement parameters: the TTL as stored, and its length in seconds."""
+    if ttl is None:
+        return {"ttl": None, "seconds": None}
+    return {"ttl": Jsonb(ttl), "seconds": float(ttl["ttl"]) * 60}
 
 
 def _jsonb(values: dict[str, Any]) -> dict[str, Any]:

@@ -85,6 +85,8 @@ class Settings(BaseSettings):
     # has every step), "sync" before each next step (safest, slowest), "exit" once when the run
     # ends (fastest; a crash mid-run starts the run again from its input, one state per run).
     checkpoint_durability: Literal["sync", "async", "exit"] = "async"
+    # How often expired threads (their own `ttl`) are swept, by whichever process gets there.
+    thread_ttl_sweep_seconds: float = Field(60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
     # Prometheus metrics are served on their own port (never the API's, so never through the API's

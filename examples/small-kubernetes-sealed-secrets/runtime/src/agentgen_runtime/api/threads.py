@@ -30,29 +30,19 @@ router = APIRouter(tags=["threads"])
 
 @router.post("/threads")
 async def create_thread(body: ThreadCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
-    row = await svc.threads.create(
-        caller, body.thread_id or str(uuid.uuid4()), body.metadata, body.if_exists
-    )
+    row = await svc.create_thread(caller, body.thread_id or str(uuid.uuid4()), body)
     return svc.thread_json(row, kind="written")
 
 
 @router.post("/threads/search")
 async def search_threads(body: ThreadSearch, svc: Svc, caller: Caller) -> list[dict[str, Any]]:
-    rows = await svc.threads.search(
-        caller,
-        metadata=body.metadata,
-        ids=body.ids,
-        sort_by=body.sort_by,
-        descending=body.sort_order != "asc",
-        limit=body.limit,
-        offset=body.offset,
-    )
-    return [svc.thread_json(row) for row in rows]
+    found = await svc.threads_matching(caller, body, limit=body.limit, offset=body.offset)
+    return [svc.thread_found(row, state, body) for row, state in found]
 
 
 @router.post("/threads/count")
 async def count_threads(body: ThreadCount, svc: Svc, caller: Caller) -> int:
-    return await svc.threads.count(caller, body.metadata)
+    return await svc.count_threads(caller, body)
 
 
 @router.post("/threads/prune")
@@ -70,7 +60,8 @@ async def get_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]
 @router.patch("/threads/{thread_id}")
 async def update_thread(thread_id: str, body: ThreadUpdate, svc: Svc, caller: Caller,
                         request: Request) -> Any:
-    row = await svc.threads.update(caller, thread_id, body.metadata)
+    row = await svc.threads.update(caller, thread_id, body.metadata,
+                                   body.ttl.model_dump() if body.ttl else None)
     if request.headers.get("prefer", "").strip().lower() == "return=minimal":
         return Response(status_code=204)
     return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")),
