@@ -16,7 +16,8 @@ const names = async (stream) => {
 };
 const out = {};
 
-const thread = (await client.threads.create({ metadata: { suite: "js" } })).thread_id;
+const suite = `js-${crypto.randomUUID()}`;  // dev keeps the threads of earlier runs
+const thread = (await client.threads.create({ metadata: { suite } })).thread_id;
 let created = null;
 out.stream = await names(client.runs.stream(thread, "slow", {
   input: { text: "one" }, streamMode, streamResumable: true, onDisconnect: "continue",
@@ -35,7 +36,7 @@ out.branchLog = (await client.threads.getState(thread)).values.log;
 
 out.rejoined = await names(client.runs.joinStream(thread, created.run_id, { lastEventId: "-1" }));
 out.wait = (await client.runs.wait(thread, "slow", { input: { text: "two" } })).log;
-out.search = (await client.threads.search({ metadata: { suite: "js" } })).length;
+out.search = (await client.threads.search({ metadata: { suite } })).length;
 out.runs = (await client.runs.list(thread)).map((run) => run.status);
 
 const paused = (await client.threads.create()).thread_id;
