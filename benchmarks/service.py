@@ -167,10 +167,8 @@ def main() -> None:
                  env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
                       "LOG_LEVEL": "WARNING", "SECRETS_DIR": str(work / "none")},
                  ready=lambda: http_status(f"{peer}/ok") == 200, timeout=120) as proc:
-        time.sleep(2)
-        results["langgraph dev"] = {"idle_rss_mb": round(rss_mb(proc.pid), 1),
-                                    "c1": load(python, project, peer, c1_requests, 1),
-                                    "c16": load(python, project, peer, args.requests, 16)}
+        results["langgraph dev"] = measure(proc.pid, python, project, peer, c1_requests,
+                                           args.requests)
 
     with postgres_cluster() as pg:
         url = pg.create_database("raw")
@@ -226,17 +224,30 @@ def main() -> None:
           f"2 per run)")
 
 
+def peer_venv(venv: Path, *requirements: str) -> Path:
+    """A virtualenv of a peer's own (its dependencies are not the runtime's), made by uv."""
+    uv = Path(sys.executable).parent / "uv"
+    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
+    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
+                    *requirements], check=True)
+    return venv
+
+
+def measure(pid: int, python: str, project: Path, base: str, c1_requests: int,
+            requests: int) -> dict:
+    """A peer's idle memory, then its load test at 1 and 16 clients."""
+    time.sleep(2)
+    return {"idle_rss_mb": round(rss_mb(pid), 1), "c1": load(python, project, base, c1_requests, 1),
+            "c16": load(python, project, base, requests, 16)}
+
+
 def langhost(project: Path, work: Path, url: str, python: str, c1_requests: int,
              requests: int) -> dict:
     """langhost (`langhost` + `langgraph-runtime-pg` from PyPI: the stock LangGraph API server on
     PostgreSQL and Redis) serving the project's langgraph.json on its own database of the same
     cluster and a Redis of its own, with as many concurrent runs per process as the service."""
-    uv = Path(sys.executable).parent / "uv"
-    venv = work / "langhost-venv"
-    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                    f"langhost=={LANGHOST}", f"langgraph-runtime-pg=={LANGHOST}", "-e", str(project)],
-                   check=True)
+    venv = peer_venv(work / "langhost-venv", f"langhost=={LANGHOST}",
+                     f"langgraph-runtime-pg=={LANGHOST}", "-e", str(project))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     with redis_server() as (redis_url, _):
@@ -248,21 +259,14 @@ def langhost(project: Path, work: Path, url: str, python: str, c1_requests: int,
                       "--n-jobs-per-worker", str(RUNS_PER_PROCESS)], cwd=project, env=env,
                      what="langhost", ready=lambda: http_status(f"{base}/ok") == 200,
                      timeout=180) as proc:
-            time.sleep(2)
-            return {"idle_rss_mb": round(rss_mb(proc.pid), 1),
-                    "c1": load(python, project, base, c1_requests, 1),
-                    "c16": load(python, project, base, requests, 16)}
+            return measure(proc.pid, python, project, base, c1_requests, requests)
 
 
 def aegra(project: Path, work: Path, url: str, python: str, c1_requests: int, requests: int) -> dict:
     """Aegra (`aegra-api` from PyPI) serving the project's langgraph.json on its own database of the
     same cluster, in a virtualenv of its own (its dependencies are not the runtime's)."""
-    uv = Path(sys.executable).parent / "uv"
-    venv = work / "aegra-venv"
-    subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-    subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                    # greenlet: SQLAlchemy's asyncio needs it and aegra-api does not declare it
-                    "aegra-api", "greenlet", "-e", str(project)], check=True)
+    # greenlet: SQLAlchemy's asyncio needs it and aegra-api does not declare it
+    venv = peer_venv(work / "aegra-venv", "aegra-api", "greenlet", "-e", str(project))
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"DATABASE_URL": url, "PORT": str(port), "HOST": "127.0.0.1", "AUTH_TYPE": "noop",
@@ -271,10 +275,7 @@ def aegra(project: Path, work: Path, url: str, python: str, c1_requests: int, re
     with process([str(venv / "bin" / "python"), "-m", "aegra_api.main"], cwd=project, env=env,
                  what="aegra", ready=lambda: http_status(f"{base}/health") == 200,
                  timeout=120) as proc:
-        time.sleep(2)
-        return {"idle_rss_mb": round(rss_mb(proc.pid), 1),
-                "c1": load(python, project, base, c1_requests, 1),
-                "c16": load(python, project, base, requests, 16)}
+        return measure(proc.pid, python, project, base, c1_requests, requests)
 
 
 if __name__ == "__main__":
