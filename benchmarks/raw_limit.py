@@ -1,7 +1,7 @@
 """The raw limit the service is compared with: the generated project's graph `ainvoke`d in-process
 with AsyncPostgresSaver on a connection pool (no HTTP, no run rows), by the same number of
 concurrent clients holding conversations of `--turns` runs per thread, at the service's durability
-(`--durability`, async by default as the service's).
+(`--durability`, exit by default as the service's).
 Prints the load generator's JSON (throughput, percentiles) so that benchmarks/service.py can put
 it beside the servers. Run with the project's Python, from the project directory:
 
@@ -68,5 +68,5 @@ if __name__ == "__main__":
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=20)
-    parser.add_argument("--durability", choices=("async", "sync", "exit"), default="async")
+    parser.add_argument("--durability", choices=("async", "sync", "exit"), default="exit")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

@@ -30,7 +30,8 @@ def flow(url: str, key: str, strict: bool) -> dict:
 
 
 def test_the_js_client_use_stream_flow_answers_as_under_langgraph_dev(database):
-    with runtime_server(database) as server:
+    # the history per step, as the Platform's default durability keeps it (dev's too)
+    with runtime_server(database, CHECKPOINT_DURABILITY="async") as server:
         ours = flow(server.base, "key-one", strict=True)
     python = side_venv("langgraph-cli[inmem]", "-e", str(WEATHER))  # as the conformance test
     port = free_port()

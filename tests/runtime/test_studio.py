@@ -73,8 +73,9 @@ async def contract(base: str, api_key: str | None) -> dict:
 def test_studio_reads_the_same_graph_as_from_langgraph_dev(database):
     config = str(STUDIO / "langgraph.json")
     origin = "https://smith.langchain.com"
+    # every step in the history, as Studio shows it (and as the Platform's default durability)
     with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config,
-                        CORS_ORIGINS=f'["{origin}"]') as server:
+                        CORS_ORIGINS=f'["{origin}"]', CHECKPOINT_DURABILITY="async") as server:
         ours = asyncio.run(contract(server.base, "key-one"))
         # Studio in a browser: the preflight admits its key header; a stream's run id is readable
         conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
