@@ -100,8 +100,10 @@ async def _joined(c: Any) -> Any:
 
 
 async def _join_stream(c: Any) -> Any:
-    tid, rid = await _background(c)
-    return await events(c.runs.join_stream(tid, rid))
+    """Joined with a subset of the run's modes: only those are sent (and `metadata` is not)."""
+    tid = await _thread(c)
+    run = await c.runs.create(tid, "slow", input=SLOW, stream_mode=["values", "updates"])
+    return await events(c.runs.join_stream(tid, run["run_id"], stream_mode="updates"))
 
 
 async def first_events(stream: Any, seconds: float) -> tuple[str, ...]:

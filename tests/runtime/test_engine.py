@@ -240,6 +240,37 @@ def test_a_dropped_stream_is_joined_from_the_other_process(pair):
     assert log_of(a, tid) == ["in:s", "out:s"]
 
 
+def test_a_run_stream_joined_with_stream_modes_sends_only_those(pair):
+    """The SDK's list (`?stream_mode=a&stream_mode=b`), langgraph-api's JSON array, a mode the run
+    never streamed, an unknown mode (422 naming it); from the process that did not run it."""
+    a, b = pair
+
+    async def scenario():
+        ca, cb = client(a), client(b)
+        tid = (await ca.threads.create())["thread_id"]
+        run = await ca.runs.create(tid, "slow", input={"text": "m", "seconds": 0.2},
+                                   stream_mode=["values", "updates", "custom"])
+        joined = {}
+        for modes in (None, ["updates"], ["values", "updates"], '["values"]', ["messages"]):
+            joined[str(modes)] = [p.event async for p in cb.runs.join_stream(
+                tid, run["run_id"], stream_mode=modes)]
+        try:
+            await anext(aiter(cb.runs.join_stream(tid, run["run_id"], stream_mode="valuez")))
+            refused = None
+        except httpx.HTTPStatusError as exc:
+            refused = exc.response
+        return joined, refused
+
+    joined, refused = asyncio.run(scenario())
+    assert joined["None"] == ["metadata", "values", "updates", "values", "updates", "values"]
+    assert joined["['updates']"] == ["updates", "updates"]
+    assert joined["['values', 'updates']"] == ["values", "updates", "values", "updates", "values"]
+    assert joined['["values"]'] == ["values"] * 3
+    assert joined["['messages']"] == []
+    assert refused is not None and refused.status_code == 422
+    assert "'valuez' is not one of values, updates" in refused.json()["message"]
+
+
 def test_sigterm_under_load_refuses_or_answers_every_request(database):
     with runtime_server(database, **ENGINE, SHUTDOWN_GRACE_SECONDS="5") as a, \
             runtime_server(database, **ENGINE) as b:

@@ -6,7 +6,6 @@ served on a port of their own by `serve` (observability.start_metrics_server).""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -32,6 +31,7 @@ from .db import (
     sweep_expired_threads,
 )
 from .drain import Drain, DrainMiddleware
+from .engine import cancel_tasks
 from .errors import ErrorMiddleware, install_handlers
 from .graphs import load_graphs
 from .observability import (
@@ -234,10 +234,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             # Graceful shutdown: in-flight runs get the grace period, then go back to the queue.
             await app.state.service.engine.stop(settings.shutdown_grace_seconds)
         finally:
-            for task in tasks:
-                task.cancel()
-                with contextlib.suppress(BaseException):
-                    await task
+            await cancel_tasks(tasks)
             if redis is not None:
                 await redis.aclose()
             await app.state.pool.close()

@@ -236,9 +236,12 @@ class LocalRun:
     events: list[tuple[int, str, Any]] = field(default_factory=list)
     unflushed: list[tuple[int, str, Any]] = field(default_factory=list)
     cancel: str | None = None
-    cancel_at: float | None = None
+    cancel_at: float | None = None  # when its cancellation was asked for
+    cancelled_at: float = 0.0  # when its task was last cancelled (see Engine._recancel)
     started: bool = False
     finishing: bool = False  # its outcome is being recorded: too late to cancel
+    stopping: bool = False  # its cancellation arrived and is being handled (rollback, release)
+    flushed_up: bool = False  # its event flusher is asked to stop (after one last flush)
     done: bool = False
     final: dict[str, Any] | None = None  # its row as this process recorded its outcome
     final_known: bool = False  # final is set (None: the run was rolled back, its row deleted)
@@ -248,6 +251,29 @@ Executor = Callable[[dict[str, Any], Callable[[str, Any], None]], Awaitable[tupl
 
 
 PULSE_SECONDS = 0.1
+FLUSH_SECONDS = 0.05  # how often a run's new events are written (readers elsewhere follow them)
+# A cancelled run whose task is still running this long after a cancellation was delivered gets it
+# again (see Engine._recancel).
+RECANCEL_SECONDS = 0.5
+
+
+async def cancel_tasks(tasks: list[asyncio.Task[Any]], within: float = 5.0) -> None:
+    """Cancel tasks and wait (at most `within` seconds) until they end, cancelling again the ones
+    that go on: on Python 3.11 a cancellation that arrives while a task is being handed what it
+    waited for (asyncio.wait_for, Condition.wait: psycopg_pool's getconn under load) can be
+    swallowed, and a loop that swallowed it would run forever."""
+    deadline = time.monotonic() + within
+    pending = {t for t in tasks if not t.done()}
+    while pending and time.monotonic() < deadline:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=min(RECANCEL_SECONDS,
+                                                                 max(0.0, deadline - time.monotonic())))
+    for task in tasks:
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: a loop's failure at shutdown is not worth a warning
+    if pending:
+        log.warning("%d task(s) still running %.0f s after they were cancelled", len(pending), within)
 
 
 class LeaseKeeper(threading.Thread):
@@ -424,11 +450,7 @@ class Engine:
         await self.release_after(grace)
         if self._keeper is not None:
             self._keeper.stop()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(BaseException):
-                await task
+        await cancel_tasks(self._tasks)
 
     # --- creating runs ---------------------------------------------------------------------
     async def create(self, *, run_id: str, thread_id: str | None, assistant_id: str, graph_id: str,
@@ -531,11 +553,13 @@ class Engine:
                 flusher = asyncio.create_task(self._flush_periodically(run))
             status, output, error = await self.executor(row, lambda e, d: self._emit(run, e, d))
         except Fenced:
+            run.stopping = True
             self._fenced_off(run)
             await self._finish_events(run, flusher)
             self._over(run)
             return
         except asyncio.CancelledError:
+            run.stopping = True  # no further cancellation: what follows is the cancellation's work
             action = run.cancel or "interrupt"
             if action in ("release", "lost", "fenced"):
                 await self._finish_events(run, flusher)
@@ -643,8 +667,13 @@ class Engine:
             await self._notify(conn, f"e:{run.run_id}")
 
     async def _flush_periodically(self, run: LocalRun) -> None:
-        while True:
-            await asyncio.sleep(0.05)
+        """Flushes the run's events every FLUSH_SECONDS until `run.flushed_up` (set by
+        _finish_events): stopped by a flag, not by cancellation, which Python 3.11 can swallow
+        while a flush waits for a pooled connection (see cancel_tasks)."""
+        while not run.flushed_up:
+            await asyncio.sleep(FLUSH_SECONDS)
+            if run.flushed_up:
+                return
             try:
                 await self._flush(run)
             except Exception as exc:
@@ -656,11 +685,12 @@ class Engine:
                 log.warning("run %s: events not flushed yet", run.run_id, exc_info=True)
 
     async def _finish_events(self, run: LocalRun, flusher: asyncio.Task[Any] | None) -> None:
+        """The run's last events, flushed after any flush under way (events land in order)."""
         if flusher is None:
             return
-        flusher.cancel()
-        with contextlib.suppress(BaseException):
-            await flusher
+        run.flushed_up = True
+        if not (await asyncio.wait({flusher}, timeout=self.lease))[0]:
+            await cancel_tasks([flusher])  # a flush stuck for a whole lease: the lease is lost
         for _ in range(3):
             try:
                 await self._flush(run)
@@ -847,10 +877,26 @@ class Engine:
                 self._cancel_local(row["run_id"], row["cancel"])
 
     async def _pulse(self) -> None:
-        """Mark that the event loop turns; the lease keeper thread reads it to detect stalls."""
+        """Mark that the event loop turns (the lease keeper thread reads it to detect stalls), and
+        deliver again the cancellations runs did not act on."""
         while True:
             self.loop_beat = time.monotonic()
+            self._recancel()
             await asyncio.sleep(PULSE_SECONDS)
+
+    def _recancel(self) -> None:
+        """A cancelled run still running RECANCEL_SECONDS after its cancellation was delivered is
+        cancelled again: on Python 3.11 asyncio can swallow a cancellation (see cancel_tasks), and
+        the client that cancelled (or the run that rolled it back and waits behind it) must not
+        wait for the run to end on its own."""
+        now = time.monotonic()
+        for run in self.local.values():
+            if (run.cancel is not None and run.cancel_at is not None and run.started
+                    and not (run.stopping or run.finishing or run.done)
+                    and run.task is not None and not run.task.done()
+                    and now - max(run.cancel_at, run.cancelled_at) > RECANCEL_SECONDS):
+                run.cancelled_at = now
+                run.task.cancel()
 
     def _renewed(self, ids: list[str], held: dict[str, str | None]) -> None:
         """On the loop, after the keeper renewed leases: a run whose lease another worker took

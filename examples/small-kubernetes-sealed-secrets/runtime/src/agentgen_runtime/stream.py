@@ -16,15 +16,16 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import datetime as dt
+import json
 import uuid
 from collections.abc import AsyncIterator, Callable
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, get_args
 
 from langchain_core.messages import BaseMessageChunk
 from pydantic import BaseModel
 
-from .models import RunCreate
+from .models import RunCreate, StreamMode
 
 if TYPE_CHECKING:
     from .ownership import Scope
@@ -168,9 +169,44 @@ async def stream_run(graph: Any, run_input: Any, config: dict[str, Any], options
 
 # --- the thread stream (`GET /threads/{id}/stream`) ---------------------------------------------
 THREAD_MODES = ("run_modes", "lifecycle", "state_update")
+RUN_MODES: tuple[str, ...] = get_args(StreamMode)
 RUN_DONE = 2**31 - 1  # the event number of a run's `run_done` (after any event it records)
 KEEPALIVE_SECONDS = 10.0
 POLL_SECONDS = 0.25  # how soon a run created on the thread is followed
+
+
+def parse_modes(values: list[str | None], allowed: tuple[str, ...]) -> set[str]:
+    """The modes named by a stream's query parameters: repeated (`?stream_mode=a&stream_mode=b`,
+    as the Python SDK sends a list), a JSON array (as langgraph-api reads one) or comma-separated.
+    Raises ValueError naming a mode that is not one of `allowed`."""
+    modes: set[str] = set()
+    for value in values:
+        value = (value or "").strip()
+        if value.startswith("["):
+            try:
+                items = json.loads(value)
+            except ValueError:
+                items = None
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError(f"stream_mode: {value!r} is not a JSON array of modes")
+        else:
+            items = value.split(",")
+        modes.update(item.strip() for item in items if item.strip())
+    for mode in sorted(modes - set(allowed)):
+        raise ValueError(f"stream_mode: {mode!r} is not one of {', '.join(allowed)}")
+    return modes
+
+
+def run_event_wanted(modes: set[str], event: str) -> bool:
+    """Whether joining a run's stream with `modes` sends this event (as langgraph-api filters:
+    a subgraph's `<mode>|<ns>` by its mode, every `messages/...` for either messages mode). A
+    run's `error` is always sent (langgraph-api drops it when it is not named): a client must
+    learn how its run ended."""
+    if not modes or event == "error":
+        return True
+    base = event.partition("|")[0]
+    return base in modes or (base.startswith("messages")
+                             and not modes.isdisjoint(("messages", "messages-tuple")))
 
 
 def thread_event_wanted(modes: set[str], event: str, data: Any) -> bool:

@@ -8,7 +8,7 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
@@ -18,6 +18,7 @@ from ..errors import dependency_failure
 from ..models import MAX_OFFSET, CancelMany, RunCreate
 from ..ownership import Scope, thread_not_found
 from ..service import Service
+from ..stream import RUN_MODES, parse_modes, run_event_wanted
 from .deps import Caller, Svc, sse
 
 KEEPALIVE_SECONDS = 10.0
@@ -113,15 +114,18 @@ async def _wait(
 
 
 def _events(
-    svc: Service, row: dict[str, Any], after: int, cancel_on_disconnect: bool, location: str | None
+    svc: Service, row: dict[str, Any], after: int, cancel_on_disconnect: bool, location: str | None,
+    modes: set[str] | frozenset[str] = frozenset(),
 ) -> StreamingResponse:
+    """The run's events after `after` (those of `modes` when given) as server-sent events."""
     run_id = row["run_id"]
 
     async def events() -> AsyncIterator[bytes]:
         finished = False
         try:
             async for seq, event, data in svc.engine.events(run_id, after):
-                yield sse(event, data, seq)
+                if run_event_wanted(modes, event):
+                    yield sse(event, data, seq)
             finished = True
         finally:
             if not finished and cancel_on_disconnect:
@@ -230,11 +234,16 @@ async def join_stream(
     svc: Svc,
     caller: Caller,
     cancel_on_disconnect: bool = False,
+    stream_mode: Annotated[list[str] | None, Query()] = None,  # the run's modes to send (all)
     last_event_id: str = Header("0"),
 ) -> StreamingResponse:
+    try:
+        modes = parse_modes(stream_mode or [], RUN_MODES)
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     row = await svc.threads.run(caller, thread_id, run_id)
     after = int(last_event_id) if last_event_id.isdigit() else 0
-    return _events(svc, row, after, cancel_on_disconnect, f"{_path(row)}/stream")
+    return _events(svc, row, after, cancel_on_disconnect, f"{_path(row)}/stream", modes)
 
 
 @router.post("/threads/{thread_id}/runs/{run_id}/cancel", status_code=202)

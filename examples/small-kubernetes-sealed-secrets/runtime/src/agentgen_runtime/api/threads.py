@@ -22,7 +22,7 @@ from ..models import (
 )
 from ..ownership import Scope, checkpoint_config
 from ..service import Service
-from ..stream import THREAD_MODES, follow_thread, parse_thread_event_id
+from ..stream import THREAD_MODES, follow_thread, parse_modes, parse_thread_event_id
 from .deps import Caller, Svc, sse
 
 router = APIRouter(tags=["threads"])
@@ -148,10 +148,10 @@ async def join_thread_stream(
     stream_modes: str | None = None,  # as langgraph-api reads it (comma-separated)
     last_event_id: str | None = Header(None),
 ) -> StreamingResponse:
-    modes = {m.strip() for m in [*(stream_mode or []), *(stream_modes or "").split(",")]
-             if m.strip()} or {"run_modes"}
-    for mode in sorted(modes - set(THREAD_MODES)):
-        raise HTTPException(422, f"stream_mode: {mode!r} is not one of {', '.join(THREAD_MODES)}")
+    try:
+        modes = parse_modes([*(stream_mode or []), stream_modes], THREAD_MODES) or {"run_modes"}
+    except ValueError as exc:
+        raise HTTPException(422, str(exc)) from None
     await svc.threads.get(caller, thread_id)  # 404 before the stream starts
     events = follow_thread(svc, caller, thread_id, modes, parse_thread_event_id(last_event_id))
 
