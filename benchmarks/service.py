@@ -11,7 +11,8 @@ service's own metrics) and idle RSS, with ratios, and checks that every finished
 PostgreSQL (every acknowledged run durable).
 
 Run: .venv/bin/python benchmarks/service.py [--requests 2000] [--workers 1] [--no-aegra] [--no-langhost]
-     [--durability exit]  (the service's and the raw limit's; langgraph dev runs with async)
+     [--durability async]  (the service's and the raw limit's; langgraph dev and langhost run with
+     async, the Platform's default)
 (needs the test extras and PostgreSQL server binaries: ./scripts/setup.sh --test)
 """
 
@@ -117,7 +118,7 @@ def main() -> None:
                         help="skip Aegra (it is installed from PyPI into a virtualenv of its own)")
     parser.add_argument("--no-langhost", dest="langhost", action="store_false",
                         help="skip langhost (from PyPI into a virtualenv of its own; needs redis-server)")
-    parser.add_argument("--durability", choices=("async", "sync", "exit"), default="exit",
+    parser.add_argument("--durability", choices=("async", "sync", "exit"), default="async",
                         help="CHECKPOINT_DURABILITY of the service and of the raw limit")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="agentgen-svc-bench-"))

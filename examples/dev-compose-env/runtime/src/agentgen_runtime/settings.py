@@ -80,12 +80,12 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(20.0, ge=0)
     recursion_limit: int = Field(25, ge=1, validation_alias=AliasChoices(
         "recursion_limit", "llm_max_iterations"), description="LangGraph recursion limit per run")
-    # When checkpoints reach PostgreSQL, unless a run says (`durability`): "exit" once when the run
-    # ends (fastest; a crash mid-run starts the run again from its input; one state per run in the
-    # history), "async" (the Platform's default) while the next step runs (a crash can lose the
-    # last step; the history Studio shows has every step), "sync" before each next step (safest,
-    # slowest).
-    checkpoint_durability: Literal["sync", "async", "exit"] = "exit"
+    # When checkpoints reach PostgreSQL, unless a run says (`durability`): "async" (the Platform's
+    # default) each step, while the next one runs (a crash can lose the last step; the history
+    # Studio shows has every step), "exit" once when the run ends (fastest; a crash mid-run starts
+    # the run again from its input; one state per run in the history), "sync" before each next
+    # step (safest, slowest).
+    checkpoint_durability: Literal["sync", "async", "exit"] = "async"
     # How often expired threads (their own `ttl`) are swept, by whichever process gets there.
     thread_ttl_sweep_seconds: float = Field(60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
