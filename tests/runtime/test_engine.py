@@ -133,6 +133,39 @@ def test_a_background_run_survives_kill_9_of_its_process(database):
         assert took < 3 + 1.5 + 3 + 5, took
 
 
+def test_a_delayed_run_starts_after_its_delay_on_any_process(database):
+    """`after_seconds=2` through the SDK: pending until then (its process killed meanwhile), run by
+    the other process no earlier than 2 s after it was created; the thread's next run waits behind
+    it; a negative delay is a 422."""
+    import psycopg
+
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
+        async def create():
+            c = client(a)
+            tid = (await c.threads.create())["thread_id"]
+            run = await c.runs.create(tid, "slow", input={"text": "later", "seconds": 0},
+                                      after_seconds=2)
+            return tid, run
+
+        tid, run = asyncio.run(create())
+        stop_process(a.proc, signal.SIGKILL)  # the process that took it is gone
+        status, after, _ = b.call("POST", f"/threads/{tid}/runs", {
+            "assistant_id": "slow", "input": {"text": "next", "seconds": 0}})
+        assert status == 200, after
+        time.sleep(1)
+        assert b.call("GET", f"/threads/{tid}/runs/{run['run_id']}")[1]["status"] == "pending"
+        status, joined, _ = b.call("GET", f"/threads/{tid}/runs/{after['run_id']}/join", timeout=30)
+        assert status == 200 and joined["log"] == ["in:later", "out:later", "in:next", "out:next"]
+        with psycopg.connect(database) as conn:
+            waited, attempt = conn.execute(
+                "SELECT extract(epoch FROM started_at - created_at), attempt FROM agent_runs "
+                "WHERE run_id = %s", (run["run_id"],)).fetchone()
+        assert 2 <= waited < 2 + 3 and attempt == 1, waited  # claimed once, by b's poll
+        status, refused, _ = b.call("POST", f"/threads/{tid}/runs", {
+            "assistant_id": "slow", "input": {"text": "x"}, "after_seconds": -1})
+        assert status == 422 and "after_seconds" in refused["message"], refused
+
+
 class Balancer:
     """A TCP load balancer for the tests: each connection goes to the first backend that accepts
     it (as a Service sends new connections to the replicas still up)."""

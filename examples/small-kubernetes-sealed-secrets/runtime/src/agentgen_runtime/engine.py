@@ -80,6 +80,7 @@ ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS lease_until timestamptz;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS started_at timestamptz;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS cancel text;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS output jsonb;
+ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS not_before timestamptz;
 CREATE UNIQUE INDEX IF NOT EXISTS agent_runs_one_running ON agent_runs (thread_id)
     WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS agent_runs_pending ON agent_runs (seq) WHERE status = 'pending';
@@ -93,13 +94,14 @@ CREATE TABLE IF NOT EXISTS agent_run_events (
 );
 """
 
-# A pending run is claimable when its thread has no running run and no older pending one.
+# A pending run is claimable when its thread has no running run and no older pending one, and its
+# delay (after_seconds) has passed. A delayed run holds its thread's later runs behind it.
 _CLAIM = """
 UPDATE agent_runs r SET status = 'running', worker = %(worker)s, attempt = r.attempt + 1,
     lease_until = now() + make_interval(secs => %(lease)s), started_at = now(), updated_at = now()
 WHERE r.run_id IN (
     SELECT c.run_id FROM agent_runs c
-    WHERE c.status = 'pending'
+    WHERE c.status = 'pending' AND (c.not_before IS NULL OR c.not_before <= now())
       AND NOT EXISTS (SELECT 1 FROM agent_runs o
                       WHERE o.thread_id = c.thread_id AND o.status = 'running')
       AND NOT EXISTS (SELECT 1 FROM agent_runs o
@@ -150,6 +152,7 @@ RETURNS SETOF agent_runs LANGUAGE plpgsql AS $fn$
 DECLARE
     v_active text[] := '{}';
     v_claim boolean;
+    v_delay double precision := coalesce((p_kwargs ->> 'after_seconds')::double precision, 0);
 BEGIN
     IF p_thread_id IS NOT NULL THEN
         -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's
@@ -169,19 +172,21 @@ BEGIN
             PERFORM agent_run_cancel(v_active, p_strategy);
         END IF;
     END IF;
-    v_claim := p_worker IS NOT NULL AND cardinality(v_active) = 0;
+    v_claim := p_worker IS NOT NULL AND cardinality(v_active) = 0 AND v_delay <= 0;
     IF NOT v_claim THEN
         PERFORM pg_notify('agent_runs', 'q:' || p_caller);
     END IF;
     RETURN QUERY INSERT INTO agent_runs (
         run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy,
-        record_events, created_at, updated_at, worker, attempt, lease_until, started_at)
+        record_events, created_at, updated_at, worker, attempt, lease_until, started_at,
+        not_before)
     VALUES (p_run_id, p_thread_id, p_assistant_id, p_graph_id,
         CASE WHEN v_claim THEN 'running' ELSE 'pending' END, p_metadata, p_kwargs, p_strategy,
         p_record_events, clock_timestamp(), clock_timestamp(),
         CASE WHEN v_claim THEN p_worker END, CASE WHEN v_claim THEN 1 ELSE 0 END,
         CASE WHEN v_claim THEN now() + make_interval(secs => p_lease) END,
-        CASE WHEN v_claim THEN clock_timestamp() END)
+        CASE WHEN v_claim THEN clock_timestamp() END,
+        CASE WHEN v_delay > 0 THEN clock_timestamp() + make_interval(secs => v_delay) END)
     RETURNING *;
 END
 $fn$
@@ -483,11 +488,18 @@ class Engine:
         if row["status"] == "running":
             QUEUE_WAIT.observe(0.0)
             self._spawn(row)
-        else:  # its thread is busy or this process full: claimed when a run ends, here or elsewhere
-            self._pending_hint = True
+        else:  # its thread is busy, this process full or the run delayed: claimed when a run ends
+            self._pending_hint = True  # or its delay has passed, here or elsewhere
             if self.free > 0 and not self.draining:
                 self.wake.set()
+            delay = kwargs.get("after_seconds") or 0
+            if delay > 0:  # (every process also polls each second)
+                asyncio.get_running_loop().call_later(delay, self._wake_for_pending)
         return row
+
+    def _wake_for_pending(self) -> None:
+        self._pending_hint = True
+        self.wake.set()
 
     def _reserve(self) -> bool:
         """Hold a place for a run this process is about to insert as its own."""

@@ -231,6 +231,9 @@ class RunCreate(_Body):
     # A resume that answers no interrupt waiting on the thread fails the run (UnknownInterruptError)
     # instead of being ignored; the thread stays as it was.
     strict_resume: bool = False
+    # A delayed run: pending until this many seconds after it was created (at most a week), then
+    # run by whichever process claims it first.
+    after_seconds: float | None = Field(None, ge=0, le=7 * 24 * 3600)
 
     def checkpoint_ref(self) -> str | None:
         return self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")
