@@ -94,7 +94,8 @@ def test_a_bad_langgraph_json_is_one_clear_error(tmp_path, text, message):
 
 def test_the_weather_agent_config(monkeypatch):
     config = load_config(WEATHER / "langgraph.json")
-    assert [g.graph_id for g in config.graphs] == ["weather", "fails", "per_run", "slow", "approve"]
+    assert [g.graph_id for g in config.graphs] == ["weather", "fails", "per_run", "slow", "approve",
+                                                   "memory"]
     assert config.http_app == "./src/weather_agent/webapp.py:app"
     assert config.env["WEATHER_UNITS"] == "celsius"
 

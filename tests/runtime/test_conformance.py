@@ -25,12 +25,10 @@ from .helpers import WEATHER, runtime_server, side_venv
 pytestmark = pytest.mark.slow
 SUB_CLIENTS = ("assistants", "threads", "runs", "crons", "store")
 # Why each method this runtime does not serve as the Platform does is not served yet: the goal is an
-# empty list. Crons and the store belong to the issue "Long-term memory, schedules and callbacks".
+# empty list. Crons belong to the issue "Long-term memory, schedules and callbacks".
 UNSUPPORTED = {
     **{f"crons.{m}": "crons: not served yet (issue 22)" for m in
        ("count", "create", "create_for_thread", "delete", "search", "update")},
-    **{f"store.{m}": "the store API: not served yet (issue 22)" for m in
-       ("delete_item", "get_item", "list_namespaces", "put_item", "search_items")},
     "threads.stream": "the v3 thread-centric streaming session is not served yet",
 }
 QUESTION = {"question": "rain?"}

@@ -4,6 +4,8 @@ read from the server's own OpenAPI document, so a route added without a case her
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from .helpers import runtime_server
@@ -149,3 +151,56 @@ def test_a_thread_id_deleted_and_taken_by_another_key_is_not_reachable_through_a
         status, history, _ = second.call("POST", f"/threads/{tid}/history", {"limit": 100},
                                          key=INTRUDER)
         assert status == 200 and "mine?" not in str(history), history
+
+
+STORE_ROUTES = {("/store/items", "PUT"), ("/store/items", "GET"), ("/store/items", "DELETE"),
+                ("/store/items/search", "POST"), ("/store/namespaces", "POST")}
+
+
+def test_each_key_has_its_own_store_from_the_api_and_from_its_runs(owned):
+    """The SDK's store methods with two keys on one namespace: each key reads, searches, lists
+    and deletes only its own items, and a run's graph (get_store()) sees its creator's store."""
+    from langgraph_sdk import get_client
+
+    server, _, _ = owned
+    status, spec, _ = server.call("GET", "/openapi.json", key=OWNER)
+    routes = {(path, method.upper()) for path, item in spec["paths"].items() for method in item
+              if path.startswith("/store")}
+    assert routes == STORE_ROUTES, "store routes without an isolation case"
+
+    async def scenario():
+        one, two = (get_client(url=server.base, api_key=key) for key in (OWNER, INTRUDER))
+        profile = ["memories", "profile"]
+        await one.store.put_item(profile, "favourite", {"colour": "blue"})
+        await one.store.put_item(["memories", "private"], "diary", {"text": "secret?"})
+        await two.store.put_item(profile, "favourite", {"colour": "red"})
+        seen = {
+            "one get": (await one.store.get_item(profile, "favourite"))["value"],
+            "two get": (await two.store.get_item(profile, "favourite"))["value"],
+            "two get private": await two.store.get_item(["memories", "private"], "diary"),
+            "two search": [i["value"] for i in (await two.store.search_items(["memories"]))["items"]],
+            "one search": sorted(i["key"] for i in (await one.store.search_items(["memories"]))["items"]),
+            "two namespaces": (await two.store.list_namespaces())["namespaces"],
+            "one namespaces": sorted((await one.store.list_namespaces(prefix=["memories"]))["namespaces"]),
+            "one depth 1": (await one.store.list_namespaces(max_depth=1))["namespaces"],
+        }
+        await two.store.delete_item(["memories", "private"], "diary")  # not its item: nothing
+        seen["one kept"] = (await one.store.get_item(["memories", "private"], "diary"))["value"]
+        # runs: each key's graph reads its own favourite and writes into its own store
+        for name, c in (("one", one), ("two", two)):
+            result = await c.runs.wait(None, "memory", input={"text": f"by {name}"})
+            seen[f"{name} run"] = result["log"]
+            seen[f"{name} last"] = (await c.store.get_item(["memories", "runs"], "last"))["value"]
+        return seen
+
+    seen = asyncio.run(scenario())
+    assert seen["one get"] == {"colour": "blue"} and seen["two get"] == {"colour": "red"}
+    assert seen["two get private"] is None
+    assert seen["two search"] == [{"colour": "red"}]
+    assert seen["one search"] == ["diary", "favourite"]
+    assert seen["two namespaces"] == [["memories", "profile"]]
+    assert seen["one namespaces"] == [["memories", "private"], ["memories", "profile"]]
+    assert seen["one depth 1"] == [["memories"]]
+    assert seen["one kept"] == {"text": "secret?"}
+    assert seen["one run"] == ["favourite:blue"] and seen["two run"] == ["favourite:red"]
+    assert seen["one last"] == {"text": "by one"} and seen["two last"] == {"text": "by two"}

@@ -21,7 +21,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
-from .config import Config, apply, import_object, load_config
+from .config import Config, ConfigError, apply, import_object, load_config
 from .db import (
     create_pool,
     fenced_store,
@@ -46,6 +46,7 @@ from .observability import (
 from .secrets import export_agent_secrets
 from .service import Service
 from .settings import Settings, get_settings, secrets_dir
+from .store import OwnedStore
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -146,10 +147,17 @@ def prepare(settings: Settings, config: Config | None = None) -> Config:
     config = config or load_config()
     export_agent_secrets(settings, secrets_dir())
     apply(config)
+    store_options(config)  # the store's options hold (an embedding function imports)
     return config
 
 
-def _store(pool: Any, config: Config) -> Any:
+def store_options(config: Config) -> dict[str, Any]:
+    """The PostgreSQL store's options from langgraph.json `store`. Raises ConfigError when the
+    installed langgraph-checkpoint-postgres cannot honour them."""
+    import inspect
+
+    from langgraph.store.postgres.aio import AsyncPostgresStore
+
     options: dict[str, Any] = {}
     if config.store.get("index"):
         index = dict(config.store["index"])
@@ -157,9 +165,18 @@ def _store(pool: Any, config: Config) -> Any:
         if isinstance(embed, str) and ".py:" in embed:  # "./embeddings.py:embed", as the Platform reads it
             index["embed"] = import_object(embed, config.base)
         options["index"] = index
-    if config.store.get("ttl"):
-        options["ttl"] = config.store["ttl"]
-    return fenced_store(pool, **options)
+    if "ttl" in inspect.signature(AsyncPostgresStore.__init__).parameters:
+        # Items put with their own `ttl` (the SDK's put_item) expire whether or not langgraph.json
+        # configures `store.ttl`: an expired item is never answered, and the sweeper deletes it.
+        options["ttl"] = {"omit_expired": True, **(config.store.get("ttl") or {})}
+    elif config.store.get("ttl"):
+        raise ConfigError("langgraph.json store.ttl: the installed langgraph-checkpoint-postgres "
+                          "has no item TTLs; install a newer release (or remove store.ttl)")
+    return options
+
+
+def _store(pool: Any, config: Config) -> Any:
+    return fenced_store(pool, **store_options(config))
 
 
 async def _sweep_periodically(pool: Any, ttl: dict[str, Any]) -> None:
@@ -215,6 +232,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             app.state.redis = redis
             app.state.limiter = RateLimiter(settings.rate_limit_per_minute, redis)
             store = _store(app.state.pool, config)
+            if settings.store_scope == "key":
+                store = OwnedStore(store)
             app.state.service = Service(settings, app.state.pool, await load_graphs(config),
                                         measured_saver(app.state.pool), store)
             try:
@@ -222,8 +241,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             except Exception as exc:  # noqa: BLE001
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
             app.state.service.engine.start()
-            if config.store.get("ttl"):
-                tasks.append(asyncio.create_task(store.start_ttl_sweeper()))
+            if getattr(store, "supports_ttl", False):  # every replica sweeps (idempotent)
+                tasks.append(await store.start_ttl_sweeper())
             if config.checkpointer.get("ttl"):
                 tasks.append(asyncio.create_task(_sweep_periodically(app.state.pool,
                                                                      config.checkpointer["ttl"])))

@@ -4,7 +4,7 @@ non-finite numbers and over-deep values are a 422 naming the field, before anyth
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -237,3 +237,38 @@ class RunCreate(_Body):
 
     def checkpoint_ref(self) -> str | None:
         return self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")
+
+
+# --- the store (namespaces are lists of labels: non-empty, without periods, as the Platform's) ---
+Label = Annotated[str, Field(min_length=1, max_length=256, pattern=r"^[^.]+$")]
+Namespace = Annotated[list[Label], Field(max_length=32)]
+
+
+class StorePut(_Body):
+    namespace: Annotated[list[Label], Field(min_length=1, max_length=32)]
+    key: str = Field(min_length=1, max_length=1024)
+    value: dict[str, Any]
+    index: Literal[False] | list[str] | None = None  # fields to embed (False: none)
+    ttl: float | None = Field(None, gt=0)  # minutes
+
+
+class StoreDelete(_Body):
+    namespace: Annotated[list[Label], Field(min_length=1, max_length=32)]
+    key: str = Field(min_length=1, max_length=1024)
+
+
+class StoreSearch(_Body):
+    namespace_prefix: Namespace = []
+    filter: dict[str, Any] | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    query: str | None = Field(None, max_length=10_000)  # semantic search (the store's index)
+    refresh_ttl: bool | None = None
+
+
+class StoreNamespaces(_Body):
+    prefix: Namespace | None = None
+    suffix: Namespace | None = None
+    max_depth: int | None = Field(None, ge=1, le=32)
+    limit: int = Field(100, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)

@@ -81,6 +81,9 @@ ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS started_at timestamptz;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS cancel text;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS output jsonb;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS not_before timestamptz;
+ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS owner text;
+UPDATE agent_runs r SET owner = t.owner FROM agent_threads t
+    WHERE r.owner IS NULL AND r.thread_id = t.thread_id AND r.status IN ('pending', 'running');
 CREATE UNIQUE INDEX IF NOT EXISTS agent_runs_one_running ON agent_runs (thread_id)
     WHERE status = 'running';
 CREATE INDEX IF NOT EXISTS agent_runs_pending ON agent_runs (seq) WHERE status = 'pending';
@@ -179,14 +182,15 @@ BEGIN
     RETURN QUERY INSERT INTO agent_runs (
         run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy,
         record_events, created_at, updated_at, worker, attempt, lease_until, started_at,
-        not_before)
+        not_before, owner)
     VALUES (p_run_id, p_thread_id, p_assistant_id, p_graph_id,
         CASE WHEN v_claim THEN 'running' ELSE 'pending' END, p_metadata, p_kwargs, p_strategy,
         p_record_events, clock_timestamp(), clock_timestamp(),
         CASE WHEN v_claim THEN p_worker END, CASE WHEN v_claim THEN 1 ELSE 0 END,
         CASE WHEN v_claim THEN now() + make_interval(secs => p_lease) END,
         CASE WHEN v_claim THEN clock_timestamp() END,
-        CASE WHEN v_delay > 0 THEN clock_timestamp() + make_interval(secs => v_delay) END)
+        CASE WHEN v_delay > 0 THEN clock_timestamp() + make_interval(secs => v_delay) END,
+        p_owner)
     RETURNING *;
 END
 $fn$

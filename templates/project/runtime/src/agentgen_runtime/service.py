@@ -25,6 +25,7 @@ from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
 from .ownership import Assistants, Scope, Threads, assistant_not_found, checkpoint_config
 from .settings import Settings
+from .store import OWNER
 from .stream import jsonable, stream_run
 
 
@@ -339,6 +340,7 @@ class Service:
         token = thread_context.set(thread_id) if stateful else None
         # every write this task (and the tasks LangGraph starts for it) makes is fenced by this claim
         fence = FENCE.set((run_id, row["attempt"]))
+        owner = OWNER.set(row.get("owner"))  # whose store the graph reads and writes
         RUNS_ACTIVE.labels(graph_id).inc()
         try:
             graph = await self.runnable(graph_id, config, stateful)
@@ -373,6 +375,7 @@ class Service:
             emit("error", {"error": type(exc).__name__, "message": str(exc)})
         finally:
             FENCE.reset(fence)
+            OWNER.reset(owner)
             RUNS_ACTIVE.labels(graph_id).dec()
             if token is not None:
                 thread_context.reset(token)

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     # the run again from its input; one state per run in the history), "sync" before each next
     # step (safest, slowest).
     checkpoint_durability: Literal["sync", "async", "exit"] = "async"
+    # Whose items the store API and the graphs' store reach: "key" (each API key its own, the
+    # same from the API and from its runs) or "shared" (one store for every key, as LangGraph
+    # Platform without custom auth).
+    store_scope: Literal["key", "shared"] = "key"
     # How often expired threads (their own `ttl`) are swept, by whichever process gets there.
     thread_ttl_sweep_seconds: float = Field(60.0, gt=0)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
