@@ -95,8 +95,11 @@ def test_sdk_end_to_end(project, database):
             state = await client.threads.get_state(tid)
             assert [m["content"] for m in state["values"]["messages"]] == [
                 "hello", "Echo: hello", "stream me", "Echo: stream me"]
-            # durability "exit" (the default) keeps one checkpoint per finished run
-            assert len(await client.threads.get_history(tid, limit=20)) == 2
+            # durability "async" (the default) keeps every step: the first run's input, then each
+            # superstep of this one-node graph (steps number on across runs), newest first
+            history = await client.threads.get_history(tid, limit=20)
+            assert [h["metadata"]["step"] for h in history] == [4, 3, 2, 1, 0, -1], [
+                h["metadata"] for h in history]
             assert (await client.threads.search(metadata={"user": "u1"}))[0]["thread_id"] == tid
 
             run = await client.runs.create(tid, "agent", input={"messages": [
