@@ -67,8 +67,7 @@ class OwnedStore(BaseStore):
                 scoped.append(op._replace(namespace_prefix=(label, *op.namespace_prefix)))
             elif isinstance(op, ListNamespacesOp):
                 conditions = list(op.match_conditions or ())
-                prefixes = [c for c in conditions if c.match_type == "prefix"]
-                if prefixes:
+                if any(c.match_type == "prefix" for c in conditions):
                     conditions = [c._replace(path=(label, *c.path)) if c.match_type == "prefix"
                                   else c for c in conditions]
                 else:

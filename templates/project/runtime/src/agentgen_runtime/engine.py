@@ -853,8 +853,7 @@ class Engine:
         kind, _, run_id = payload.partition(":")
         if kind == "q":
             if run_id != self.worker:  # a run this process queued itself: it knows already
-                self._pending_hint = True
-                self.wake.set()
+                self._wake_for_pending()
         elif kind in ("d", "e"):
             self._signal(run_id)
         elif kind == "s":  # a thread's state was updated (run_id is the thread's id here)

@@ -9,13 +9,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ..models import StoreDelete, StoreNamespaces, StorePut, StoreSearch
+from ..ownership import Scope
 from ..store import OwnedStore, item_json
 from .deps import Caller
 
 router = APIRouter(tags=["store"])
 
 
-def _store(request: Request, caller: Any) -> Any:
+def _store(request: Request, caller: Scope) -> Any:
     store = request.app.state.service.store
     return store.for_owner(caller.owner) if isinstance(store, OwnedStore) else store
 
