@@ -10,11 +10,15 @@ for variant in "openai vault" "anthropic aws-secrets-manager"; do
     set -- $variant
     .venv/bin/agentgen new "$work/$1" --no-input --no-git --name "v-$1" --scale large \
         --secrets "$2" --target compose >/dev/null
-    .venv/bin/python - "$work/$1/pyproject.toml" >>"$work/requirements.in" <<'PY'
+    # the agent's dependencies and the server's (runtime/), with every extra of both
+    .venv/bin/python - "$work/$1/pyproject.toml" "$work/$1/runtime/pyproject.toml" \
+        >>"$work/requirements.in" <<'PY'
 import sys, tomllib
-project = tomllib.load(open(sys.argv[1], "rb"))["project"]
-for dep in project["dependencies"] + [d for ds in project["optional-dependencies"].values() for d in ds]:
-    print(dep)
+for path in sys.argv[1:]:
+    project = tomllib.load(open(path, "rb"))["project"]
+    extras = project.get("optional-dependencies", {}).values()
+    for dep in project["dependencies"] + [d for ds in extras for d in ds]:
+        print(dep)
 PY
 done
 sort -u "$work/requirements.in" -o "$work/requirements.in"

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 OWNER, INTRUDER = "key-one", "key-two"
 # Routes that name nothing owned (the graphs are shared by every key).
 UNOWNED = {"/assistants/search", "/assistants/{assistant_id}", "/assistants/{assistant_id}/schemas",
-           "/threads", "/runs", "/runs/wait", "/runs/stream", "/runs/batch"}
+           "/threads", "/runs", "/runs/wait", "/runs/stream", "/runs/batch", "/runs/crons"}
 
 
 @pytest.fixture(scope="module")
@@ -32,10 +32,16 @@ def owned(database):
         yield server, tid, runs[0]["run_id"]
 
 
-def _cases(tid: str, rid: str, own: str) -> list[tuple[str, str, str, object]]:
-    """(route template, method, concrete path, body) for every route naming a thread or run."""
+def _cases(tid: str, rid: str, own: str, cid: str) -> list[tuple[str, str, str, object]]:
+    """(route template, method, concrete path, body) for every route naming a thread, a run or a
+    cron."""
     run = {"assistant_id": "weather", "input": {"question": "mine now?"}}
     return [
+        ("/threads/{thread_id}/runs/crons", "POST", f"/threads/{tid}/runs/crons",
+         {**run, "schedule": "* * * * * *"}),
+        ("/runs/crons/{cron_id}", "GET", f"/runs/crons/{cid}", None),
+        ("/runs/crons/{cron_id}", "PATCH", f"/runs/crons/{cid}", {"schedule": "* * * * * *"}),
+        ("/runs/crons/{cron_id}", "DELETE", f"/runs/crons/{cid}", None),
         ("/threads/{thread_id}", "GET", f"/threads/{tid}", None),
         ("/threads/{thread_id}", "DELETE", f"/threads/{tid}", None),
         ("/threads/{thread_id}", "PATCH", f"/threads/{tid}", {"metadata": {"taken": True}}),
@@ -82,9 +88,14 @@ def test_a_second_key_reaches_nothing_of_the_first(owned):
     assert status == 200
     routes = {(path, method.upper()) for path, item in spec["paths"].items() for method in item
               if path not in UNOWNED and path.startswith(("/threads", "/runs"))}
-    cases = _cases(tid, rid, own)
+    status, cron, _ = server.call("POST", f"/threads/{tid}/runs/crons", {
+        "assistant_id": "weather", "schedule": "0 0 1 1 *", "input": {"question": "secret?"}},
+        key=OWNER)
+    assert status == 200, cron
+    cases = _cases(tid, rid, own, cron["cron_id"])
     checked_below = {("/runs/cancel", "POST"), ("/threads/search", "POST"), ("/threads/count", "POST"),
-                     ("/threads/prune", "POST")}
+                     ("/threads/prune", "POST"), ("/runs/crons/search", "POST"),
+                     ("/runs/crons/count", "POST")}
     assert routes - {(route, method) for route, method, _, _ in cases} - checked_below == set(), \
         "routes without an isolation case"
 
@@ -106,6 +117,11 @@ def test_a_second_key_reaches_nothing_of_the_first(owned):
     assert status == 200 and found == []
     status, counted, _ = server.call("POST", "/threads/count", {}, key=INTRUDER)
     assert status == 200 and counted == 1, counted  # its own thread only
+    for body in ({}, {"thread_id": tid}, {"assistant_id": "weather"}):
+        status, found, _ = server.call("POST", "/runs/crons/search", body, key=INTRUDER)
+        assert status == 200 and found == [], (body, found)
+        status, counted, _ = server.call("POST", "/runs/crons/count", body, key=INTRUDER)
+        assert status == 200 and counted == 0, (body, counted)
     for strategy in ("keep_latest", "delete"):
         status, pruned, _ = server.call("POST", "/threads/prune",
                                         {"thread_ids": [tid], "strategy": strategy}, key=INTRUDER)
@@ -120,6 +136,8 @@ def test_a_second_key_reaches_nothing_of_the_first(owned):
     assert status == 200 and "taken" not in thread["metadata"], thread
     status, run, _ = server.call("GET", f"/threads/{tid}/runs/{rid}", key=OWNER)
     assert status == 200 and run["status"] == "success"
+    status, kept, _ = server.call("GET", f"/runs/crons/{cron['cron_id']}", key=OWNER)
+    assert status == 200 and kept["schedule"] == "0 0 1 1 *", kept
 
 
 def test_a_thread_id_deleted_and_taken_by_another_key_is_not_reachable_through_any_replica(database):

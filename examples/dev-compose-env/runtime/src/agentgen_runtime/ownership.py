@@ -14,6 +14,7 @@ scope owns."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -406,9 +407,12 @@ class Assistants:
         return row
 
     async def delete(self, scope: Scope, assistant_id: str) -> None:
+        # its crons go with it (as on the Platform): their ticks would only fail
         row = await self._one(sql.SQL(
-            "DELETE FROM agent_assistants a WHERE a.assistant_id = %(id)s AND {} "
-            "RETURNING a.assistant_id").format(scope.condition("a")), scope.params(id=assistant_id))
+            "WITH gone AS (DELETE FROM agent_assistants a WHERE a.assistant_id = %(id)s AND {} "
+            "RETURNING a.assistant_id, a.owner), crons AS (DELETE FROM agent_crons c USING gone "
+            "WHERE c.assistant_id = gone.assistant_id AND c.owner = gone.owner) "
+            "SELECT assistant_id FROM gone").format(scope.condition("a")), scope.params(id=assistant_id))
         if row is None:
             raise assistant_not_found(assistant_id)
 
@@ -447,6 +451,109 @@ class Assistants:
                 "SELECT * FROM agent_assistant_versions WHERE assistant_id = %s AND metadata @> %s "
                 "ORDER BY version DESC LIMIT %s OFFSET %s",
                 (assistant_id, Jsonb(metadata), limit, offset))).fetchall()
+
+
+_CRON_SORTABLE = ("cron_id", "assistant_id", "thread_id", "created_at", "updated_at",
+                  "next_run_date", "end_time")
+
+
+class Crons:
+    """Crons as the data layer serves them: every statement scoped to the caller, as threads are;
+    a cron on a thread only on one of the caller's threads (and deleted with it)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+
+    async def create(self, scope: Scope, cron: dict[str, Any]) -> dict[str, Any]:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(sql.SQL(
+                "INSERT INTO agent_crons (cron_id, owner, assistant_id, thread_id, schedule, "
+                "timezone, end_time, enabled, on_run_completed, payload, metadata, next_run_date) "
+                "SELECT %(cron_id)s, %(scope_owner)s, %(assistant_id)s, %(thread_id)s, %(schedule)s, "
+                "%(timezone)s, %(end_time)s, %(enabled)s, %(on_run_completed)s, %(payload)s, "
+                "%(metadata)s, %(next_run_date)s WHERE %(thread_id)s::text IS NULL OR EXISTS "
+                "(SELECT 1 FROM agent_threads t WHERE t.thread_id = %(thread_id)s AND {}) "
+                "RETURNING *").format(scope.condition("t")),
+                scope.params(**_cron_jsonb(cron)))).fetchone()
+        if row is None:
+            raise thread_not_found(str(cron["thread_id"]))
+        return row
+
+    async def get(self, scope: Scope, cron_id: str, *, lock: Any = None) -> dict[str, Any]:
+        """The caller's cron (404 otherwise); `lock`: a connection in a transaction, the row locked."""
+        query = sql.SQL("SELECT c.* FROM agent_crons c WHERE c.cron_id = %(id)s AND {}{}").format(
+            scope.condition("c"), sql.SQL(" FOR UPDATE" if lock is not None else ""))
+        if lock is not None:
+            row = await (await lock.execute(query, scope.params(id=cron_id))).fetchone()
+        else:
+            async with self.pool.connection() as conn:
+                row = await (await conn.execute(query, scope.params(id=cron_id))).fetchone()
+        if row is None:
+            raise cron_not_found(cron_id)
+        return row
+
+    async def update(self, scope: Scope, cron_id: str,
+                     change: Callable[[dict[str, Any]], dict[str, Any]]) -> dict[str, Any]:
+        """Apply `change` (the current row -> the columns to set) to the caller's cron, its row
+        locked meanwhile."""
+        async with self.pool.connection() as conn, conn.transaction():
+            current = await self.get(scope, cron_id, lock=conn)
+            columns = change(current)
+            assignments = sql.SQL(", ").join([
+                *(sql.SQL("{} = {}").format(sql.Identifier(name), sql.Placeholder(name))
+                  for name in columns), sql.SQL("updated_at = now()")])
+            return await (await conn.execute(sql.SQL(
+                "UPDATE agent_crons SET {} WHERE cron_id = %(cron_id)s "
+                "RETURNING *").format(assignments),
+                {**_cron_jsonb(columns), "cron_id": cron_id})).fetchone()
+
+    async def delete(self, scope: Scope, cron_id: str) -> None:
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(sql.SQL(
+                "DELETE FROM agent_crons c WHERE c.cron_id = %(id)s AND {} RETURNING c.cron_id").format(
+                    scope.condition("c")), scope.params(id=cron_id))).fetchone()
+        if row is None:
+            raise cron_not_found(cron_id)
+
+    @staticmethod
+    def _filter(scope: Scope, assistant_id: str | None, thread_id: str | None,
+                metadata: dict[str, Any], enabled: bool | None = None
+                ) -> tuple[sql.Composable, dict[str, Any]]:
+        return (sql.SQL("{} AND (%(assistant_id)s::text IS NULL OR c.assistant_id = %(assistant_id)s) "
+                        "AND (%(thread_id)s::text IS NULL OR c.thread_id = %(thread_id)s) "
+                        "AND (%(enabled)s::boolean IS NULL OR c.enabled = %(enabled)s) "
+                        "AND c.metadata @> %(metadata)s").format(scope.condition("c")),
+                scope.params(assistant_id=assistant_id, thread_id=thread_id, enabled=enabled,
+                             metadata=Jsonb(metadata)))
+
+    async def search(self, scope: Scope, *, assistant_id: str | None, thread_id: str | None,
+                     enabled: bool | None, metadata: dict[str, Any], sort_by: str,
+                     descending: bool, limit: int, offset: int) -> list[dict[str, Any]]:
+        if sort_by not in _CRON_SORTABLE:
+            raise ValueError(sort_by)
+        where, params = self._filter(scope, assistant_id, thread_id, metadata, enabled)
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(sql.SQL(
+                "SELECT c.* FROM agent_crons c WHERE {} ORDER BY {} {}, c.cron_id "
+                "LIMIT %(limit)s OFFSET %(offset)s").format(
+                    where, sql.Identifier("c", sort_by), sql.SQL("DESC" if descending else "ASC")),
+                {**params, "limit": limit, "offset": offset})).fetchall()
+
+    async def count(self, scope: Scope, *, assistant_id: str | None, thread_id: str | None,
+                    metadata: dict[str, Any]) -> int:
+        where, params = self._filter(scope, assistant_id, thread_id, metadata)
+        async with self.pool.connection() as conn:
+            row = await (await conn.execute(sql.SQL(
+                "SELECT count(*) AS n FROM agent_crons c WHERE {}").format(where), params)).fetchone()
+        return int(row["n"])
+
+
+def cron_not_found(cron_id: str) -> HTTPException:
+    return HTTPException(404, f"cron {cron_id} not found")
+
+
+def _cron_jsonb(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: Jsonb(v) if k in ("payload", "metadata") else v for k, v in values.items()}
 
 
 def assistant_not_found(assistant_id: str) -> HTTPException:

@@ -23,7 +23,7 @@ from .graphs import Graph
 from .models import RunCreate, ThreadCount, ThreadCreate, ThreadSearch
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
-from .ownership import Assistants, Scope, Threads, assistant_not_found, checkpoint_config
+from .ownership import Assistants, Crons, Scope, Threads, assistant_not_found, checkpoint_config
 from .settings import Settings
 from .store import OWNER
 from .stream import jsonable, stream_run
@@ -87,6 +87,22 @@ def _iso(value: Any) -> str:
     return value.isoformat() if isinstance(value, dt.datetime) else str(value)
 
 
+def with_assistant(body: RunCreate, assistant: dict[str, Any]) -> RunCreate:
+    """The run as its assistant configures it (recorded with the run, so any replica runs it
+    alike): the assistant's config under the run's (`configurable` merged key by key), and its
+    context under the run's."""
+    config, context = assistant.get("config") or {}, assistant.get("context") or {}
+    if not config and not context:
+        return body
+    merged = {**config, **body.config,
+              "configurable": {**(config.get("configurable") or {}),
+                               **(body.config.get("configurable") or {})}}
+    update: dict[str, Any] = {"config": merged}
+    if context:
+        update["context"] = {**context, **(body.context or {})}
+    return body.model_copy(update=update)
+
+
 class Service:
     """What the routes share: settings, the pool, the graphs bound to the checkpointer, the runs."""
 
@@ -101,6 +117,7 @@ class Service:
         self.engine: Engine = Engine(settings, pool, self.execute_row, self.rollback_run)
         self.threads = Threads(pool)
         self.assistants = Assistants(pool)
+        self.crons = Crons(pool)
 
     # --- assistants -------------------------------------------------------------------------
     def system_graph(self, assistant_id: str) -> Graph | None:

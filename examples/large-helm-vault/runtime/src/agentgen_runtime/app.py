@@ -19,6 +19,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from . import crons
 from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, ConfigError, apply, import_object, load_config
@@ -241,6 +242,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             except Exception as exc:  # noqa: BLE001
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
             app.state.service.engine.start()
+            tasks.append(crons.start(app.state.service))  # every process takes due ticks
             if getattr(store, "supports_ttl", False):  # every replica sweeps (idempotent)
                 tasks.append(await store.start_ttl_sweeper())
             if config.checkpointer.get("ttl"):

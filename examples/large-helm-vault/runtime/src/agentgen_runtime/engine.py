@@ -473,19 +473,12 @@ class Engine:
         here = self._reserve()
         try:
             async with self.pool.connection() as conn:
-                row = await (await conn.execute(_CREATE, {
+                row = await self._insert(conn, {
                     "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
                     "graph_id": graph_id, "metadata": Jsonb(metadata), "kwargs": Jsonb(kwargs),
                     "strategy": strategy, "record_events": record_events,
                     "worker": self.worker if here else None, "caller": self.worker,
-                    "lease": self.lease, "owner": owner,
-                    "create_thread": create_thread})).fetchone()
-        except errors.DatabaseError as exc:
-            if exc.sqlstate in ("AGR01", "AGR02"):
-                raise RunRejected(exc.diag.message_primary) from None
-            if exc.sqlstate == THREAD_NOT_FOUND:
-                raise ThreadNotFound(thread_id) from None
-            raise
+                    "lease": self.lease, "owner": owner, "create_thread": create_thread})
         finally:
             if here:
                 self._reserved -= 1
@@ -500,6 +493,30 @@ class Engine:
             if delay > 0:  # (every process also polls each second)
                 asyncio.get_running_loop().call_later(delay, self._wake_for_pending)
         return row
+
+    async def queue(self, conn: AsyncConnection, *, run_id: str, thread_id: str | None,
+                    assistant_id: str, graph_id: str, kwargs: dict[str, Any],
+                    metadata: dict[str, Any], strategy: str, owner: str,
+                    create_thread: bool = False) -> dict[str, Any]:
+        """Insert a pending run on `conn`, inside its caller's transaction (the run exists if and
+        only if that transaction commits); every process is woken when it commits. Raises
+        RunRejected, ThreadNotFound (the caller's transaction is then aborted: use a savepoint)."""
+        return await self._insert(conn, {
+            "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
+            "graph_id": graph_id, "metadata": Jsonb(metadata), "kwargs": Jsonb(kwargs),
+            "strategy": strategy, "record_events": False, "worker": None, "caller": "",
+            "lease": self.lease, "owner": owner, "create_thread": create_thread})
+
+    @staticmethod
+    async def _insert(conn: AsyncConnection, params: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await (await conn.execute(_CREATE, params)).fetchone()
+        except errors.DatabaseError as exc:
+            if exc.sqlstate in ("AGR01", "AGR02"):
+                raise RunRejected(exc.diag.message_primary) from None
+            if exc.sqlstate == THREAD_NOT_FOUND:
+                raise ThreadNotFound(params["thread_id"]) from None
+            raise
 
     def _wake_for_pending(self) -> None:
         self._pending_hint = True

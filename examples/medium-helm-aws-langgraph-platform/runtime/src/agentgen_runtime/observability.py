@@ -95,6 +95,9 @@ RUNS_ABANDONED = Counter("agent_runs_abandoned_total",
 RUNS_FENCED = Counter("agent_runs_fenced_total",
                       "Run attempts stopped because a write came after another worker took the run "
                       "over (the process stalled or lost the database past its lease)")
+CRON_RUNS = Counter("agent_cron_runs_total",
+                    "Cron ticks taken: outcome created (the tick's run was queued) or failed "
+                    "(it could not be: the cron's last_error says why)", ["outcome"])
 LOOP_STALLS = Counter("agent_event_loop_stalls_total",
                       "Times the event loop was blocked longer than loop_stall_warn_seconds "
                       "(blocking code in an async node)")

@@ -199,6 +199,27 @@ ALTER TABLE agent_threads ADD COLUMN IF NOT EXISTS ttl jsonb;
 ALTER TABLE agent_threads ADD COLUMN IF NOT EXISTS expires_at timestamptz;
 CREATE INDEX IF NOT EXISTS agent_threads_expiry ON agent_threads (expires_at)
     WHERE expires_at IS NOT NULL;
+CREATE TABLE IF NOT EXISTS agent_crons (
+    cron_id text PRIMARY KEY,
+    owner text NOT NULL,
+    assistant_id text NOT NULL,
+    thread_id text REFERENCES agent_threads ON DELETE CASCADE,
+    schedule text NOT NULL,
+    timezone text,
+    end_time timestamptz,
+    enabled boolean NOT NULL DEFAULT true,
+    on_run_completed text,
+    payload jsonb NOT NULL DEFAULT '{}',
+    metadata jsonb NOT NULL DEFAULT '{}',
+    next_run_date timestamptz NOT NULL,
+    runs integer NOT NULL DEFAULT 0,
+    last_run_id text,
+    last_error text,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS agent_crons_owner ON agent_crons (owner, created_at DESC);
+CREATE INDEX IF NOT EXISTS agent_crons_due ON agent_crons (next_run_date) WHERE enabled;
 """
 
 

@@ -4,9 +4,10 @@ non-finite numbers and over-deep values are a 422 naming the field, before anyth
 from __future__ import annotations
 
 import math
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom", "events", "debug",
                      "tasks", "checkpoints"]
@@ -237,6 +238,89 @@ class RunCreate(_Body):
 
     def checkpoint_ref(self) -> str | None:
         return self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")
+
+
+# --- crons: a schedule, and the run each of its ticks creates ---------------------------------
+CRON_FIELDS = ("cron_id", "assistant_id", "thread_id", "end_time", "schedule", "timezone",
+               "created_at", "updated_at", "user_id", "payload", "next_run_date", "metadata",
+               "on_run_completed", "enabled")
+
+
+def _schedule(value: str | None) -> str | None:
+    from croniter import croniter
+
+    if value is not None and not croniter.is_valid(value):
+        raise ValueError(f"invalid cron schedule {value!r}: five fields (minute hour day-of-month "
+                         "month day-of-week), optionally a sixth for seconds, e.g. '*/5 * * * *'")
+    return value
+
+
+def _timezone(value: str | None) -> str | None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if value is not None:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown timezone {value!r}: an IANA name, e.g. 'Europe/Paris'") from None
+    return value
+
+
+class CronRun(_Body):
+    """The run each tick of a cron creates (the fields of a run the schedule can carry)."""
+    input: dict[str, Any] | list[Any] | None = None
+    config: dict[str, Any] | None = None
+    context: dict[str, Any] | None = None
+    metadata: dict[str, Any] | None = None
+    stream_mode: StreamMode | list[StreamMode] | None = None
+    stream_subgraphs: bool | None = None
+    stream_resumable: bool | None = None
+    interrupt_before: list[str] | Literal["*"] | None = None
+    interrupt_after: list[str] | Literal["*"] | None = None
+    durability: Literal["sync", "async", "exit"] | None = None
+    checkpoint_during: bool | None = None
+    multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
+
+
+class CronCreate(CronRun):
+    assistant_id: str = Field(..., min_length=1, max_length=128)
+    schedule: str = Field(..., max_length=256)
+    timezone: str | None = Field(None, max_length=64)
+    end_time: datetime | None = None
+    enabled: bool = True
+    # a cron without a thread: `delete` (each run stateless, nothing kept) or `keep` (each run on a
+    # new thread that is kept)
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+    _valid_schedule = field_validator("schedule")(_schedule)
+    _valid_timezone = field_validator("timezone")(_timezone)
+
+
+class CronUpdate(CronRun):
+    schedule: str | None = Field(None, max_length=256)
+    timezone: str | None = Field(None, max_length=64)
+    end_time: datetime | None = None  # sent as null: the end time is cleared
+    enabled: bool | None = None
+    on_run_completed: Literal["delete", "keep"] | None = None
+
+    _valid_schedule = field_validator("schedule")(_schedule)
+    _valid_timezone = field_validator("timezone")(_timezone)
+
+
+class CronCount(_Body):
+    assistant_id: str | None = Field(None, max_length=128)
+    thread_id: str | None = Field(None, max_length=128)
+    metadata: dict[str, Any] = {}
+
+
+class CronSearch(CronCount):
+    enabled: bool | None = None
+    limit: int = Field(10, ge=1, le=1000)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+    sort_by: Literal["cron_id", "assistant_id", "thread_id", "created_at", "updated_at",
+                     "next_run_date", "end_time"] = "created_at"
+    sort_order: Literal["asc", "desc"] = "desc"
+    select: list[Literal[CRON_FIELDS]] | None = None  # type: ignore[valid-type]
 
 
 # --- the store (namespaces are lists of labels: non-empty, without periods, as the Platform's) ---

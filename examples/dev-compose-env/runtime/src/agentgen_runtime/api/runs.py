@@ -17,7 +17,7 @@ from ..engine import RunRejected, RunReleased, ThreadNotFound
 from ..errors import dependency_failure
 from ..models import MAX_OFFSET, CancelMany, RunCreate
 from ..ownership import Scope, thread_not_found
-from ..service import Service
+from ..service import Service, with_assistant
 from ..stream import RUN_MODES, parse_modes, run_event_wanted
 from .deps import Caller, Svc, sse
 
@@ -26,22 +26,6 @@ WAIT_RETRY_SECONDS = 1.0  # a waiting client's read of its run's outcome, retrie
 MAX_BATCH = 100
 
 router = APIRouter(tags=["runs"])
-
-
-def with_assistant(body: RunCreate, assistant: dict[str, Any]) -> RunCreate:
-    """The run as its assistant configures it (recorded with the run, so any replica runs it
-    alike): the assistant's config under the run's (`configurable` merged key by key), and its
-    context under the run's."""
-    config, context = assistant.get("config") or {}, assistant.get("context") or {}
-    if not config and not context:
-        return body
-    merged = {**config, **body.config,
-              "configurable": {**(config.get("configurable") or {}),
-                               **(body.config.get("configurable") or {})}}
-    update: dict[str, Any] = {"config": merged}
-    if context:
-        update["context"] = {**context, **(body.context or {})}
-    return body.model_copy(update=update)
 
 
 async def _create(

@@ -1,0 +1,123 @@
+"""Crons: schedules of runs (without a thread, or on one of the caller's threads): create, get,
+update, delete, search, count; each the caller's own. The ticks are taken by crons.py."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Response
+
+from ..crons import cron_json, first_run, next_run, run_payload
+from ..models import CronCount, CronCreate, CronRun, CronSearch, CronUpdate
+from ..ownership import Scope
+from ..service import Service
+from .deps import Caller, Svc
+
+router = APIRouter(tags=["crons"])
+
+
+async def _create(svc: Service, caller: Scope, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
+    _, assistant = await svc.assistant(caller, body.assistant_id)
+    cron_id = str(uuid.uuid4())
+    row = await svc.crons.create(caller, {
+        "cron_id": cron_id, "assistant_id": assistant["assistant_id"], "thread_id": thread_id,
+        "schedule": body.schedule, "timezone": body.timezone, "end_time": body.end_time,
+        "enabled": body.enabled,
+        "on_run_completed": None if thread_id else (body.on_run_completed or "delete"),
+        "payload": run_payload(body, cron_id, assistant["assistant_id"]),
+        "metadata": body.metadata or {},
+        "next_run_date": first_run(body.schedule, body.timezone)})
+    return cron_json(row)
+
+
+@router.post("/runs/crons")
+async def create_cron(body: CronCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return await _create(svc, caller, body, None)
+
+
+@router.post("/threads/{thread_id}/runs/crons")
+async def create_thread_cron(thread_id: str, body: CronCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    if body.on_run_completed is not None:
+        raise HTTPException(422, "on_run_completed: only for a cron without a thread (this one runs "
+                                 "on its thread, which is kept)")
+    return await _create(svc, caller, body, thread_id)
+
+
+def _assistant_id(svc: Service, assistant_id: str | None) -> str | None:
+    """A filter's assistant: a graph's name stands for its system assistant."""
+    graph = svc.system_graph(assistant_id) if assistant_id else None
+    return graph.assistant_id if graph is not None else assistant_id
+
+
+@router.post("/runs/crons/search")
+async def search_crons(body: CronSearch, svc: Svc, caller: Caller) -> list[dict[str, Any]]:
+    rows = await svc.crons.search(
+        caller, assistant_id=_assistant_id(svc, body.assistant_id), thread_id=body.thread_id,
+        enabled=body.enabled, metadata=body.metadata, sort_by=body.sort_by,
+        descending=body.sort_order == "desc", limit=body.limit, offset=body.offset)
+    found = [cron_json(row) for row in rows]
+    if body.select:
+        found = [{key: cron[key] for key in body.select} for cron in found]
+    return found
+
+
+@router.post("/runs/crons/count")
+async def count_crons(body: CronCount, svc: Svc, caller: Caller) -> int:
+    return await svc.crons.count(caller, assistant_id=_assistant_id(svc, body.assistant_id),
+                                 thread_id=body.thread_id, metadata=body.metadata)
+
+
+@router.get("/runs/crons/{cron_id}")
+async def get_cron(cron_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
+    return cron_json(await svc.crons.get(caller, cron_id))
+
+
+@router.patch("/runs/crons/{cron_id}")
+async def update_cron(cron_id: str, body: CronUpdate, svc: Svc, caller: Caller) -> dict[str, Any]:
+    if not body.model_fields_set:
+        raise HTTPException(400, "nothing to update: send at least one field")
+    given = body.model_dump(mode="json", include=body.model_fields_set)
+
+    def change(current: dict[str, Any]) -> dict[str, Any]:
+        columns: dict[str, Any] = {key: given[key] for key in ("schedule", "timezone", "enabled",
+                                                               "on_run_completed")
+                                   if given.get(key) is not None}
+        if "end_time" in given:
+            columns["end_time"] = body.end_time  # null clears it
+        if "on_run_completed" in columns and current["thread_id"] is not None:
+            raise HTTPException(422, "on_run_completed: only for a cron without a thread")
+        run_fields = {key: value for key, value in given.items()
+                      if key in CronRun.model_fields and key != "metadata" and value is not None}
+        if run_fields or body.metadata is not None:
+            payload = {**current["payload"], **run_fields}
+            if "config" in run_fields:  # the cron's id stays in its runs' configurable
+                configurable = {**(run_fields["config"].get("configurable") or {}),
+                                "cron_id": current["cron_id"]}
+                payload["config"] = {**run_fields["config"], "configurable": configurable}
+            if body.metadata is not None:
+                columns["metadata"] = {**current["metadata"], **body.metadata}
+                payload["metadata"] = columns["metadata"]
+            columns["payload"] = payload
+        if "schedule" in columns:
+            payload = columns.setdefault("payload", dict(current["payload"]))
+            payload["schedule"] = columns["schedule"]
+        schedule = columns.get("schedule", current["schedule"])
+        timezone = columns.get("timezone", current["timezone"])
+        if ("schedule" in columns or "timezone" in columns
+                or (columns.get("enabled") and not current["enabled"])):
+            # re-enabled: from now on (the ticks it missed while disabled are not run)
+            try:
+                columns["next_run_date"] = next_run(schedule, datetime.now(UTC), timezone)
+            except ValueError as exc:
+                raise HTTPException(422, f"schedule: {exc}") from None
+        return columns
+
+    return cron_json(await svc.crons.update(caller, cron_id, change))
+
+
+@router.delete("/runs/crons/{cron_id}", status_code=204)
+async def delete_cron(cron_id: str, svc: Svc, caller: Caller) -> Response:
+    await svc.crons.delete(caller, cron_id)
+    return Response(status_code=204)
