@@ -124,7 +124,8 @@ def test_workloads_are_hardened_everywhere(render, tools):
         rules = next(d for d in manifest if d["kind"] == "PrometheusRule")
         alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
         assert alerts == {"AgentHighErrorRate", "AgentHighLatencyP95", "AgentPodRestarting",
-                          "AgentDatabaseUnavailable", "AgentRunQueueBacklog", "AgentRunsAbandoned"}
+                          "AgentDatabaseUnavailable", "AgentRunQueueBacklog", "AgentRunsAbandoned",
+                          "AgentCronTicksFailing"}
 
 
 def _runtime_default(field: str) -> float:
