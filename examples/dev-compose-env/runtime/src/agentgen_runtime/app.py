@@ -48,6 +48,7 @@ from .secrets import export_agent_secrets
 from .service import Service
 from .settings import Settings, get_settings, secrets_dir
 from .store import OwnedStore
+from .webhooks import Deliverer, Policy, signer
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")
@@ -214,6 +215,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     configure_logging(settings)
     keys = ApiKeys(settings)
     config = prepare(settings, config)
+    webhook_policy = Policy.from_config(config.webhooks)  # (raises ConfigError at start-up)
+    signer(settings)
     configure_integrations(settings)
 
     @asynccontextmanager
@@ -237,12 +240,16 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                 store = OwnedStore(store)
             app.state.service = Service(settings, app.state.pool, await load_graphs(config),
                                         measured_saver(app.state.pool), store)
+            app.state.service.webhooks = webhook_policy
             try:
                 await app.state.checks.checkpointer()
             except Exception as exc:  # noqa: BLE001
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
             app.state.service.engine.start()
             tasks.append(crons.start(app.state.service))  # every process takes due ticks
+            deliverer = Deliverer(settings, app.state.pool, webhook_policy)
+            app.state.service.engine.on_webhook = deliverer.wake.set
+            tasks.append(asyncio.create_task(deliverer.run(), name="webhooks"))
             if getattr(store, "supports_ttl", False):  # every replica sweeps (idempotent)
                 tasks.append(await store.start_ttl_sweeper())
             if config.checkpointer.get("ttl"):

@@ -235,6 +235,8 @@ class RunCreate(_Body):
     # A delayed run: pending until this many seconds after it was created (at most a week), then
     # run by whichever process claims it first.
     after_seconds: float | None = Field(None, ge=0, le=7 * 24 * 3600)
+    # Called when the run ends (webhooks.py), if the URL policy admits it.
+    webhook: str | None = Field(None, min_length=1, max_length=65_536)
 
     def checkpoint_ref(self) -> str | None:
         return self.checkpoint_id or (self.checkpoint or {}).get("checkpoint_id")
@@ -280,6 +282,7 @@ class CronRun(_Body):
     durability: Literal["sync", "async", "exit"] | None = None
     checkpoint_during: bool | None = None
     multitask_strategy: Literal["reject", "enqueue", "interrupt", "rollback"] | None = None
+    webhook: str | None = Field(None, min_length=1, max_length=65_536)
 
 
 class CronCreate(CronRun):

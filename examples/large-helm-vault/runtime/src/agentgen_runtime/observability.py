@@ -98,6 +98,10 @@ RUNS_FENCED = Counter("agent_runs_fenced_total",
 CRON_RUNS = Counter("agent_cron_runs_total",
                     "Cron ticks taken: outcome created (the tick's run was queued) or failed "
                     "(it could not be: the cron's last_error says why)", ["outcome"])
+WEBHOOK_DELIVERIES = Counter("agent_webhook_deliveries_total",
+                             "Webhook calls: delivered, retried (failed, tried again later), failed "
+                             "(gave up after webhook_max_attempts), refused (the URL policy)",
+                             ["outcome"])
 LOOP_STALLS = Counter("agent_event_loop_stalls_total",
                       "Times the event loop was blocked longer than loop_stall_warn_seconds "
                       "(blocking code in an async node)")

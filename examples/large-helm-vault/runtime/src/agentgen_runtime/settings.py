@@ -92,6 +92,12 @@ class Settings(BaseSettings):
     store_scope: Literal["key", "shared"] = "key"
     # How often expired threads (their own `ttl`) are swept, by whichever process gets there.
     thread_ttl_sweep_seconds: float = Field(60.0, gt=0)
+    # Webhooks (webhooks.py): signed with this Standard Webhooks secret (whsec_ and base64; without
+    # it runs and crons with a webhook are refused), each call given this long, retried with
+    # back-off up to this many attempts.
+    webhook_secret: SecretStr | None = None
+    webhook_timeout_seconds: float = Field(10.0, gt=0, le=300)
+    webhook_max_attempts: int = Field(5, ge=1, le=20)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     metrics_enabled: bool = True
     # Prometheus metrics are served on their own port (never the API's, so never through the API's

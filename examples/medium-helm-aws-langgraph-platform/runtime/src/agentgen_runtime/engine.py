@@ -406,6 +406,7 @@ class Engine:
         self._recent: OrderedDict[str, LocalRun] = OrderedDict()
         self._keeper: LeaseKeeper | None = None
         self.loop_beat = time.monotonic()  # last time the event loop turned (see _pulse)
+        self.on_webhook: Callable[[], None] = lambda: None  # a run with a webhook ended somewhere
 
     @property
     def lease(self) -> float:
@@ -879,6 +880,8 @@ class Engine:
         elif kind == "c":
             self.wake.set()
             self._check_cancel.add(run_id)
+        elif kind == "w":
+            self.on_webhook()
 
     async def _work(self) -> None:
         """Claim runs while this process has capacity: on notifications, and every second."""

@@ -252,10 +252,13 @@ async def _setup_locked(conn: AsyncConnection) -> None:
         from .engine import FUNCTIONS
         from .engine import SCHEMA as ENGINE_SCHEMA
         from .ownership import FUNCTION as OWNERSHIP_FUNCTION
+        from .webhooks import FUNCTIONS as WEBHOOK_FUNCTIONS
+        from .webhooks import SCHEMA as WEBHOOK_SCHEMA
 
-        for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA).split(";") if s.strip()):
+        for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA + WEBHOOK_SCHEMA).split(";")
+                          if s.strip()):
             await conn.execute(statement)
-        for function in (FENCE_FUNCTION, OWNERSHIP_FUNCTION, *FUNCTIONS):
+        for function in (FENCE_FUNCTION, OWNERSHIP_FUNCTION, *FUNCTIONS, *WEBHOOK_FUNCTIONS):
             await conn.execute(function)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))

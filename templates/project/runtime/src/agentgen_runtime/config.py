@@ -38,6 +38,7 @@ class Config:
     store: dict[str, Any] = field(default_factory=dict)
     checkpointer: dict[str, Any] = field(default_factory=dict)
     http_app: str | None = None
+    webhooks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def base(self) -> Path:
@@ -102,6 +103,7 @@ def load_config(path: Path | None = None) -> Config:
         dependencies=tuple(d for d in data.get("dependencies") or () if isinstance(d, str)),
         store=dict(data.get("store") or {}), checkpointer=dict(data.get("checkpointer") or {}),
         http_app=http.get("app") if isinstance(http, dict) else None,
+        webhooks=data.get("webhooks") or {},
     )
 
 
@@ -111,7 +113,6 @@ def load_config(path: Path | None = None) -> Config:
 # the image's business and are not listed.
 UNSERVED = {
     "auth": "custom authentication handlers (auth.path)",
-    "webhooks": "webhook URL policy",
     "ui": "generative UI components",
 }
 SERVED_HTTP = {"app"}

@@ -27,6 +27,7 @@ from .ownership import Assistants, Crons, Scope, Threads, assistant_not_found, c
 from .settings import Settings
 from .store import OWNER
 from .stream import jsonable, stream_run
+from .webhooks import Policy, check_webhook
 
 
 class UnknownInterruptError(Exception):
@@ -118,6 +119,12 @@ class Service:
         self.threads = Threads(pool)
         self.assistants = Assistants(pool)
         self.crons = Crons(pool)
+        self.webhooks = Policy()  # langgraph.json `webhooks` (set by the app)
+
+    async def check_webhook(self, url: str | None) -> None:
+        """A webhook a run or a cron is created with: 422 unless it may be called."""
+        if url is not None:
+            await check_webhook(self.webhooks, self.settings, url)
 
     # --- assistants -------------------------------------------------------------------------
     def system_graph(self, assistant_id: str) -> Graph | None:

@@ -37,6 +37,7 @@ async def _create(
     if thread_id is None and body.command is not None:
         raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
     body = with_assistant(body, assistant)
+    await svc.check_webhook(body.webhook)
     try:
         return await svc.engine.create(
             run_id=str(uuid.uuid4()),
@@ -172,6 +173,8 @@ async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller) -> dic
 async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller) -> list[dict[str, Any]]:
     if len(bodies) > MAX_BATCH:
         raise HTTPException(422, f"at most {MAX_BATCH} runs per batch")
+    for body in bodies:  # all or none: a refused webhook before any run is created
+        await svc.check_webhook(body.webhook)
     return [
         Service.run_json(await _create(svc, caller, body, None, record_events=True))
         for body in bodies

@@ -20,6 +20,7 @@ router = APIRouter(tags=["crons"])
 
 async def _create(svc: Service, caller: Scope, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
     _, assistant = await svc.assistant(caller, body.assistant_id)
+    await svc.check_webhook(body.webhook)
     cron_id = str(uuid.uuid4())
     row = await svc.crons.create(caller, {
         "cron_id": cron_id, "assistant_id": assistant["assistant_id"], "thread_id": thread_id,
@@ -79,6 +80,7 @@ async def update_cron(cron_id: str, body: CronUpdate, svc: Svc, caller: Caller) 
     if not body.model_fields_set:
         raise HTTPException(400, "nothing to update: send at least one field")
     given = body.model_dump(mode="json", include=body.model_fields_set)
+    await svc.check_webhook(body.webhook)
 
     def change(current: dict[str, Any]) -> dict[str, Any]:
         columns: dict[str, Any] = {key: given[key] for key in ("schedule", "timezone", "enabled",
