@@ -102,8 +102,12 @@ class Postgres:
 
 
 @contextlib.contextmanager
-def postgres_cluster() -> Iterator[Postgres]:
-    initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
+def postgres_cluster(bin_dir: Path | None = None) -> Iterator[Postgres]:
+    """A throwaway cluster: Debian's binaries, or those in `bin_dir` (pgvector's PostgreSQL)."""
+    if bin_dir is not None:
+        initdb, pg_ctl = str(bin_dir / "initdb"), str(bin_dir / "pg_ctl")
+    else:
+        initdb, pg_ctl = _pg_tool("initdb"), _pg_tool("pg_ctl")
     if not (initdb and pg_ctl):
         pytest.skip(f"PostgreSQL server binaries not found ({INSTALL_POSTGRES})")
     base = Path(tempfile.mkdtemp(prefix="agentgen-pg-"))

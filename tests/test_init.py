@@ -151,6 +151,36 @@ def test_a_langgraph_json_setting_the_runtime_does_not_serve_is_named_at_once(tm
             result.output
 
 
+def test_a_store_index_gets_postgresql_with_pgvector_in_every_target(tmp_path):
+    """langgraph.json store.index (semantic search) needs pgvector: init answers semantic_search and
+    every PostgreSQL it writes (compose, Kubernetes and Helm dev databases, CI) is the pgvector
+    image; without an index they stay postgres."""
+    project = user_project(tmp_path, "flat-requirements")
+    config = json.loads((project / "langgraph.json").read_text())
+    (project / "langgraph.json").write_text(json.dumps({**config, "store": {"index": {
+        "dims": 1536, "embed": "openai:text-embedding-3-small", "fields": ["text"]}}}))
+    init(project, "--target", "compose", "--target", "kubernetes", "--target", "helm", "--scale", "dev")
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["semantic_search"] is True
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    images = [compose["services"]["postgres"]["image"]]
+    postgres = next(d for d in yaml.safe_load_all(
+        (project / "deploy" / "kubernetes" / "base" / "postgres.yaml").read_text())
+        if d["kind"] == "StatefulSet")
+    images += [c["image"] for c in postgres["spec"]["template"]["spec"]["containers"]]
+    values = yaml.safe_load((project / "deploy" / "helm" / answers["name"] / "values.yaml").read_text())
+    images.append(values["postgresql"]["image"])
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "agentgen-ci.yml").read_text())
+    images.append(workflow["jobs"]["test"]["services"]["postgres"]["image"])
+    assert images == ["pgvector/pgvector:0.8.0-pg16"] * 4, images
+    assert "store.index" in (project / "docs" / "deployment.md").read_text()
+
+    plain = user_project(tmp_path / "plain", "flat-requirements")
+    init(plain, "--target", "compose")
+    assert yaml.safe_load((plain / "compose.yaml").read_text())["services"]["postgres"]["image"] == \
+        "postgres:16"
+
+
 def test_init_takes_an_answers_file_over_what_it_derives(tmp_path):
     project = user_project(tmp_path, "src-layout")
     config = tmp_path / "answers.yml"

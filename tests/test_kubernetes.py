@@ -125,7 +125,7 @@ def test_workloads_are_hardened_everywhere(render, tools):
         alerts = {r["alert"] for g in rules["spec"]["groups"] for r in g["rules"]}
         assert alerts == {"AgentHighErrorRate", "AgentHighLatencyP95", "AgentPodRestarting",
                           "AgentDatabaseUnavailable", "AgentRunQueueBacklog", "AgentRunsAbandoned",
-                          "AgentCronTicksFailing"}
+                          "AgentCronTicksFailing", "AgentWebhooksFailing"}
 
 
 def _runtime_default(field: str) -> float:

@@ -139,8 +139,8 @@ def _python_version(config: Mapping[str, Any], pyproject: Mapping[str, Any]) -> 
 
 def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     """Answers read from the project: name, description, Python version, the secrets its
-    dependencies read (model providers', search tools'), and whether the project has its own
-    .dockerignore."""
+    dependencies read (model providers', search tools'), whether the project has its own
+    .dockerignore, and whether its store needs pgvector (langgraph.json store.index)."""
     pyproject = _pyproject(root)
     # PEP 621 metadata, else Poetry's own table (Poetry < 2)
     project = pyproject.get("project") or (pyproject.get("tool") or {}).get("poetry") or {}
@@ -157,6 +157,8 @@ def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(description, str) and description.strip():
         answers["description"] = description.strip()[:500]
     answers["python_version"] = _python_version(config, pyproject)
+    store = config.get("store")
+    answers["semantic_search"] = isinstance(store, dict) and bool(store.get("index"))
     names = _requirement_names(root, config, pyproject)
     secrets = [secret for package, needed in PROVIDER_SECRETS.items() if package in names
                for secret in needed]

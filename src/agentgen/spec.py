@@ -239,6 +239,10 @@ def spec_schema() -> dict[str, Any]:
             "own_dockerignore": {"type": "boolean", "default": True,
                                  "description": "agentgen writes .dockerignore (init: false when "
                                                 "the project has its own)"},
+            "semantic_search": {"type": "boolean", "default": False,
+                                "description": "PostgreSQL with pgvector, for the store's semantic "
+                                               "search (init: true when langgraph.json sets "
+                                               "store.index)"},
         },
     })
 
@@ -281,6 +285,7 @@ class Spec:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     mode: Mode = Mode.NEW
     own_dockerignore: bool = True
+    semantic_search: bool = False
 
     @cached_property
     def preset(self) -> dict[str, Any]:
@@ -309,6 +314,7 @@ class Spec:
             "overrides": dict(self.overrides),
             "mode": self.mode.value,
             "own_dockerignore": self.own_dockerignore,
+            "semantic_search": self.semantic_search,
         }
 
 
@@ -491,6 +497,7 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
         overrides=MappingProxyType(dict(data["overrides"])),
         mode=Mode(data["mode"]),
         own_dockerignore=data["own_dockerignore"],
+        semantic_search=data["semantic_search"],
     )
 
 

@@ -6,6 +6,7 @@ from runs: test_isolation.py; the SDK's calls side by side with langgraph dev: t
 from __future__ import annotations
 
 import asyncio
+import os
 
 import pytest
 from agentgen_runtime.store import OWNER, NoOwner, OwnedStore
@@ -112,3 +113,68 @@ def test_an_item_put_with_a_ttl_expires_and_bad_namespaces_are_refused(database)
         ):
             status, answer, _ = server.call(method, path, body)
             assert status == 422 and field in answer["message"], (path, body, answer)
+
+
+@pytest.mark.slow
+def test_semantic_search_finds_items_by_meaning_on_pgvector(pgvector):
+    """langgraph.json `store.index` (a deterministic embedding written for the tests, in
+    weather_agent/embed.py) on a PostgreSQL with pgvector: items are found by what they mean, not
+    by their words, for each key its own."""
+    from langgraph_sdk import get_client
+
+    from .helpers import WEATHER, runtime_server
+
+    database = pgvector.create_database("semantic")
+    with runtime_server(database, LANGGRAPH_CONFIG=str(WEATHER / "langgraph.store.json")) as server:
+        async def scenario():
+            one, two = (get_client(url=server.base, api_key=key) for key in ("key-one", "key-two"))
+            notes = ["notes"]
+            await one.store.put_item(notes, "pet", {"text": "my kitten purrs on the sofa"})
+            await one.store.put_item(notes, "sky", {"text": "take an umbrella, drizzle later"})
+            await one.store.put_item(notes, "meal", {"text": "pizza for dinner tonight"})
+            await two.store.put_item(notes, "theirs", {"text": "a feline of their own"})
+            found = {}
+            for query in ("feline", "storm forecast", "hungry", "airport"):
+                items = (await one.store.search_items(notes, query=query, limit=3))["items"]
+                found[query] = [(i["key"], round(i["score"], 2)) for i in items]
+            found["two"] = [i["key"] for i in
+                            (await two.store.search_items(notes, query="feline"))["items"]]
+            return found
+
+        found = asyncio.run(scenario())
+    assert found["feline"][0][0] == "pet" and found["feline"][0][1] > 0.9, found
+    assert found["storm forecast"][0][0] == "sky", found
+    assert found["hungry"][0][0] == "meal", found
+    assert all(score < 0.5 for _, score in found["airport"]), found  # nothing is about travel
+    assert found["two"] == ["theirs"], found
+
+
+@pytest.mark.slow
+def test_store_index_without_pgvector_refuses_to_start_in_one_line(database):
+    """Debian's PostgreSQL here has no pgvector: a server asked for semantic search says so in one
+    line naming the extension and what to install, and does not start."""
+    import subprocess
+    import sys
+
+    from ..servers import free_port
+    from .helpers import WEATHER, runtime_env
+
+    env = {**os.environ, **runtime_env(database, PORT=str(free_port()),
+                                       LANGGRAPH_CONFIG=str(WEATHER / "langgraph.store.json"))}
+    done = subprocess.run([sys.executable, "-m", "agentgen_runtime"], cwd=WEATHER, env=env,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "pgvector" in lines[0] and "store.index" in lines[0], done.stderr
+
+
+def test_an_embedding_the_server_cannot_load_is_one_line_at_start_up(tmp_path):
+    """store.index.embed as a provider string needs langchain (and the provider's package) in the
+    project: without them the start-up stops with one line naming the key, not a traceback."""
+    from agentgen_runtime.app import store_options
+    from agentgen_runtime.config import Config, ConfigError
+
+    config = Config(path=tmp_path / "langgraph.json", graphs=(), store={"index": {
+        "dims": 3, "embed": "openai:text-embedding-3-small"}})
+    with pytest.raises(ConfigError, match=r"store\.index\.embed: .*langchain"):
+        store_options(config)

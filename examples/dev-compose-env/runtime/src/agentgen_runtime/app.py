@@ -59,8 +59,8 @@ OPS_ROUTES = {"/health", "/ready"}
 class Checks:
     """Readiness of the dependencies: Postgres, the checkpointer schema and Redis when enabled."""
 
-    def __init__(self, app: FastAPI, settings: Settings) -> None:
-        self.app, self.settings = app, settings
+    def __init__(self, app: FastAPI, settings: Settings, store_index: dict[str, Any] | None = None) -> None:
+        self.app, self.settings, self.store_index = app, settings, store_index
         self.schema_ready = False
 
     async def postgres(self) -> None:
@@ -69,7 +69,7 @@ class Checks:
 
     async def checkpointer(self) -> None:
         if not self.schema_ready:
-            await setup_schema(self.app.state.pool)
+            await setup_schema(self.app.state.pool, self.store_index)
             self.schema_ready = True
 
     async def redis(self) -> None:
@@ -166,6 +166,13 @@ def store_options(config: Config) -> dict[str, Any]:
         embed = index.get("embed")
         if isinstance(embed, str) and ".py:" in embed:  # "./embeddings.py:embed", as the Platform reads it
             index["embed"] = import_object(embed, config.base)
+        elif isinstance(embed, str):  # "openai:text-embedding-3-small": needs langchain and the provider's
+            from langgraph.store.base.embed import ensure_embeddings
+
+            try:
+                index["embed"] = ensure_embeddings(embed)
+            except (ValueError, ImportError) as exc:
+                raise ConfigError(f"langgraph.json store.index.embed: {' '.join(str(exc).split())}") from None
         options["index"] = index
     if "ttl" in inspect.signature(AsyncPostgresStore.__init__).parameters:
         # Items put with their own `ttl` (the SDK's put_item) expire whether or not langgraph.json
@@ -275,7 +282,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.state.drain = drain
     app.state.settings = settings
     app.state.config = config
-    app.state.checks = Checks(app, settings)
+    app.state.checks = Checks(app, settings, store_options(config).get("index"))
     install_handlers(app)
 
     async def authenticate(request: Request) -> None:

@@ -227,17 +227,31 @@ CREATE INDEX IF NOT EXISTS agent_crons_due ON agent_crons (next_run_date) WHERE 
 SCHEMA_LOCK_KEY = 0x6167656E7467656E  # "agentgen"
 
 
-async def setup_schema(conn: AsyncConnectionPool | AsyncConnection) -> None:
-    """Create or migrate the checkpointer, store and API tables (idempotent). Serialized across
+async def setup_schema(conn: AsyncConnectionPool | AsyncConnection,
+                       store_index: dict[str, Any] | None = None) -> None:
+    """Create or migrate the checkpointer, store and API tables (idempotent); with `store_index`
+    (langgraph.json store.index) the store's vector tables too (pgvector). Serialized across
     processes by a PostgreSQL advisory lock: concurrent first starts would race on the migrations."""
     if isinstance(conn, AsyncConnectionPool):
         async with conn.connection() as connection:
-            await _setup_locked(connection)
+            await _setup_locked(connection, store_index)
     else:
-        await _setup_locked(conn)
+        await _setup_locked(conn, store_index)
 
 
-async def _setup_locked(conn: AsyncConnection) -> None:
+async def lacks_extension(settings: Settings, name: str) -> bool | None:
+    """Whether the database cannot provide extension `name` (None: it cannot be reached now)."""
+    try:
+        conn = await connect(settings)
+    except psycopg.Error:
+        return None
+    async with conn:
+        row = await (await conn.execute(
+            "SELECT 1 AS found FROM pg_available_extensions WHERE name = %s", (name,))).fetchone()
+    return row is None
+
+
+async def _setup_locked(conn: AsyncConnection, store_index: dict[str, Any] | None = None) -> None:
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
     from langgraph.store.postgres.aio import AsyncPostgresStore
 
@@ -248,7 +262,7 @@ async def _setup_locked(conn: AsyncConnection) -> None:
         await asyncio.sleep(0.1)
     try:
         await AsyncPostgresSaver(conn).setup()
-        await AsyncPostgresStore(conn).setup()
+        await AsyncPostgresStore(conn, index=store_index).setup()  # type: ignore[arg-type]
         from .engine import FUNCTIONS
         from .engine import SCHEMA as ENGINE_SCHEMA
         from .ownership import FUNCTION as OWNERSHIP_FUNCTION

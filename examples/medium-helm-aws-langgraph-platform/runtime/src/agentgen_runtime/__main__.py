@@ -37,6 +37,14 @@ def _startup_problem() -> str | None:
 
         prepare(settings, config)
         asyncio.run(load_graphs(config))
+        if config.store.get("index"):
+            from .db import lacks_extension
+
+            if asyncio.run(lacks_extension(settings, "vector")):  # (None: the database is down now)
+                return ("langgraph.json store.index: semantic search needs PostgreSQL's pgvector "
+                        "extension, which this database server does not have: install it there "
+                        "(Debian/Ubuntu: postgresql-<version>-pgvector; containers: the "
+                        "pgvector/pgvector image) or remove store.index")
     except ValidationError as exc:
         return "; ".join(f"setting {'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
                          for e in exc.errors())
