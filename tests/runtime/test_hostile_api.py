@@ -130,8 +130,13 @@ WEATHER_CONFIG = json.loads((WEATHER / "langgraph.json").read_text())
 
 @pytest.mark.parametrize(("config", "needle"), [
     ({**WEATHER_CONFIG, "auth": {"path": "./auth.py:auth"}}, "auth:"),
-    ({**WEATHER_CONFIG, "http": {"app": WEATHER_CONFIG["http"]["app"], "cors": {"allow_origins": ["*"]}}},
-     "http.cors"),
+    ({**WEATHER_CONFIG, "http": {"app": WEATHER_CONFIG["http"]["app"],
+                                 "configurable_headers": {"include": ["x-user-id"]}}},
+     "http.configurable_headers"),
+    ({**WEATHER_CONFIG, "http": {"cors": {"allow_origin": ["*"]}}}, "http.cors.allow_origin"),
+    ({**WEATHER_CONFIG, "http": {"mount_prefix": "api/"}}, "http.mount_prefix"),
+    ({**WEATHER_CONFIG, "http": {"disable_runs": "yes"}}, "http.disable_runs"),
+    ({**WEATHER_CONFIG, "webhooks": {"retries": 3}}, "webhooks.retries"),
     ({**WEATHER_CONFIG, "graphs": {"shell": "os:system"}}, "graphs.shell (os:system)"),
     ('{"graphs": ' + '{"a": ' * 5000 + "1" + "}" * 5000 + "}", "langgraph.json"),
 ])
@@ -193,3 +198,10 @@ def test_metrics_are_served_on_their_own_port_only(database):
             assert server.call("GET", "/metrics", key=key)[0] == 404
         assert 'agent_http_requests_total{method="POST",route="/threads",status="200"}' in \
             server.metrics()
+
+
+def test_a_webhook_secret_that_is_not_one_is_one_line(database, tmp_path):
+    started = _start(database, tmp_path, WEBHOOK_SECRET="whsec_not*base64*at*all")
+    assert started.returncode == 1
+    lines = [line for line in started.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "WEBHOOK_SECRET" in lines[0] and "at*all" not in lines[0], started.stderr

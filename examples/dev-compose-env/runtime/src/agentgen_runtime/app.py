@@ -149,6 +149,8 @@ def prepare(settings: Settings, config: Config | None = None) -> Config:
     config = config or load_config()
     export_agent_secrets(settings, secrets_dir())
     apply(config)
+    Policy.from_config(config.webhooks)  # (its headers read the environment langgraph.json set)
+    signer(settings)
     store_options(config)  # the store's options hold (an embedding function imports)
     return config
 
@@ -222,8 +224,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     configure_logging(settings)
     keys = ApiKeys(settings)
     config = prepare(settings, config)
-    webhook_policy = Policy.from_config(config.webhooks)  # (raises ConfigError at start-up)
-    signer(settings)
+    webhook_policy = Policy.from_config(config.webhooks)
     configure_integrations(settings)
 
     @asynccontextmanager
@@ -254,9 +255,12 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
             app.state.service.engine.start()
             tasks.append(crons.start(app.state.service))  # every process takes due ticks
-            deliverer = Deliverer(settings, app.state.pool, webhook_policy)
-            app.state.service.engine.on_webhook = deliverer.wake.set
-            tasks.append(asyncio.create_task(deliverer.run(), name="webhooks"))
+            if "webhooks" not in config.http.disabled:
+                deliverer = Deliverer(settings, app.state.pool, webhook_policy)
+                app.state.service.engine.on_webhook = deliverer.wake.set
+                tasks.append(asyncio.create_task(deliverer.run(), name="webhooks"))
+            else:
+                app.state.service.webhooks_disabled = True
             if getattr(store, "supports_ttl", False):  # every replica sweeps (idempotent)
                 tasks.append(await store.start_ttl_sweeper())
             if config.checkpointer.get("ttl"):
@@ -290,7 +294,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         await request.app.state.limiter.check(identity)
         request.state.identity = identity
 
-    app.include_router(build_router(authenticate))
+    # (/health, /ready and /ok stay at the root under http.mount_prefix, as on the Platform)
+    app.include_router(build_router(authenticate, config.http.disabled), prefix=config.http.mount_prefix)
 
     @app.get("/health", tags=["ops"])
     async def health() -> dict[str, str]:
@@ -316,12 +321,15 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.
         app.mount("/", import_object(config.http_app, config.base))
 
-    if settings.cors_origins:
-        # Studio and the SDKs in a browser: any request header (the key's, tracing's), and the
-        # answer headers a client reads (a run's Content-Location while it streams, Retry-After)
-        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins,
-                           allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"], allow_headers=["*"],
-                           expose_headers=["content-location", "location", "retry-after", "x-request-id"])
+    # Studio and the SDKs in a browser: any request header (the key's, tracing's), and the answer
+    # headers a client reads (a run's Content-Location while it streams, Retry-After).
+    # langgraph.json http.cors replaces CORS_ORIGINS, as on the Platform.
+    cors = {"allow_methods": ["GET", "POST", "PUT", "PATCH", "DELETE"], "allow_headers": ["*"],
+            "expose_headers": ["content-location", "location", "retry-after", "x-request-id"]}
+    if config.http.cors is not None:
+        app.add_middleware(CORSMiddleware, **{**cors, **config.http.cors})
+    elif settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=settings.cors_origins, **cors)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)

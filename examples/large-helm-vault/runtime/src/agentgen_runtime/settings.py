@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     api_key_header: str = "X-API-Key"
     api_keys: SecretStr | None = Field(None, description="Comma-separated API keys")
     auth_required: bool = Field(True, description="Refuse to start without api_keys when true")
-    rate_limit_per_minute: int = Field(120, ge=1)
+    # Requests per minute per identity (the API key): usually one key per application backend, so
+    # this is the whole application's budget (100 per second); lower it for keys given to clients.
+    rate_limit_per_minute: int = Field(6000, ge=1)
     max_request_bytes: int = Field(1_048_576, ge=1024)
     run_timeout_seconds: float = Field(120.0, gt=0)
     # The run engine (engine.py): a run's lease is renewed every third of it; a run whose process

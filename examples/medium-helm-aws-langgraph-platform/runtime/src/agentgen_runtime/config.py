@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,8 +38,12 @@ class Config:
     dependencies: tuple[str, ...] = ()
     store: dict[str, Any] = field(default_factory=dict)
     checkpointer: dict[str, Any] = field(default_factory=dict)
-    http_app: str | None = None
+    http: Http = field(default_factory=lambda: Http())
     webhooks: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def http_app(self) -> str | None:
+        return self.http.app
 
     @property
     def base(self) -> Path:
@@ -97,12 +102,15 @@ def load_config(path: Path | None = None) -> Config:
         graphs.append(GraphSpec(graph_id, location, description))
     if not graphs:
         raise ConfigError(f"{path} declares no graphs")
-    http = data.get("http") or {}
+    try:
+        http = Http.from_config(data.get("http"))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
     return Config(
         path=path, graphs=tuple(graphs), env=_env(data.get("env"), path.parent),
         dependencies=tuple(d for d in data.get("dependencies") or () if isinstance(d, str)),
         store=dict(data.get("store") or {}), checkpointer=dict(data.get("checkpointer") or {}),
-        http_app=http.get("app") if isinstance(http, dict) else None,
+        http=http,
         webhooks=data.get("webhooks") or {},
     )
 
@@ -115,7 +123,54 @@ UNSERVED = {
     "auth": "custom authentication handlers (auth.path)",
     "ui": "generative UI components",
 }
-SERVED_HTTP = {"app"}
+# http options served (the Platform's names); disable_ui and disable_mcp switch off what this
+# runtime does not serve anyway.
+ROUTE_SWITCHES = ("disable_assistants", "disable_threads", "disable_runs", "disable_store",
+                  "disable_meta", "disable_webhooks", "disable_ui", "disable_mcp")
+SERVED_HTTP = {"app", "cors", "mount_prefix", *ROUTE_SWITCHES}
+CORS_KEYS = {"allow_origins": list, "allow_methods": list, "allow_headers": list,
+             "allow_credentials": bool, "allow_origin_regex": str, "expose_headers": list,
+             "max_age": int}
+
+
+@dataclass(frozen=True)
+class Http:
+    """langgraph.json `http`, checked: what the server mounts and how."""
+    app: str | None = None
+    disabled: frozenset[str] = frozenset()  # "assistants", "threads", "runs", ...
+    cors: dict[str, Any] | None = None
+    mount_prefix: str = ""
+
+    @classmethod
+    def from_config(cls, http: Any) -> Http:
+        """Raises ConfigError naming the key for a value this runtime cannot honour."""
+        if http is None:
+            return cls()
+        if not isinstance(http, dict):
+            raise ConfigError("http: an object")
+        for switch in ROUTE_SWITCHES:
+            if not isinstance(http.get(switch, False), bool):
+                raise ConfigError(f"http.{switch}: true or false")
+        cors = http.get("cors")
+        if cors is not None:
+            if not isinstance(cors, dict):
+                raise ConfigError("http.cors: an object")
+            for key, value in cors.items():
+                kind = CORS_KEYS.get(key)
+                if kind is None:
+                    raise ConfigError(f"http.cors.{key}: unknown (known: {', '.join(CORS_KEYS)})")
+                if not isinstance(value, kind) or (kind is list and not all(
+                        isinstance(v, str) for v in value)):
+                    raise ConfigError(f"http.cors.{key}: expected {kind.__name__}"
+                                      + (" of strings" if kind is list else ""))
+        prefix = http.get("mount_prefix") or ""
+        if prefix and (not isinstance(prefix, str) or not re.fullmatch(r"(/[A-Za-z0-9._~-]+)+", prefix)):
+            raise ConfigError(f"http.mount_prefix: {prefix!r}: a path that starts with / and does not "
+                              "end with one, e.g. /api or /api/v1")
+        app = http.get("app")
+        return cls(app=app if isinstance(app, str) else None,
+                   disabled=frozenset(s.removeprefix("disable_") for s in ROUTE_SWITCHES if http.get(s)),
+                   cors=cors, mount_prefix=prefix)
 
 
 def unserved_keys(data: dict[str, Any]) -> list[str]:
@@ -125,8 +180,9 @@ def unserved_keys(data: dict[str, Any]) -> list[str]:
                 for key, what in UNSERVED.items() if data.get(key)]
     http = data.get("http")
     if isinstance(http, dict):
-        problems += [f"http.{key}: not served by agentgen-runtime (it serves http.app); remove "
-                     "it: refusing to start without it"
+        served = ", ".join(sorted(SERVED_HTTP))
+        problems += [f"http.{key}: not served by agentgen-runtime (it serves {served}); remove it: "
+                     "refusing to start without it"
                      for key, value in http.items() if key not in SERVED_HTTP and value not in
                      (None, False, [], {})]
     return problems

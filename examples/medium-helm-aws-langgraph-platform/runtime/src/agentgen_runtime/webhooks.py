@@ -219,13 +219,20 @@ def signer(settings: Settings) -> Any:
     """The Standard Webhooks signer of WEBHOOK_SECRET, or None when it is not set."""
     if settings.webhook_secret is None:
         return None
+    import base64
+    import binascii
+
     from standardwebhooks import Webhook
 
-    try:
-        return Webhook(settings.webhook_secret.get_secret_value())
-    except Exception as exc:  # noqa: BLE001 - a malformed secret: one line, at start-up
-        raise ConfigError(f"WEBHOOK_SECRET: not a Standard Webhooks secret (whsec_ followed by "
-                          f"base64): {type(exc).__name__}") from None
+    secret = settings.webhook_secret.get_secret_value().strip()
+    try:  # (the library decodes leniently: a typo would silently sign with another key)
+        key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) < 16:
+        raise ConfigError("WEBHOOK_SECRET: not a Standard Webhooks secret: whsec_ followed by the "
+                          "base64 of at least 16 random bytes (echo \"whsec_$(openssl rand -base64 32)\")")
+    return Webhook(secret)
 
 
 async def check_webhook(policy: Policy, settings: Settings, url: str) -> None:

@@ -121,8 +121,13 @@ class Service:
         self.crons = Crons(pool)
         self.webhooks = Policy()  # langgraph.json `webhooks` (set by the app)
 
+    webhooks_disabled = False  # langgraph.json http.disable_webhooks
+
     async def check_webhook(self, url: str | None) -> None:
         """A webhook a run or a cron is created with: 422 unless it may be called."""
+        if url is not None and self.webhooks_disabled:
+            raise HTTPException(422, "webhook: webhooks are disabled on this server (langgraph.json "
+                                     "http.disable_webhooks)")
         if url is not None:
             await check_webhook(self.webhooks, self.settings, url)
 

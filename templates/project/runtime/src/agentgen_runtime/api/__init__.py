@@ -17,11 +17,16 @@ from fastapi import APIRouter, Depends
 from . import assistants, crons, meta, runs, store, threads
 from .deps import plain_parameters
 
+# langgraph.json http.disable_<name> switches these routers off (runs: with crons, as the Platform)
+ROUTERS = (("meta", meta.router), ("assistants", assistants.router), ("threads", threads.router),
+           ("runs", crons.router), ("runs", runs.router), ("store", store.router))
 
-def build_router(authenticate: Any) -> APIRouter:
-    """The API routes; `authenticate` is the dependency that checks the key and the rate limit."""
+
+def build_router(authenticate: Any, disabled: frozenset[str] = frozenset()) -> APIRouter:
+    """The API routes but the `disabled` ones; `authenticate` is the dependency that checks the key
+    and the rate limit."""
     router = APIRouter(dependencies=[Depends(plain_parameters), Depends(authenticate)])
-    for part in (meta.router, assistants.router, threads.router, crons.router, runs.router,
-                 store.router):
-        router.include_router(part)
+    for name, part in ROUTERS:
+        if name not in disabled:
+            router.include_router(part)
     return router
