@@ -262,7 +262,9 @@ async def _setup_locked(conn: AsyncConnection, store_index: dict[str, Any] | Non
         await asyncio.sleep(0.1)
     try:
         await AsyncPostgresSaver(conn).setup()
-        await AsyncPostgresStore(conn, index=store_index).setup()  # type: ignore[arg-type]
+        # (the oldest checkpointer the runtime admits has no `index` argument: only when asked)
+        store = AsyncPostgresStore(conn, index=store_index) if store_index else AsyncPostgresStore(conn)
+        await store.setup()
         from .engine import FUNCTIONS
         from .engine import SCHEMA as ENGINE_SCHEMA
         from .ownership import FUNCTION as OWNERSHIP_FUNCTION
