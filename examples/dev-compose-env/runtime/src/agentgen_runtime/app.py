@@ -186,10 +186,6 @@ def store_options(config: Config) -> dict[str, Any]:
     return options
 
 
-def _store(pool: Any, config: Config) -> Any:
-    return fenced_store(pool, **store_options(config))
-
-
 async def _sweep_periodically(pool: Any, ttl: dict[str, Any]) -> None:
     """langgraph.json checkpointer.ttl: delete threads idle for longer than default_ttl minutes."""
     if ttl.get("strategy", "delete") != "delete" or not ttl.get("default_ttl"):
@@ -225,6 +221,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     keys = ApiKeys(settings)
     config = prepare(settings, config)
     webhook_policy = Policy.from_config(config.webhooks)
+    stored = store_options(config)  # (once: an embedding given by name is built here)
     configure_integrations(settings)
 
     @asynccontextmanager
@@ -243,7 +240,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                                        socket_connect_timeout=READY_TIMEOUT_SECONDS)
             app.state.redis = redis
             app.state.limiter = RateLimiter(settings.rate_limit_per_minute, redis)
-            store = _store(app.state.pool, config)
+            store = fenced_store(app.state.pool, **stored)
             if settings.store_scope == "key":
                 store = OwnedStore(store)
             app.state.service = Service(settings, app.state.pool, await load_graphs(config),
@@ -286,7 +283,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.state.drain = drain
     app.state.settings = settings
     app.state.config = config
-    app.state.checks = Checks(app, settings, store_options(config).get("index"))
+    app.state.checks = Checks(app, settings, stored.get("index"))
     install_handlers(app)
 
     async def authenticate(request: Request) -> None:
