@@ -63,6 +63,12 @@ class ApiKeys:
         raise HTTPException(401, f"missing or invalid API key (header {self.header})",
                             headers={"WWW-Authenticate": "ApiKey"})
 
+    def failed(self, request: Request) -> None:
+        """Count a failed authentication of the request's address: 429 beyond the limit."""
+        address = request.client.host if request.client else "unknown"
+        self.failures.record(address)
+        self.failures.check(address)
+
 
 class FailureLimiter:
     """At most `limit` failed authentications per client address in any sliding minute are
@@ -102,12 +108,6 @@ class FailureLimiter:
         while len(self._log) > self.MAX_ADDRESSES:
             self._log.popitem(last=False)
 
-
-    def failed(self, request: Request) -> None:
-        """Count a failed authentication of the request's address: 429 beyond the limit."""
-        address = request.client.host if request.client else "unknown"
-        self.failures.record(address)
-        self.failures.check(address)
 
 
 def _identity(key: str) -> str:
