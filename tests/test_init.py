@@ -138,17 +138,51 @@ def test_secrets_given_add_to_the_ones_the_dependencies_need_in_every_target(tmp
 
 
 def test_a_langgraph_json_setting_the_runtime_does_not_serve_is_named_at_once(tmp_path):
-    """`auth` would be dropped silently by a server that ignores it: the runtime refuses to start
-    with it, and init and validate say so before anything is deployed (a note: the file is yours)."""
+    """`ui` (generative UI) would be dropped silently by a server that ignores it: the runtime
+    refuses to start with it, and init and validate say so before anything is deployed (a note:
+    the file is yours); the same for an `auth` option it does not serve."""
     project = user_project(tmp_path, "flat-requirements")
     config = json.loads((project / "langgraph.json").read_text())
+    (project / "langgraph.json").write_text(json.dumps({
+        **config, "ui": {"agent": "./ui.tsx"}, "auth": {"path": "./auth.py:auth", "cache": {"ttl_seconds": 5}}}))
     (project / "auth.py").write_text("from langgraph_sdk import Auth\n\nauth = Auth()\n")
-    (project / "langgraph.json").write_text(json.dumps({**config, "auth": {"path": "./auth.py:auth"}}))
     for result in (init(project), invoke("validate", str(project))):
         assert result.exit_code == 0, result.output
-        lines = [line for line in result.output.splitlines() if "auth:" in line]
-        assert lines and "not served by agentgen-runtime" in " ".join(result.output.split()), \
-            result.output
+        flat = " ".join(result.output.split())
+        assert "ui: generative UI components are not served by agentgen-runtime" in flat, result.output
+        assert "auth.cache: caching of authentication decisions is not served" in flat, result.output
+
+
+def test_an_adopted_project_with_custom_auth_keeps_it_and_gets_no_api_keys(tmp_path):
+    """langgraph.json `auth.path` (the Platform's custom auth) is served: init answers custom_auth,
+    no note says otherwise, and the deployment generates no API keys (the handler alone decides, as
+    on the Platform): compose mounts none, init-secrets.sh makes none, the docs say how it works
+    and how to add a key gate."""
+    project = user_project(tmp_path, "flat-requirements")
+    config = json.loads((project / "langgraph.json").read_text())
+    (project / "auth.py").write_text(
+        "from langgraph_sdk import Auth\n\nauth = Auth()\n\n\n@auth.authenticate\n"
+        "async def authenticate(authorization: str | None) -> str:\n"
+        "    if authorization != 'Bearer t':\n"
+        "        raise Auth.exceptions.HTTPException(status_code=401)\n"
+        "    return 'user'\n")
+    (project / "langgraph.json").write_text(json.dumps({**config, "auth": {"path": "./auth.py:auth"}}))
+    result = init(project, "--target", "compose", "--target", "kubernetes")
+    assert result.exit_code == 0 and "not served" not in result.output, result.output
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    assert answers["custom_auth"] is True
+    compose = yaml.safe_load((project / "compose.yaml").read_text())
+    assert "api_keys" not in compose["secrets"] and "api_keys" not in compose["services"]["agent"]["secrets"]
+    assert "secrets/api_keys" not in (project / "scripts" / "init-secrets.sh").read_text()
+    assert "api_keys=" not in (project / "docs" / "kubernetes.md").read_text()
+    deployment = " ".join((project / "docs" / "deployment.md").read_text().split())
+    assert "Authentication is yours" in deployment and "add an `api_keys` secret" in deployment
+    assert json.loads((project / "langgraph.json").read_text())["auth"] == {"path": "./auth.py:auth"}
+    # a handler file that is not there is named before anything is deployed
+    (project / "langgraph.json").write_text(json.dumps({**config, "auth": {"path": "./gone.py:auth"}}))
+    validated = invoke("validate", str(project))
+    assert validated.exit_code == 1 and "auth.path: ./gone.py does not exist" in validated.output, \
+        validated.output
 
 
 def test_a_store_index_gets_postgresql_with_pgvector_in_every_target(tmp_path):

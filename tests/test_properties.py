@@ -112,6 +112,7 @@ FIELDS: dict[str, st.SearchStrategy] = {
     "mode": st.sampled_from(["new", "new", "new", "init"]),
     "own_dockerignore": st.booleans(),
     "semantic_search": st.booleans(),
+    "custom_auth": st.booleans(),
 }
 OVERRIDE_FIELDS: dict[str, st.SearchStrategy] = {
     "replicas": _integer(1, 100), "hpa_enabled": st.booleans(), "hpa_min_replicas": _integer(1, 20),

@@ -159,6 +159,8 @@ def derive_answers(root: Path, config: Mapping[str, Any]) -> dict[str, Any]:
     answers["python_version"] = _python_version(config, pyproject)
     store = config.get("store")
     answers["semantic_search"] = isinstance(store, dict) and bool(store.get("index"))
+    auth = config.get("auth")
+    answers["custom_auth"] = isinstance(auth, dict) and bool(auth.get("path"))
     names = _requirement_names(root, config, pyproject)
     secrets = [secret for package, needed in PROVIDER_SECRETS.items() if package in names
                for secret in needed]

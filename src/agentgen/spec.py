@@ -243,6 +243,10 @@ def spec_schema() -> dict[str, Any]:
                                 "description": "PostgreSQL with pgvector, for the store's semantic "
                                                "search (init: true when langgraph.json sets "
                                                "store.index)"},
+            "custom_auth": {"type": "boolean", "default": False,
+                            "description": "langgraph.json auth.path handlers authenticate every "
+                                           "request and no API keys are generated (init: true "
+                                           "when langgraph.json sets auth.path)"},
         },
     })
 
@@ -286,6 +290,7 @@ class Spec:
     mode: Mode = Mode.NEW
     own_dockerignore: bool = True
     semantic_search: bool = False
+    custom_auth: bool = False
 
     @cached_property
     def preset(self) -> dict[str, Any]:
@@ -315,6 +320,7 @@ class Spec:
             "mode": self.mode.value,
             "own_dockerignore": self.own_dockerignore,
             "semantic_search": self.semantic_search,
+            "custom_auth": self.custom_auth,
         }
 
 
@@ -498,6 +504,7 @@ def load_spec(answers: Mapping[str, Any]) -> Spec:
         mode=Mode(data["mode"]),
         own_dockerignore=data["own_dockerignore"],
         semantic_search=data["semantic_search"],
+        custom_auth=data["custom_auth"],
     )
 
 

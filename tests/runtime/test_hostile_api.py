@@ -129,7 +129,11 @@ WEATHER_CONFIG = json.loads((WEATHER / "langgraph.json").read_text())
 
 
 @pytest.mark.parametrize(("config", "needle"), [
-    ({**WEATHER_CONFIG, "auth": {"path": "./auth.py:auth"}}, "auth:"),
+    ({**WEATHER_CONFIG, "auth": {"path": "./no_such_auth.py:auth"}}, "auth.path"),
+    ({**WEATHER_CONFIG, "auth": {"path": "./src/weather_agent/auth.py:auth", "cache": {"ttl_seconds": 60}}},
+     "auth.cache"),
+    ({**WEATHER_CONFIG, "auth": {"path": "./src/weather_agent/auth.py:auth", "disable_studio": True}},
+     "auth.disable_studio"),
     ({**WEATHER_CONFIG, "http": {"app": WEATHER_CONFIG["http"]["app"],
                                  "configurable_headers": {"include": ["x-user-id"]}}},
      "http.configurable_headers"),

@@ -3,7 +3,7 @@
 names must resolve: a `./path.py:attr` graph's file exists and defines `attr` at its top level (read,
 not imported: importing needs the project's environment), a `module:attr` graph's module, when it is
 a file of the project, too. Last, a note for each setting agentgen-runtime does not serve (it refuses
-to start with them, e.g. `auth`), by the runtime's own rule."""
+to start with them, e.g. `ui`), by the runtime's own rule."""
 
 from __future__ import annotations
 
@@ -57,20 +57,25 @@ def _runtime_config() -> ModuleType:
 
 
 def unresolved_graphs(path: Path, config: dict) -> list[str]:
-    """What does not resolve among the graphs of langgraph.json at `path` (one line each)."""
+    """What does not resolve among the graphs of langgraph.json at `path`, and its custom auth
+    handlers (`auth.path`), one line each."""
     base = path.parent
     roots = [base / d for d in config.get("dependencies", []) if isinstance(d, str)
              and d.startswith(".")] or [base]
+    targets = [(f"graph {graph_id!r}", spec.get("path") if isinstance(spec, dict) else spec)
+               for graph_id, spec in (config.get("graphs") or {}).items()]
+    auth = config.get("auth")
+    if isinstance(auth, dict) and auth.get("path"):
+        targets.append(("auth.path", auth["path"]))
     problems = []
-    for graph_id, spec in (config.get("graphs") or {}).items():
-        target = spec.get("path") if isinstance(spec, dict) else spec
+    for what, target in targets:
         if not isinstance(target, str) or ":" not in target:
             continue  # langgraph-cli's validator reports the form
         location, _, attr = target.rpartition(":")
         if location.endswith(".py") or "/" in location:
             file = (base / location).resolve()
             if not file.is_file():
-                problems.append(f"graph {graph_id!r}: {location} does not exist")
+                problems.append(f"{what}: {location} does not exist")
                 continue
         else:
             file = _module_file(roots, location)
@@ -78,9 +83,9 @@ def unresolved_graphs(path: Path, config: dict) -> list[str]:
                 continue  # an installed module: resolved when the image is built
         defined = _top_level_names(file)
         if defined is None:
-            problems.append(f"graph {graph_id!r}: {location} is not valid Python")
+            problems.append(f"{what}: {location} is not valid Python")
         elif attr not in defined:
-            problems.append(f"graph {graph_id!r}: {location} does not define {attr!r}"
+            problems.append(f"{what}: {location} does not define {attr!r}"
                             + (f" (top-level names: {', '.join(sorted(defined)[:8])})"
                                if defined else ""))
     return problems

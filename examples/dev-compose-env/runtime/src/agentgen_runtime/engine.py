@@ -150,7 +150,7 @@ $fn$
 CREATE OR REPLACE FUNCTION agent_run_create(
     p_run_id text, p_thread_id text, p_assistant_id text, p_graph_id text, p_metadata jsonb,
     p_kwargs jsonb, p_strategy text, p_record_events boolean, p_worker text, p_caller text,
-    p_lease double precision, p_owner text, p_create_thread boolean)
+    p_lease double precision, p_owner text, p_create_thread boolean, p_thread_filter jsonb)
 RETURNS SETOF agent_runs LANGUAGE plpgsql AS $fn$
 DECLARE
     v_active text[] := '{}';
@@ -158,8 +158,10 @@ DECLARE
     v_delay double precision := coalesce((p_kwargs ->> 'after_seconds')::double precision, 0);
 BEGIN
     IF p_thread_id IS NOT NULL THEN
-        -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's
-        PERFORM agent_thread_for_run(p_thread_id, p_owner, p_graph_id, p_create_thread);
+        -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's; one it
+        -- creates starts with the run's metadata (as on the Platform)
+        PERFORM agent_thread_for_run(p_thread_id, p_owner, p_graph_id, p_assistant_id,
+            p_create_thread, p_metadata, p_thread_filter);
         SELECT coalesce(array_agg(run_id), '{}') INTO v_active FROM agent_runs
         WHERE thread_id = p_thread_id AND status IN ('pending', 'running');
         IF cardinality(v_active) > 0 AND p_strategy = 'reject' THEN
@@ -197,7 +199,7 @@ $fn$
 """]
 _CREATE = ("SELECT * FROM agent_run_create(%(run_id)s, %(thread_id)s, %(assistant_id)s, "
            "%(graph_id)s, %(metadata)s, %(kwargs)s, %(strategy)s, %(record_events)s, %(worker)s, "
-           "%(caller)s, %(lease)s, %(owner)s, %(create_thread)s)")
+           "%(caller)s, %(lease)s, %(owner)s, %(create_thread)s, %(thread_filter)s)")
 
 # A run's outcome, fenced by the worker and attempt holding it; wakes its remote readers, and the
 # workers when a run of the same thread waits for this one.
@@ -466,20 +468,22 @@ class Engine:
     async def create(self, *, run_id: str, thread_id: str | None, assistant_id: str, graph_id: str,
                      kwargs: dict[str, Any], metadata: dict[str, Any], strategy: str,
                      record_events: bool, owner: str | None = None,
-                     create_thread: bool = False) -> dict[str, Any]:
-        """Insert the run on `owner`'s thread (created first with `create_thread`), applying the
-        strategy on it. When nothing is ahead of it on its thread and this process has room, it is
-        inserted already claimed by this process and starts at once (no queue hop, nobody woken);
-        otherwise it is pending and the workers are woken. Raises RunRejected, ThreadNotFound."""
+                     create_thread: bool = False,
+                     thread_filter: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Insert the run on `owner`'s thread (created first with `create_thread`; one that passes
+        `thread_filter`, custom auth's), applying the strategy on it. When nothing is ahead of it on
+        its thread and this process has room, it is inserted already claimed by this process and
+        starts at once (no queue hop, nobody woken); otherwise it is pending and the workers are
+        woken. Raises RunRejected, ThreadNotFound."""
         here = self._reserve()
         try:
             async with self.pool.connection() as conn:
-                row = await self._insert(conn, {
-                    "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
-                    "graph_id": graph_id, "metadata": Jsonb(metadata), "kwargs": Jsonb(kwargs),
-                    "strategy": strategy, "record_events": record_events,
-                    "worker": self.worker if here else None, "caller": self.worker,
-                    "lease": self.lease, "owner": owner, "create_thread": create_thread})
+                row = await self._insert(conn, self._params(
+                    run_id=run_id, thread_id=thread_id, assistant_id=assistant_id,
+                    graph_id=graph_id, kwargs=kwargs, metadata=metadata, strategy=strategy,
+                    record_events=record_events, worker=self.worker if here else None,
+                    caller=self.worker, owner=owner, create_thread=create_thread,
+                    thread_filter=thread_filter))
         finally:
             if here:
                 self._reserved -= 1
@@ -502,11 +506,17 @@ class Engine:
         """Insert a pending run on `conn`, inside its caller's transaction (the run exists if and
         only if that transaction commits); every process is woken when it commits. Raises
         RunRejected, ThreadNotFound (the caller's transaction is then aborted: use a savepoint)."""
-        return await self._insert(conn, {
-            "run_id": run_id, "thread_id": thread_id, "assistant_id": assistant_id,
-            "graph_id": graph_id, "metadata": Jsonb(metadata), "kwargs": Jsonb(kwargs),
-            "strategy": strategy, "record_events": False, "worker": None, "caller": "",
-            "lease": self.lease, "owner": owner, "create_thread": create_thread})
+        return await self._insert(conn, self._params(
+            run_id=run_id, thread_id=thread_id, assistant_id=assistant_id, graph_id=graph_id,
+            kwargs=kwargs, metadata=metadata, strategy=strategy, record_events=False, worker=None,
+            caller="", owner=owner, create_thread=create_thread, thread_filter=None))
+
+    def _params(self, *, kwargs: dict[str, Any], metadata: dict[str, Any],
+                thread_filter: dict[str, Any] | None, **values: Any) -> dict[str, Any]:
+        """agent_run_create's parameters."""
+        return {**values, "kwargs": Jsonb(kwargs), "metadata": Jsonb(metadata),
+                "thread_filter": None if thread_filter is None else Jsonb(thread_filter),
+                "lease": self.lease}
 
     @staticmethod
     async def _insert(conn: AsyncConnection, params: dict[str, Any]) -> dict[str, Any]:

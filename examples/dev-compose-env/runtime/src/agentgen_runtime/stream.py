@@ -18,7 +18,7 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from enum import Enum
 from typing import TYPE_CHECKING, Any, get_args
 
@@ -37,7 +37,7 @@ Emit = Callable[[str, Any], None]
 def jsonable(value: Any) -> Any:
     """What the LangGraph API sends for state values: messages and models as dicts, interrupts as
     {value, id}, tuples as lists."""
-    if isinstance(value, dict):
+    if isinstance(value, Mapping):  # (a dict, custom auth's user)
         return {str(k): jsonable(v) for k, v in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [jsonable(v) for v in value]

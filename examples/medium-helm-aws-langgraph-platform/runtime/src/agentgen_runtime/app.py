@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,6 +23,7 @@ from . import crons
 from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, ConfigError, apply, import_object, load_config
+from .custom_auth import Handlers
 from .db import (
     create_pool,
     fenced_store,
@@ -213,13 +214,36 @@ async def _sweep_threads_periodically(pool: Any, interval: float) -> None:
             log.warning("thread ttl sweep failed: %s: %s", type(exc).__name__, exc)
 
 
+def _document_security(app: FastAPI, security: dict[str, Any]) -> None:
+    """langgraph.json auth.openapi: the API's security as the project describes it, in /openapi.json."""
+    from fastapi.openapi.utils import get_openapi
+
+    def schema() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = document.setdefault("components", {})
+            components["securitySchemes"] = security.get("securitySchemes") or {}
+            if security.get("security") is not None:
+                document["security"] = security["security"]
+            for path, methods in (security.get("paths") or {}).items():
+                for method, requirement in (methods or {}).items():
+                    operation = document.get("paths", {}).get(path, {}).get(method.lower())
+                    if operation is not None:
+                        operation["security"] = requirement
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = schema  # type: ignore[method-assign]
+
+
 def create_app(settings: Settings | None = None, config: Config | None = None) -> FastAPI:
     """The ASGI application. Raises AuthConfigError (no API keys while required), ConfigError,
     SecretSourceError before serving anything."""
     settings = settings or get_settings()
     configure_logging(settings)
-    keys = ApiKeys(settings)
     config = prepare(settings, config)
+    handlers = Handlers.load(config)  # (after prepare: the handler module may read the env)
+    keys = ApiKeys(settings, custom_auth=handlers is not None)
     webhook_policy = Policy.from_config(config.webhooks)
     stored = store_options(config)  # (once: an embedding given by name is built here)
     configure_integrations(settings)
@@ -284,12 +308,25 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.state.settings = settings
     app.state.config = config
     app.state.checks = Checks(app, settings, stored.get("index"))
+    app.state.handlers = handlers
+    if config.auth.get("openapi") and docs:
+        _document_security(app, config.auth["openapi"])
     install_handlers(app)
 
     async def authenticate(request: Request) -> None:
         identity = keys.authenticate(request)
-        await request.app.state.limiter.check(identity)
+        user = None
+        if handlers is not None:
+            try:
+                user = await handlers.authenticate(request)
+            except HTTPException as exc:
+                if exc.status_code == 401:
+                    keys.failed(request)  # (429 for an address beyond the failure limit)
+                raise
+        # rate limited per user with custom auth, else per key
+        await request.app.state.limiter.check(identity if user is None else f"user:{user.identity}")
         request.state.identity = identity
+        request.state.user = user
 
     # (/health, /ready and /ok stay at the root under http.mount_prefix, as on the Platform)
     app.include_router(build_router(authenticate, config.http.disabled), prefix=config.http.mount_prefix)

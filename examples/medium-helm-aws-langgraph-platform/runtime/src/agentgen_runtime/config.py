@@ -40,6 +40,7 @@ class Config:
     checkpointer: dict[str, Any] = field(default_factory=dict)
     http: Http = field(default_factory=lambda: Http())
     webhooks: dict[str, Any] = field(default_factory=dict)
+    auth: dict[str, Any] = field(default_factory=dict)
 
     @property
     def http_app(self) -> str | None:
@@ -104,6 +105,7 @@ def load_config(path: Path | None = None) -> Config:
         raise ConfigError(f"{path} declares no graphs")
     try:
         http = Http.from_config(data.get("http"))
+        auth = _auth(data.get("auth"))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return Config(
@@ -112,15 +114,45 @@ def load_config(path: Path | None = None) -> Config:
         store=dict(data.get("store") or {}), checkpointer=dict(data.get("checkpointer") or {}),
         http=http,
         webhooks=data.get("webhooks") or {},
+        auth=auth,
     )
 
 
+# langgraph.json `auth` keys served (custom_auth.py); `disable_studio_auth` is accepted either way:
+# this server has no LangSmith sign-in for Studio to bypass the handlers with, so Studio's
+# requests always go through them (what true asks for).
+AUTH_KEYS = {"path": str, "disable_studio_auth": bool, "openapi": dict}
+AUTH_REFUSED = {
+    "cache": "caching of authentication decisions",
+    "allow_langsmith_api_keys": "LangSmith API keys beside custom auth",
+}
+
+
+def _auth(auth: Any) -> dict[str, Any]:
+    """langgraph.json `auth`, checked (ConfigError naming the key)."""
+    if auth is None:
+        return {}
+    if not isinstance(auth, dict):
+        raise ConfigError("auth: an object with path ('./auth.py:auth')")
+    for key, value in auth.items():
+        if key in AUTH_REFUSED:
+            if value not in (None, False, {}, []):
+                raise ConfigError(f"auth.{key}: {AUTH_REFUSED[key]} is not served by "
+                                  "agentgen-runtime; remove it: refusing to start without it")
+            continue
+        kind = AUTH_KEYS.get(key)
+        if kind is None:
+            raise ConfigError(f"auth.{key}: unknown (known: {', '.join([*AUTH_KEYS, *AUTH_REFUSED])})")
+        if value is not None and not isinstance(value, kind):
+            raise ConfigError(f"auth.{key}: expected {kind.__name__}")
+    return {k: v for k, v in auth.items() if k in AUTH_KEYS and v is not None}
+
+
 # What langgraph.json can say that changes how the server behaves but this runtime does not serve:
-# refused at start-up (fail closed: an `auth` handler silently ignored would open every thread to
-# every key holder). Build-time keys (python_version, dockerfile_lines, pip_config_file, ...) are
+# refused at start-up (fail closed: a setting silently ignored is a surprise in production).
+# Build-time keys (python_version, dockerfile_lines, pip_config_file, ...) are
 # the image's business and are not listed.
 UNSERVED = {
-    "auth": "custom authentication handlers (auth.path)",
     "ui": "generative UI components",
 }
 # http options served (the Platform's names); disable_ui and disable_mcp switch off what this
@@ -178,6 +210,10 @@ def unserved_keys(data: dict[str, Any]) -> list[str]:
     problems = [f"{key}: {what} are not served by agentgen-runtime; remove the key (or serve the "
                 "project with a server that supports it): refusing to start without it"
                 for key, what in UNSERVED.items() if data.get(key)]
+    try:
+        _auth(data.get("auth"))
+    except ConfigError as exc:
+        problems.append(f"{exc}")
     http = data.get("http")
     if isinstance(http, dict):
         served = ", ".join(sorted(SERVED_HTTP))

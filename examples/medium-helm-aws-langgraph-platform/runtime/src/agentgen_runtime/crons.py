@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException
 
+from .custom_auth import AuthUser, stamp_user
 from .engine import RunRejected, ThreadNotFound
 from .models import CronCreate, CronRun, RunCreate
 from .observability import CRON_RUNS
@@ -66,8 +67,8 @@ def run_payload(body: CronRun, cron_id: str, assistant_id: str) -> dict[str, Any
     """What a cron stores for its runs (answered as its `payload`, as the Platform does): the run
     fields it was given, its assistant, and `config.configurable.cron_id`."""
     payload = body.model_dump(mode="json", exclude_none=True, include=set(CronRun.model_fields))
-    config = payload.setdefault("config", {})
-    config["configurable"] = {**(config.get("configurable") or {}), "cron_id": cron_id}
+    config = payload["config"] = stamp_user(payload.get("config"), None)  # (set at each tick)
+    config["configurable"] = {**config["configurable"], "cron_id": cron_id}
     if isinstance(body, CronCreate):
         payload["schedule"] = body.schedule
     return {**payload, "assistant_id": assistant_id}
@@ -79,7 +80,8 @@ def cron_json(row: dict[str, Any]) -> dict[str, Any]:
         return None if value is None else value.isoformat()
 
     return {"cron_id": row["cron_id"], "assistant_id": row["assistant_id"],
-            "thread_id": row["thread_id"], "user_id": None, "end_time": iso(row["end_time"]),
+            "thread_id": row["thread_id"],
+            "user_id": (row.get("auth_user") or {}).get("identity"), "end_time": iso(row["end_time"]),
             "schedule": row["schedule"], "timezone": row["timezone"], "payload": row["payload"],
             "next_run_date": iso(row["next_run_date"]), "metadata": row["metadata"],
             "on_run_completed": row["on_run_completed"], "enabled": row["enabled"],
@@ -168,10 +170,13 @@ class CronScheduler:
         if thread_id is None and cron["on_run_completed"] == "keep":
             thread_id, create_thread = str(uuid.uuid4()), True
         run_id = str(uuid.uuid4())
+        kwargs = body.model_dump(mode="json", exclude_none=True)
+        user = AuthUser(cron["auth_user"]) if cron.get("auth_user") else None
+        kwargs["config"] = stamp_user(kwargs.get("config"), user)  # run as its creator
         await self.svc.engine.queue(
             conn, run_id=run_id, thread_id=thread_id, assistant_id=assistant["assistant_id"],
-            graph_id=graph.graph_id, kwargs=body.model_dump(mode="json", exclude_none=True),
-            metadata=body.metadata, strategy=body.multitask_strategy, owner=cron["owner"],
+            graph_id=graph.graph_id, kwargs=kwargs, metadata=body.metadata,
+            strategy=body.multitask_strategy, owner=cron["owner"],
             create_thread=create_thread)
         return run_id
 

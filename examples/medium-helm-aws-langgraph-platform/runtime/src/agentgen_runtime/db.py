@@ -218,6 +218,8 @@ CREATE TABLE IF NOT EXISTS agent_crons (
     created_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- custom auth: the user who created the cron, whom its runs run as
+ALTER TABLE agent_crons ADD COLUMN IF NOT EXISTS auth_user jsonb;
 CREATE INDEX IF NOT EXISTS agent_crons_owner ON agent_crons (owner, created_at DESC);
 CREATE INDEX IF NOT EXISTS agent_crons_due ON agent_crons (next_run_date) WHERE enabled;
 """
@@ -268,13 +270,14 @@ async def _setup_locked(conn: AsyncConnection, store_index: dict[str, Any] | Non
         from .engine import FUNCTIONS
         from .engine import SCHEMA as ENGINE_SCHEMA
         from .ownership import FUNCTION as OWNERSHIP_FUNCTION
+        from .ownership import MATCH_FUNCTION
         from .webhooks import FUNCTIONS as WEBHOOK_FUNCTIONS
         from .webhooks import SCHEMA as WEBHOOK_SCHEMA
 
         for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA + WEBHOOK_SCHEMA).split(";")
                           if s.strip()):
             await conn.execute(statement)
-        for function in (FENCE_FUNCTION, OWNERSHIP_FUNCTION, *FUNCTIONS, *WEBHOOK_FUNCTIONS):
+        for function in (FENCE_FUNCTION, MATCH_FUNCTION, OWNERSHIP_FUNCTION, *FUNCTIONS, *WEBHOOK_FUNCTIONS):
             await conn.execute(function)
     finally:
         await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))

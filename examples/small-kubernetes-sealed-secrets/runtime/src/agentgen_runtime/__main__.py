@@ -28,14 +28,17 @@ def _startup_problem() -> str | None:
         if settings.metrics_enabled and settings.metrics_port == settings.port:
             return (f"setting metrics_port: {settings.metrics_port} is the API's port; metrics are "
                     "served on a port of their own")
-        ApiKeys(settings)
         config = load_config()
+        ApiKeys(settings, custom_auth=bool(config.auth.get("path")))
         # every graph imported as the server will (secrets and env applied): a module that fails
-        # at import is one line here, not a traceback from the application's start-up
+        # at import is one line here, not a traceback from the application's start-up; the same
+        # for the custom auth handlers
         from .app import prepare
+        from .custom_auth import Handlers
         from .graphs import load_graphs
 
         prepare(settings, config)
+        Handlers.load(config)
         asyncio.run(load_graphs(config))
         if config.store.get("index"):
             from .db import lacks_extension

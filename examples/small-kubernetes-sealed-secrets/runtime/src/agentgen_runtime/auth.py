@@ -35,11 +35,14 @@ class AuthConfigError(RuntimeError):
 
 
 class ApiKeys:
-    def __init__(self, settings: Settings) -> None:
+    """With custom auth (langgraph.json auth.path) the handler authenticates every request and
+    keys are optional: when some are configured, a request needs one as well (both gates)."""
+
+    def __init__(self, settings: Settings, custom_auth: bool = False) -> None:
         self.header = settings.api_key_header
         self._keys = {key: _identity(key) for key in settings.api_key_list()}
-        self._failures = FailureLimiter(settings.auth_failures_per_minute)
-        if not self._keys:
+        self.failures = FailureLimiter(settings.auth_failures_per_minute)
+        if not self._keys and not custom_auth:
             if settings.auth_required:
                 raise AuthConfigError(
                     "no API keys: put comma-separated keys in the api_keys secret file (or API_KEYS), "
@@ -56,11 +59,15 @@ class ApiKeys:
                 return identity
         # A valid key always passes (a guesser behind the same proxy address must not lock out
         # the application); failures beyond the limit are answered 429 instead of 401.
-        address = request.client.host if request.client else "unknown"
-        self._failures.record(address)
-        self._failures.check(address)
+        self.failed(request)
         raise HTTPException(401, f"missing or invalid API key (header {self.header})",
                             headers={"WWW-Authenticate": "ApiKey"})
+
+    def failed(self, request: Request) -> None:
+        """Count a failed authentication of the request's address: 429 beyond the limit."""
+        address = request.client.host if request.client else "unknown"
+        self.failures.record(address)
+        self.failures.check(address)
 
 
 class FailureLimiter:
@@ -100,6 +107,7 @@ class FailureLimiter:
         failures.append(now)
         while len(self._log) > self.MAX_ADDRESSES:
             self._log.popitem(last=False)
+
 
 
 def _identity(key: str) -> str:

@@ -15,8 +15,8 @@ scope owns."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
 
 from fastapi import HTTPException
 from psycopg import sql
@@ -24,21 +24,95 @@ from psycopg.types.json import Jsonb
 
 from .db import keep_latest_checkpoints
 
-# Locks the caller's thread for a run being created on it (creating it first when asked), and
-# records the graph its runs use; SQLSTATE AGT04 when the thread is not the caller's (or missing).
+if TYPE_CHECKING:
+    from .custom_auth import AuthUser, Handlers
+
+# Whether a row's metadata passes a custom auth handler's filter (checked by custom_auth.check_filter
+# before it gets here; custom_auth.matches is the same for what is not a row): a key equal to a
+# value or {"$eq": value}, {"$contains": element or elements} of an array, $or / $and of filters.
+MATCH_FUNCTION = """
+CREATE OR REPLACE FUNCTION agent_metadata_match(p_metadata jsonb, p_filter jsonb)
+RETURNS boolean LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE AS $fn$
+DECLARE
+    v_key text;
+    v_value jsonb;
+    v_op text;
+    v_operand jsonb;
+    v_group jsonb;
+    v_any boolean;
+BEGIN
+    IF p_filter IS NULL THEN
+        RETURN true;
+    END IF;
+    FOR v_key, v_value IN SELECT key, value FROM jsonb_each(p_filter) LOOP
+        IF v_key = '$or' THEN
+            v_any := false;
+            FOR v_group IN SELECT value FROM jsonb_array_elements(v_value) LOOP
+                IF agent_metadata_match(p_metadata, v_group) THEN
+                    v_any := true;
+                    EXIT;
+                END IF;
+            END LOOP;
+            IF NOT v_any THEN
+                RETURN false;
+            END IF;
+        ELSIF v_key = '$and' THEN
+            FOR v_group IN SELECT value FROM jsonb_array_elements(v_value) LOOP
+                IF NOT agent_metadata_match(p_metadata, v_group) THEN
+                    RETURN false;
+                END IF;
+            END LOOP;
+        ELSIF NOT coalesce(p_metadata ? v_key, false) THEN
+            RETURN false;
+        ELSIF jsonb_typeof(v_value) = 'object'
+              AND (SELECT min(k) FROM jsonb_object_keys(v_value) k) LIKE '$%' THEN
+            SELECT key, value INTO v_op, v_operand FROM jsonb_each(v_value) LIMIT 1;
+            IF v_op = '$eq' THEN
+                IF p_metadata -> v_key <> v_operand THEN
+                    RETURN false;
+                END IF;
+            ELSIF v_op = '$contains' THEN
+                IF jsonb_typeof(p_metadata -> v_key) <> 'array' THEN
+                    RETURN false;
+                END IF;
+                IF jsonb_typeof(v_operand) <> 'array' THEN
+                    v_operand := jsonb_build_array(v_operand);
+                END IF;
+                IF EXISTS (SELECT 1 FROM jsonb_array_elements(v_operand) w WHERE NOT EXISTS (
+                        SELECT 1 FROM jsonb_array_elements(p_metadata -> v_key) h WHERE h = w)) THEN
+                    RETURN false;
+                END IF;
+            ELSE
+                RETURN false;
+            END IF;
+        ELSIF p_metadata -> v_key <> v_value THEN
+            RETURN false;
+        END IF;
+    END LOOP;
+    RETURN true;
+END
+$fn$
+"""
+
+# Locks the caller's thread for a run being created on it (creating it first when asked, with
+# `p_metadata`), and records the graph and assistant its runs use (as the Platform, in its
+# metadata); SQLSTATE AGT04 when the thread is not the caller's, does not pass the caller's filter
+# (custom auth), or is missing.
 FUNCTION = """
 CREATE OR REPLACE FUNCTION agent_thread_for_run(
-    p_thread_id text, p_owner text, p_graph_id text, p_create boolean)
+    p_thread_id text, p_owner text, p_graph_id text, p_assistant_id text, p_create boolean,
+    p_metadata jsonb, p_filter jsonb)
 RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_used jsonb := jsonb_build_object('graph_id', p_graph_id, 'assistant_id', p_assistant_id);
 BEGIN
     IF p_create THEN
         INSERT INTO agent_threads (thread_id, owner, metadata)
-        VALUES (p_thread_id, p_owner, jsonb_build_object('graph_id', p_graph_id))
+        VALUES (p_thread_id, p_owner, coalesce(p_metadata, '{}') || v_used)
         ON CONFLICT (thread_id) DO NOTHING;
     END IF;
-    UPDATE agent_threads SET metadata = metadata || jsonb_build_object('graph_id', p_graph_id),
-        updated_at = now()
-    WHERE thread_id = p_thread_id AND owner = p_owner;
+    UPDATE agent_threads SET metadata = metadata || v_used, updated_at = now()
+    WHERE thread_id = p_thread_id AND owner = p_owner AND agent_metadata_match(metadata, p_filter);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'thread % not found', p_thread_id USING ERRCODE = 'AGT04';
     END IF;
@@ -68,18 +142,47 @@ SORTABLE = ("thread_id", "created_at", "updated_at", "status")
 
 @dataclass(frozen=True)
 class Scope:
-    """What a caller may reach: the threads its identity owns."""
+    """What a caller may reach: the rows its identity owns and, with custom auth, that pass the
+    filter the handler of the operation returned (`authorize`). A scope of a request under custom
+    auth refuses to build a condition until its operation was authorized: a route that forgot to
+    ask fails, it does not serve unfiltered."""
 
     owner: str
+    filter: dict[str, Any] | None = None
+    user: AuthUser | None = None
+    handlers: Handlers | None = None
+    authorized: bool = True
 
     def condition(self, table: str = "t") -> sql.Composable:
-        """The filter every statement over `table` (an alias of agent_threads) carries; its values
-        are the named parameters of `params`."""
-        return sql.SQL("{}.owner = %(scope_owner)s").format(sql.Identifier(table))
+        """The filter every statement over `table` (agent_threads, agent_assistants or
+        agent_crons, by its alias) carries; its values are the named parameters of `params`."""
+        if not self.authorized:
+            raise RuntimeError("a scope used before its operation was authorized (custom auth)")
+        owned = sql.SQL("{}.owner = %(scope_owner)s").format(sql.Identifier(table))
+        if self.filter is None:
+            return owned
+        return sql.SQL("{} AND agent_metadata_match({}.metadata, %(scope_filter)s)").format(
+            owned, sql.Identifier(table))
 
     def params(self, **values: Any) -> dict[str, Any]:
         """A statement's named parameters, with the scope's."""
-        return {**values, "scope_owner": self.owner}
+        return {**values, "scope_owner": self.owner,
+                "scope_filter": None if self.filter is None else Jsonb(self.filter)}
+
+    async def authorize(self, resource: str, action: str, value: dict[str, Any]) -> Scope:
+        """This scope for one operation: the custom auth handler of (resource, action) has seen
+        `value` (and may have changed it: stamped metadata on what is created) and said yes, with
+        its filter. Without custom auth, the scope itself."""
+        if self.handlers is None or self.user is None:
+            return self
+        found = await self.handlers.authorize(self.user, resource, action, value)
+        return replace(self, filter=found, authorized=True)
+
+    def visible(self, metadata: dict[str, Any]) -> bool:
+        """Whether something that is not a row (a graph's system assistant) passes the filter."""
+        from .custom_auth import matches
+
+        return matches(metadata, self.filter)
 
 
 def thread_not_found(thread_id: str) -> HTTPException:
@@ -202,9 +305,11 @@ class Threads:
             scope.params(metadata=Jsonb(metadata), status=status))
         return int(row["n"]) if row else 0
 
-    async def copy(self, scope: Scope, thread_id: str, new_id: str) -> dict[str, Any]:
-        """A new thread of the caller's with the metadata and every checkpoint of the caller's
-        thread `thread_id` (its runs stay with the original), in one transaction."""
+    async def copy(self, scope: Scope, thread_id: str, new_id: str,
+                   stamped: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A new thread of the caller's with the metadata (and `stamped` over it: custom auth's
+        create handler's) and every checkpoint of the caller's thread `thread_id` (its runs stay
+        with the original), in one transaction."""
         async with self.pool.connection() as conn, conn.transaction():
             source = await (await conn.execute(sql.SQL(
                 "SELECT t.metadata FROM agent_threads t WHERE t.thread_id = %(thread_id)s AND {} "
@@ -214,7 +319,7 @@ class Threads:
             row = await (await conn.execute(
                 "INSERT INTO agent_threads (thread_id, owner, metadata) VALUES (%s, %s, %s) "
                 "RETURNING thread_id, metadata, created_at, updated_at, 'idle' AS status",
-                (new_id, scope.owner, Jsonb(source["metadata"])))).fetchone()
+                (new_id, scope.owner, Jsonb({**source["metadata"], **(stamped or {})})))).fetchone()
             for table in _CHECKPOINT_TABLES:
                 columns = [c["column_name"] for c in await (await conn.execute(
                     "SELECT column_name FROM information_schema.columns WHERE table_name = %s "
@@ -464,17 +569,21 @@ class Crons:
     def __init__(self, pool: Any) -> None:
         self.pool = pool
 
-    async def create(self, scope: Scope, cron: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, scope: Scope, thread_scope: Scope | None,
+                     cron: dict[str, Any]) -> dict[str, Any]:
+        """The caller's new cron; on a thread, one `thread_scope` reaches (404 otherwise)."""
+        thread_scope = thread_scope or scope
         async with self.pool.connection() as conn:
             row = await (await conn.execute(sql.SQL(
                 "INSERT INTO agent_crons (cron_id, owner, assistant_id, thread_id, schedule, "
-                "timezone, end_time, enabled, on_run_completed, payload, metadata, next_run_date) "
-                "SELECT %(cron_id)s, %(scope_owner)s, %(assistant_id)s, %(thread_id)s, %(schedule)s, "
-                "%(timezone)s, %(end_time)s, %(enabled)s, %(on_run_completed)s, %(payload)s, "
-                "%(metadata)s, %(next_run_date)s WHERE %(thread_id)s::text IS NULL OR EXISTS "
+                "timezone, end_time, enabled, on_run_completed, payload, metadata, next_run_date, "
+                "auth_user) SELECT %(cron_id)s, %(owner)s, %(assistant_id)s, %(thread_id)s, "
+                "%(schedule)s, %(timezone)s, %(end_time)s, %(enabled)s, %(on_run_completed)s, "
+                "%(payload)s, %(metadata)s, %(next_run_date)s, %(auth_user)s "
+                "WHERE %(thread_id)s::text IS NULL OR EXISTS "
                 "(SELECT 1 FROM agent_threads t WHERE t.thread_id = %(thread_id)s AND {}) "
-                "RETURNING *").format(scope.condition("t")),
-                scope.params(**_cron_jsonb(cron)))).fetchone()
+                "RETURNING *").format(thread_scope.condition("t")),
+                thread_scope.params(**_cron_jsonb(cron), owner=scope.owner))).fetchone()
         if row is None:
             raise thread_not_found(str(cron["thread_id"]))
         return row
@@ -553,7 +662,8 @@ def cron_not_found(cron_id: str) -> HTTPException:
 
 
 def _cron_jsonb(values: dict[str, Any]) -> dict[str, Any]:
-    return {k: Jsonb(v) if k in ("payload", "metadata") else v for k, v in values.items()}
+    return {k: Jsonb(v) if k in ("payload", "metadata", "auth_user") and v is not None else v
+            for k, v in values.items()}
 
 
 def assistant_not_found(assistant_id: str) -> HTTPException:

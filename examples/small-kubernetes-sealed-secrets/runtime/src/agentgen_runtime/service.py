@@ -16,6 +16,7 @@ from langgraph.types import Command, StateUpdate
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
+from .custom_auth import AuthUser
 from .engine import Engine, Transient
 from .errors import dependency_failure
 from .fencing import FENCE, Fenced, is_fenced
@@ -313,6 +314,8 @@ class Service:
     def run_arguments(self, body: RunCreate, thread_id: str | None, run_id: str) -> tuple[Any, dict]:
         config = dict(body.config)
         configurable = dict(config.get("configurable") or {})
+        if isinstance(configurable.get("langgraph_auth_user"), dict):  # as on the Platform: ctx.user
+            configurable["langgraph_auth_user"] = AuthUser(configurable["langgraph_auth_user"])
         if thread_id is not None:
             configurable["thread_id"] = thread_id
             if body.checkpoint_ref():

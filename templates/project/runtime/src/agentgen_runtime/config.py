@@ -210,6 +210,10 @@ def unserved_keys(data: dict[str, Any]) -> list[str]:
     problems = [f"{key}: {what} are not served by agentgen-runtime; remove the key (or serve the "
                 "project with a server that supports it): refusing to start without it"
                 for key, what in UNSERVED.items() if data.get(key)]
+    try:
+        _auth(data.get("auth"))
+    except ConfigError as exc:
+        problems.append(f"{exc}")
     http = data.get("http")
     if isinstance(http, dict):
         served = ", ".join(sorted(SERVED_HTTP))

@@ -160,8 +160,8 @@ BEGIN
     IF p_thread_id IS NOT NULL THEN
         -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's; one it
         -- creates starts with the run's metadata (as on the Platform)
-        PERFORM agent_thread_for_run(p_thread_id, p_owner, p_graph_id, p_create_thread,
-            p_metadata || jsonb_build_object('assistant_id', p_assistant_id), p_thread_filter);
+        PERFORM agent_thread_for_run(p_thread_id, p_owner, p_graph_id, p_assistant_id,
+            p_create_thread, p_metadata, p_thread_filter);
         SELECT coalesce(array_agg(run_id), '{}') INTO v_active FROM agent_runs
         WHERE thread_id = p_thread_id AND status IN ('pending', 'running');
         IF cardinality(v_active) > 0 AND p_strategy = 'reject' THEN

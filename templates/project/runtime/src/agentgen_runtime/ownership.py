@@ -95,22 +95,23 @@ $fn$
 """
 
 # Locks the caller's thread for a run being created on it (creating it first when asked, with
-# `p_metadata`), and records the graph its runs use; SQLSTATE AGT04 when the thread is not the
-# caller's, does not pass the caller's filter (custom auth), or is missing.
+# `p_metadata`), and records the graph and assistant its runs use (as the Platform, in its
+# metadata); SQLSTATE AGT04 when the thread is not the caller's, does not pass the caller's filter
+# (custom auth), or is missing.
 FUNCTION = """
 CREATE OR REPLACE FUNCTION agent_thread_for_run(
-    p_thread_id text, p_owner text, p_graph_id text, p_create boolean, p_metadata jsonb,
-    p_filter jsonb)
+    p_thread_id text, p_owner text, p_graph_id text, p_assistant_id text, p_create boolean,
+    p_metadata jsonb, p_filter jsonb)
 RETURNS void LANGUAGE plpgsql AS $fn$
+DECLARE
+    v_used jsonb := jsonb_build_object('graph_id', p_graph_id, 'assistant_id', p_assistant_id);
 BEGIN
     IF p_create THEN
         INSERT INTO agent_threads (thread_id, owner, metadata)
-        VALUES (p_thread_id, p_owner,
-                coalesce(p_metadata, '{}') || jsonb_build_object('graph_id', p_graph_id))
+        VALUES (p_thread_id, p_owner, coalesce(p_metadata, '{}') || v_used)
         ON CONFLICT (thread_id) DO NOTHING;
     END IF;
-    UPDATE agent_threads SET metadata = metadata || jsonb_build_object('graph_id', p_graph_id),
-        updated_at = now()
+    UPDATE agent_threads SET metadata = metadata || v_used, updated_at = now()
     WHERE thread_id = p_thread_id AND owner = p_owner AND agent_metadata_match(metadata, p_filter);
     IF NOT FOUND THEN
         RAISE EXCEPTION 'thread % not found', p_thread_id USING ERRCODE = 'AGT04';

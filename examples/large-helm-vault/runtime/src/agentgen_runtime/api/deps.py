@@ -17,8 +17,11 @@ def service(request: Request) -> Service:
 
 
 def scope(request: Request) -> Scope:
-    """The caller's scope: set by authentication (its identity), never by the request's content."""
-    return Scope(request.state.identity)
+    """The caller's scope: set by authentication (its identity; with custom auth its user, whose
+    every operation the handlers authorize: `Scope.authorize`), never by the request's content."""
+    handlers = request.app.state.handlers
+    return Scope(request.state.identity, user=request.state.user, handlers=handlers,
+                 authorized=handlers is None)
 
 
 def plain_parameters(request: Request) -> None:

@@ -30,37 +30,52 @@ router = APIRouter(tags=["threads"])
 
 @router.post("/threads")
 async def create_thread(body: ThreadCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
-    row = await svc.create_thread(caller, body.thread_id or str(uuid.uuid4()), body)
+    thread_id = body.thread_id or str(uuid.uuid4())
+    value = {"thread_id": thread_id, "metadata": body.metadata, "if_exists": body.if_exists,
+             "ttl": body.ttl.model_dump() if body.ttl else None}
+    scope = await caller.authorize("threads", "create", value)
+    body = body.model_copy(update={"metadata": value.get("metadata") or {}})
+    row = await svc.create_thread(scope, thread_id, body)
     return svc.thread_json(row, kind="written")
 
 
 @router.post("/threads/search")
 async def search_threads(body: ThreadSearch, svc: Svc, caller: Caller) -> list[dict[str, Any]]:
-    found = await svc.threads_matching(caller, body, limit=body.limit, offset=body.offset)
+    scope = await caller.authorize("threads", "search", {
+        "metadata": body.metadata, "values": body.values, "status": body.status,
+        "limit": body.limit, "offset": body.offset})
+    found = await svc.threads_matching(scope, body, limit=body.limit, offset=body.offset)
     return [svc.thread_found(row, state, body) for row, state in found]
 
 
 @router.post("/threads/count")
 async def count_threads(body: ThreadCount, svc: Svc, caller: Caller) -> int:
-    return await svc.count_threads(caller, body)
+    scope = await caller.authorize("threads", "search", {
+        "metadata": body.metadata, "values": body.values, "status": body.status, "limit": 0,
+        "offset": 0})
+    return await svc.count_threads(scope, body)
 
 
 @router.post("/threads/prune")
 async def prune_threads(body: ThreadPrune, svc: Svc, caller: Caller) -> dict[str, int]:
-    count = await svc.threads.prune(caller, body.thread_ids, body.strategy == "keep_latest")
+    scope = await caller.authorize("threads", "delete", {"thread_ids": body.thread_ids})
+    count = await svc.threads.prune(scope, body.thread_ids, body.strategy == "keep_latest")
     return {"pruned_count": count}
 
 
 @router.get("/threads/{thread_id}")
 async def get_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    row = await svc.threads.get(caller, thread_id)
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    row = await svc.threads.get(scope, thread_id)
     return svc.thread_json(row, await svc.state(thread_id, row["metadata"].get("graph_id")))
 
 
 @router.patch("/threads/{thread_id}")
 async def update_thread(thread_id: str, body: ThreadUpdate, svc: Svc, caller: Caller,
                         request: Request) -> Any:
-    row = await svc.threads.update(caller, thread_id, body.metadata,
+    value = {"thread_id": thread_id, "metadata": body.metadata}
+    scope = await caller.authorize("threads", "update", value)
+    row = await svc.threads.update(scope, thread_id, value.get("metadata") or {},
                                    body.ttl.model_dump() if body.ttl else None)
     if request.headers.get("prefer", "").strip().lower() == "return=minimal":
         return Response(status_code=204)
@@ -70,13 +85,18 @@ async def update_thread(thread_id: str, body: ThreadUpdate, svc: Svc, caller: Ca
 
 @router.post("/threads/{thread_id}/copy")
 async def copy_thread(thread_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    row = await svc.threads.copy(caller, thread_id, str(uuid.uuid4()))
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    new_id = str(uuid.uuid4())
+    created = {"thread_id": new_id, "metadata": {}}  # what the create handler stamps, the copy gets
+    await caller.authorize("threads", "create", created)
+    row = await svc.threads.copy(scope, thread_id, new_id, created.get("metadata") or {})
     return svc.thread_json(row, kind="copied")
 
 
 @router.delete("/threads/{thread_id}", status_code=204)
 async def delete_thread(thread_id: str, svc: Svc, caller: Caller) -> Response:
-    await svc.threads.delete(caller, thread_id)
+    scope = await caller.authorize("threads", "delete", {"thread_id": thread_id})
+    await svc.threads.delete(scope, thread_id)
     return Response(status_code=204)
 
 
@@ -85,7 +105,8 @@ async def delete_thread(thread_id: str, svc: Svc, caller: Caller) -> Response:
 async def get_state(
     thread_id: str, svc: Svc, caller: Caller, checkpoint_id: str | None = None
 ) -> dict[str, Any]:
-    graph_id = await svc.threads.graph_id(caller, thread_id)
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    graph_id = await svc.threads.graph_id(scope, thread_id)
     return Service.state_json(await svc.state(thread_id, graph_id, checkpoint_id))
 
 
@@ -93,7 +114,8 @@ async def get_state(
 async def update_state(
     thread_id: str, body: StateUpdate, svc: Svc, caller: Caller
 ) -> dict[str, Any]:
-    graph = svc.graph_of(await svc.threads.graph_id(caller, thread_id))
+    scope = await caller.authorize("threads", "update", {"thread_id": thread_id})
+    graph = svc.graph_of(await svc.threads.graph_id(scope, thread_id))
     config = checkpoint_config(
         thread_id,
         {
@@ -109,7 +131,8 @@ async def update_state(
 
 
 async def _history(svc: Service, caller: Scope, thread_id: str, query: HistoryQuery) -> list[dict]:
-    graph = svc.graph_of(await svc.threads.graph_id(caller, thread_id))
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    graph = svc.graph_of(await svc.threads.graph_id(scope, thread_id))
     config = checkpoint_config(thread_id, query.checkpoint)
     before = (
         checkpoint_config(
@@ -152,8 +175,9 @@ async def join_thread_stream(
         modes = parse_modes([*(stream_mode or []), stream_modes], THREAD_MODES) or {"run_modes"}
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    await svc.threads.get(caller, thread_id)  # 404 before the stream starts
-    events = follow_thread(svc, caller, thread_id, modes, parse_thread_event_id(last_event_id))
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    await svc.threads.get(scope, thread_id)  # 404 before the stream starts
+    events = follow_thread(svc, scope, thread_id, modes, parse_thread_event_id(last_event_id))
 
     async def body() -> AsyncIterator[bytes]:
         async for event_id, event, data in events:

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Response
 
 from ..crons import cron_json, first_run, next_run, run_payload
+from ..custom_auth import stamp_user
 from ..models import CronCount, CronCreate, CronRun, CronSearch, CronUpdate
 from ..ownership import Scope
 from ..service import Service
@@ -19,17 +20,30 @@ router = APIRouter(tags=["crons"])
 
 
 async def _create(svc: Service, caller: Scope, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
-    _, assistant = await svc.assistant(caller, body.assistant_id)
-    await svc.check_webhook(body.webhook)
     cron_id = str(uuid.uuid4())
-    row = await svc.crons.create(caller, {
+    value = {"payload": body.model_dump(mode="json", exclude_none=True), "schedule": body.schedule,
+             "cron_id": cron_id, "thread_id": thread_id,
+             "user_id": caller.user.identity if caller.user else None,
+             "end_time": body.end_time, "metadata": body.metadata or {}}
+    scope = await caller.authorize("crons", "create", value)
+    body = body.model_copy(update={"metadata": value.get("metadata") or {}})
+    readable = caller
+    if svc.system_graph(body.assistant_id) is None:  # (a graph's own assistant: anyone's)
+        readable = await caller.authorize("assistants", "read", {"assistant_id": body.assistant_id})
+    _, assistant = await svc.assistant(readable, body.assistant_id)
+    thread_scope = None
+    if thread_id is not None:
+        thread_scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    await svc.check_webhook(body.webhook)
+    row = await svc.crons.create(scope, thread_scope, {
         "cron_id": cron_id, "assistant_id": assistant["assistant_id"], "thread_id": thread_id,
         "schedule": body.schedule, "timezone": body.timezone, "end_time": body.end_time,
         "enabled": body.enabled,
         "on_run_completed": None if thread_id else (body.on_run_completed or "delete"),
         "payload": run_payload(body, cron_id, assistant["assistant_id"]),
         "metadata": body.metadata or {},
-        "next_run_date": first_run(body.schedule, body.timezone)})
+        "next_run_date": first_run(body.schedule, body.timezone),
+        "auth_user": caller.user.dict() if caller.user else None})
     return cron_json(row)
 
 
@@ -54,8 +68,11 @@ def _assistant_id(svc: Service, assistant_id: str | None) -> str | None:
 
 @router.post("/runs/crons/search")
 async def search_crons(body: CronSearch, svc: Svc, caller: Caller) -> list[dict[str, Any]]:
+    scope = await caller.authorize("crons", "search", {
+        "assistant_id": body.assistant_id, "thread_id": body.thread_id, "limit": body.limit,
+        "offset": body.offset, "metadata": body.metadata})
     rows = await svc.crons.search(
-        caller, assistant_id=_assistant_id(svc, body.assistant_id), thread_id=body.thread_id,
+        scope, assistant_id=_assistant_id(svc, body.assistant_id), thread_id=body.thread_id,
         enabled=body.enabled, metadata=body.metadata, sort_by=body.sort_by,
         descending=body.sort_order == "desc", limit=body.limit, offset=body.offset)
     found = [cron_json(row) for row in rows]
@@ -66,13 +83,17 @@ async def search_crons(body: CronSearch, svc: Svc, caller: Caller) -> list[dict[
 
 @router.post("/runs/crons/count")
 async def count_crons(body: CronCount, svc: Svc, caller: Caller) -> int:
-    return await svc.crons.count(caller, assistant_id=_assistant_id(svc, body.assistant_id),
+    scope = await caller.authorize("crons", "search", {
+        "assistant_id": body.assistant_id, "thread_id": body.thread_id, "limit": 0, "offset": 0,
+        "metadata": body.metadata})
+    return await svc.crons.count(scope, assistant_id=_assistant_id(svc, body.assistant_id),
                                  thread_id=body.thread_id, metadata=body.metadata)
 
 
 @router.get("/runs/crons/{cron_id}")
 async def get_cron(cron_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    return cron_json(await svc.crons.get(caller, cron_id))
+    scope = await caller.authorize("crons", "read", {"cron_id": cron_id})
+    return cron_json(await svc.crons.get(scope, cron_id))
 
 
 @router.patch("/runs/crons/{cron_id}")
@@ -80,6 +101,11 @@ async def update_cron(cron_id: str, body: CronUpdate, svc: Svc, caller: Caller) 
     if not body.model_fields_set:
         raise HTTPException(400, "nothing to update: send at least one field")
     given = body.model_dump(mode="json", include=body.model_fields_set)
+    value = {"cron_id": cron_id, **{k: given.get(k) for k in (
+        "payload", "schedule", "end_time", "enabled", "metadata")}}
+    if value["metadata"] is not None:
+        value["metadata"] = body.metadata
+    scope = await caller.authorize("crons", "update", value)
     await svc.check_webhook(body.webhook)
 
     def change(current: dict[str, Any]) -> dict[str, Any]:
@@ -95,9 +121,9 @@ async def update_cron(cron_id: str, body: CronUpdate, svc: Svc, caller: Caller) 
         if run_fields or body.metadata is not None:
             payload = {**current["payload"], **run_fields}
             if "config" in run_fields:  # the cron's id stays in its runs' configurable
-                configurable = {**(run_fields["config"].get("configurable") or {}),
-                                "cron_id": current["cron_id"]}
-                payload["config"] = {**run_fields["config"], "configurable": configurable}
+                config = stamp_user(run_fields["config"], None)  # (its creator's, at each tick)
+                payload["config"] = {**config, "configurable": {**config["configurable"],
+                                                                 "cron_id": current["cron_id"]}}
             if body.metadata is not None:
                 columns["metadata"] = {**current["metadata"], **body.metadata}
                 payload["metadata"] = columns["metadata"]
@@ -116,10 +142,10 @@ async def update_cron(cron_id: str, body: CronUpdate, svc: Svc, caller: Caller) 
                 raise HTTPException(422, f"schedule: {exc}") from None
         return columns
 
-    return cron_json(await svc.crons.update(caller, cron_id, change))
+    return cron_json(await svc.crons.update(scope, cron_id, change))
 
 
 @router.delete("/runs/crons/{cron_id}", status_code=204)
 async def delete_cron(cron_id: str, svc: Svc, caller: Caller) -> Response:
-    await svc.crons.delete(caller, cron_id)
+    await svc.crons.delete(await caller.authorize("crons", "delete", {"cron_id": cron_id}), cron_id)
     return Response(status_code=204)

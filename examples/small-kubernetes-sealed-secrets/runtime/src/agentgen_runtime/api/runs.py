@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 
+from ..custom_auth import stamp_user
 from ..engine import RunRejected, RunReleased, ThreadNotFound
 from ..errors import dependency_failure
 from ..models import MAX_OFFSET, CancelMany, RunCreate
@@ -33,23 +34,39 @@ async def _create(
 ) -> dict[str, Any]:
     """Create the run (a row, claimed here when this process has capacity) on the caller's thread
     (created first with if_not_exists=create), or stateless."""
+    run_id = str(uuid.uuid4())
+    scope = caller
+    if caller.handlers is not None:  # custom auth: threads.create_run, as on the Platform
+        value = {"thread_id": thread_id, "assistant_id": body.assistant_id, "run_id": run_id,
+                 "status": "pending", "metadata": body.metadata,
+                 "prevent_insert_if_inflight": body.multitask_strategy == "reject",
+                 "multitask_strategy": body.multitask_strategy,
+                 "if_not_exists": body.if_not_exists, "after_seconds": body.after_seconds,
+                 "kwargs": body.model_dump(mode="json", exclude_none=True)}
+        scope = await caller.authorize("threads", "create_run", value)
+        body = body.model_copy(update={"metadata": value.get("metadata") or {}})
+        if svc.system_graph(body.assistant_id) is None:  # (a graph's own assistant: anyone's)
+            caller = await caller.authorize("assistants", "read", {"assistant_id": body.assistant_id})
     graph, assistant = await svc.assistant(caller, body.assistant_id)
     if thread_id is None and body.command is not None:
         raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
     body = with_assistant(body, assistant)
     await svc.check_webhook(body.webhook)
+    kwargs = body.model_dump(mode="json", exclude_none=True)
+    kwargs["config"] = stamp_user(kwargs.get("config"), scope.user)
     try:
         return await svc.engine.create(
-            run_id=str(uuid.uuid4()),
+            run_id=run_id,
             thread_id=thread_id,
             graph_id=graph.graph_id,
             assistant_id=assistant["assistant_id"],
-            kwargs=body.model_dump(mode="json", exclude_none=True),
+            kwargs=kwargs,
             metadata=body.metadata,
             strategy=body.multitask_strategy,
             record_events=record_events,
-            owner=caller.owner,
+            owner=scope.owner,
             create_thread=body.if_not_exists == "create",
+            thread_filter=scope.filter,
         )
     except RunRejected as exc:
         raise HTTPException(409, str(exc)) from None
@@ -190,24 +207,28 @@ async def list_runs(
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
     status: str | None = None,
 ) -> list[dict[str, Any]]:
-    rows = await svc.threads.runs(caller, thread_id, status, limit, offset)
+    scope = await caller.authorize("threads", "search", {"thread_id": thread_id, "metadata": {}})
+    rows = await svc.threads.runs(scope, thread_id, status, limit, offset)
     return [Service.run_json(row) for row in rows]
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}")
 async def get_run(thread_id: str, run_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
-    return Service.run_json(await svc.threads.run(caller, thread_id, run_id))
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    return Service.run_json(await svc.threads.run(scope, thread_id, run_id))
 
 
 @router.delete("/threads/{thread_id}/runs/{run_id}", status_code=204)
 async def delete_run(thread_id: str, run_id: str, svc: Svc, caller: Caller) -> Response:
-    await svc.threads.delete_run(caller, thread_id, run_id)
+    scope = await caller.authorize("threads", "delete", {"thread_id": thread_id, "run_id": run_id})
+    await svc.threads.delete_run(scope, thread_id, run_id)
     return Response(status_code=204)
 
 
 @router.get("/threads/{thread_id}/runs/{run_id}/join")
 async def join_run(thread_id: str, run_id: str, svc: Svc, caller: Caller) -> Any:
-    await svc.threads.run(caller, thread_id, run_id)
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    await svc.threads.run(scope, thread_id, run_id)
     try:
         return Service.outcome(await svc.engine.wait(run_id))
     except RunReleased:
@@ -228,7 +249,8 @@ async def join_stream(
         modes = parse_modes(stream_mode or [], RUN_MODES)
     except ValueError as exc:
         raise HTTPException(422, str(exc)) from None
-    row = await svc.threads.run(caller, thread_id, run_id)
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    row = await svc.threads.run(scope, thread_id, run_id)
     after = int(last_event_id) if last_event_id.isdigit() else 0
     return _events(svc, row, after, cancel_on_disconnect, f"{_path(row)}/stream", modes)
 
@@ -242,7 +264,9 @@ async def cancel_run(
     wait: bool = False,
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> Response:
-    await svc.threads.run(caller, thread_id, run_id)
+    scope = await caller.authorize("threads", "update", {
+        "thread_id": thread_id, "action": action, "metadata": {"run_ids": [run_id], "status": None}})
+    await svc.threads.run(scope, thread_id, run_id)
     await svc.engine.cancel([run_id], action)
     if not wait:
         return Response(status_code=202)
@@ -264,9 +288,12 @@ async def cancel_many(
     caller: Caller,
     action: Literal["interrupt", "rollback"] = "interrupt",
 ) -> Response:
+    scope = await caller.authorize("threads", "update", {
+        "thread_id": body.thread_id, "action": action,
+        "metadata": {"run_ids": body.run_ids, "status": body.status}})
     if body.thread_id is not None:
-        await svc.threads.graph_id(caller, body.thread_id)  # 404 unless it is the caller's
+        await svc.threads.graph_id(scope, body.thread_id)  # 404 unless it is the caller's
     await svc.engine.cancel(
-        await svc.threads.active_runs(caller, body.thread_id, body.run_ids, body.status), action
+        await svc.threads.active_runs(scope, body.thread_id, body.run_ids, body.status), action
     )
     return Response(status_code=204)

@@ -21,6 +21,22 @@ def _store(request: Request, caller: Scope) -> Any:
     return store.for_owner(caller.owner) if isinstance(store, OwnedStore) else store
 
 
+async def _authorized(caller: Scope, action: str, value: dict[str, Any]) -> dict[str, Any] | None:
+    """The store handler's filter for `action`, `value`'s namespace (and suffix) as it left them
+    checked (custom auth may move a namespace, e.g. under the user's identity)."""
+    scope = await caller.authorize("store", action, value)
+    for name in ("namespace", "suffix"):
+        labels = value.get(name)
+        if labels is None and (name == "suffix" or action == "list_namespaces"):
+            continue
+        if not isinstance(labels, list | tuple) or not all(
+                isinstance(label, str) and label and "." not in label for label in labels):
+            raise HTTPException(422, f"{name}: labels (strings, none empty, without periods), as "
+                                     f"the store.{action} handler left it: {labels!r}")
+        value[name] = tuple(labels)
+    return scope.filter
+
+
 def _namespace(text: str) -> tuple[str, ...]:
     labels = tuple(text.split("."))
     if not text or not all(labels):
@@ -31,15 +47,18 @@ def _namespace(text: str) -> tuple[str, ...]:
 @router.put("/store/items", status_code=204)
 async def put_item(body: StorePut, request: Request, caller: Caller) -> Response:
     store = _store(request, caller)
+    value = {"namespace": tuple(body.namespace), "key": body.key, "value": body.value,
+             "index": body.index, "ttl": body.ttl}
+    await _authorized(caller, "put", value)
     options: dict[str, Any] = {}
     if body.ttl is not None:
         if not getattr(store, "supports_ttl", False):
             raise HTTPException(422, "ttl: this server's store has no item TTLs (its "
                                      "langgraph-checkpoint-postgres is too old); put it without")
         options["ttl"] = body.ttl
-    if body.index is not None:
-        options["index"] = body.index
-    await store.aput(tuple(body.namespace), body.key, body.value, **options)
+    if value["index"] is not None:
+        options["index"] = value["index"]
+    await store.aput(value["namespace"], value["key"], value["value"], **options)
     return Response(status_code=204)
 
 
@@ -51,28 +70,41 @@ async def get_item(
     key: Annotated[str, Query(min_length=1)],
     refresh_ttl: bool | None = None,
 ) -> Any:
-    item = await _store(request, caller).aget(_namespace(namespace), key, refresh_ttl=refresh_ttl)
+    value = {"namespace": _namespace(namespace), "key": key, "refresh_ttl": refresh_ttl}
+    await _authorized(caller, "get", value)
+    item = await _store(request, caller).aget(value["namespace"], value["key"],
+                                              refresh_ttl=value["refresh_ttl"])
     return item_json(item)
 
 
 @router.delete("/store/items", status_code=204)
 async def delete_item(body: StoreDelete, request: Request, caller: Caller) -> Response:
-    await _store(request, caller).adelete(tuple(body.namespace), body.key)
+    value = {"namespace": tuple(body.namespace), "key": body.key}
+    await _authorized(caller, "delete", value)
+    await _store(request, caller).adelete(value["namespace"], value["key"])
     return Response(status_code=204)
 
 
 @router.post("/store/items/search")
 async def search_items(body: StoreSearch, request: Request, caller: Caller) -> dict[str, Any]:
+    value = {"namespace": tuple(body.namespace_prefix), "filter": body.filter, "limit": body.limit,
+             "offset": body.offset, "query": body.query, "refresh_ttl": body.refresh_ttl}
+    found = await _authorized(caller, "search", value)
+    if found:  # the handler's filter wins over the client's on a key both name
+        value["filter"] = {**(value["filter"] or {}), **found}
     items = await _store(request, caller).asearch(
-        tuple(body.namespace_prefix), query=body.query, filter=body.filter, limit=body.limit,
-        offset=body.offset, refresh_ttl=body.refresh_ttl)
+        value["namespace"], query=value["query"], filter=value["filter"], limit=value["limit"],
+        offset=value["offset"], refresh_ttl=value["refresh_ttl"])
     return {"items": [item_json(item) for item in items]}
 
 
 @router.post("/store/namespaces")
 async def list_namespaces(body: StoreNamespaces, request: Request, caller: Caller) -> dict[str, Any]:
+    value = {"namespace": tuple(body.prefix) if body.prefix else None,
+             "suffix": tuple(body.suffix) if body.suffix else None, "max_depth": body.max_depth,
+             "limit": body.limit, "offset": body.offset}
+    await _authorized(caller, "list_namespaces", value)
     namespaces = await _store(request, caller).alist_namespaces(
-        prefix=tuple(body.prefix) if body.prefix else None,
-        suffix=tuple(body.suffix) if body.suffix else None,
-        max_depth=body.max_depth, limit=body.limit, offset=body.offset)
+        prefix=value["namespace"], suffix=value["suffix"], max_depth=value["max_depth"],
+        limit=value["limit"], offset=value["offset"])
     return {"namespaces": [list(ns) for ns in namespaces]}
