@@ -144,7 +144,8 @@ def test_a_langgraph_json_setting_the_runtime_does_not_serve_is_named_at_once(tm
     project = user_project(tmp_path, "flat-requirements")
     config = json.loads((project / "langgraph.json").read_text())
     (project / "langgraph.json").write_text(json.dumps({
-        **config, "ui": {"agent": "./ui.tsx"}, "auth": {"path": "./auth.py:auth", "cache": {"ttl_seconds": 5}}}))
+        **config, "ui": {"agent": "./ui.tsx"},
+        "auth": {"path": "./auth.py:auth", "cache": {"ttl_seconds": 5}}}))
     (project / "auth.py").write_text("from langgraph_sdk import Auth\n\nauth = Auth()\n")
     for result in (init(project), invoke("validate", str(project))):
         assert result.exit_code == 0, result.output

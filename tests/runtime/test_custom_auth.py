@@ -132,7 +132,8 @@ FILTER_CASES = [
     ({"tags": {"$contains": {"k": 1}}}, {"tags": [{"k": 1, "j": 2}]}, False),  # equal, not contained
     ({"$or": [{"owner": "alice"}, {"shared": True}]}, {"owner": "bob", "shared": True}, True),
     ({"$or": [{"owner": "alice"}, {"shared": True}]}, {"owner": "bob"}, False),
-    ({"$and": [{"owner": "alice"}, {"org": "acme"}], "x": 1}, {"owner": "alice", "org": "acme", "x": 1}, True),
+    ({"$and": [{"owner": "alice"}, {"org": "acme"}], "x": 1},
+     {"owner": "alice", "org": "acme", "x": 1}, True),
     ({"$and": [{"owner": "alice"}, {"org": "acme"}]}, {"owner": "alice", "org": "globex"}, False),
     ({"cfg": {"deep": [1, 2]}}, {"cfg": {"deep": [1, 2]}}, True),
     ({"cfg": {"deep": [1]}}, {"cfg": {"deep": [1, 2]}}, False),
@@ -190,7 +191,8 @@ async def _stream_status(client: Any, thread_id: str, run_id: str) -> Any:
 async def scenario(url_a: str, url_b: str) -> dict[str, Any]:
     """Alice makes one of everything on `url_a`; Bob (on `url_b`), Carol (a reader), no token and
     a wrong token try every operation on them. Returns each operation's outcome."""
-    alice, bob, carol = _client(url_a, "token-alice"), _client(url_b, "token-bob"), _client(url_b, "token-carol")
+    alice, bob = _client(url_a, "token-alice"), _client(url_b, "token-bob")
+    carol = _client(url_b, "token-carol")
     seen: dict[str, Any] = {}
     thread = await alice.threads.create(metadata={"topic": "weather"})
     tid = thread["thread_id"]
@@ -238,9 +240,11 @@ async def scenario(url_a: str, url_b: str) -> dict[str, Any]:
         got = await _outcome(probe())
         seen[f"bob {name}"] = got if isinstance(got, int) else "ok"
     seen["bob runs.join_stream"] = await _stream_status(bob, tid, rid)
-    seen["bob threads.search finds it"] = tid in [t["thread_id"] for t in await bob.threads.search(limit=100)]
+    found = [t["thread_id"] for t in await bob.threads.search(limit=100)]
+    seen["bob threads.search finds it"] = tid in found
     seen["bob threads.count"] = await bob.threads.count()
-    seen["bob assistants.search finds it"] = aid in [a["assistant_id"] for a in await bob.assistants.search(limit=100)]
+    found = [a["assistant_id"] for a in await bob.assistants.search(limit=100)]
+    seen["bob assistants.search finds it"] = aid in found
     seen["bob assistants.count"] = await bob.assistants.count()
     seen["bob crons.search finds it"] = cron["cron_id"] in [c["cron_id"] for c in await bob.crons.search()]
     seen["bob crons.count"] = await bob.crons.count()
@@ -250,7 +254,8 @@ async def scenario(url_a: str, url_b: str) -> dict[str, Any]:
     seen["bob own thread owner"] = own["metadata"].get("owner")
     await bob.store.put_item(["bob", "notes"], "k", {"v": "bob"})
     seen["bob own store item"] = (await bob.store.get_item(["bob", "notes"], "k"))["value"]
-    seen["bob threads.search"] = [t["thread_id"] for t in await bob.threads.search(limit=100)] == [own["thread_id"]]
+    found = [t["thread_id"] for t in await bob.threads.search(limit=100)]
+    seen["bob threads.search"] = found == [own["thread_id"]]
     seen["bob store.search_items"] = [i["key"] for i in (await bob.store.search_items(["bob"]))["items"]]
 
     # others: a reader, no token, a wrong token
@@ -295,7 +300,8 @@ EXPECTED_OURS = {
                           "assistant_id": str(uuid.uuid5(ASSISTANT_NAMESPACE, "weather"))},
     "alice runs.get": "success", "alice assistants.get": "alice's", "alice crons.count": 1,
     "alice store.get_item": {"v": 1},
-    "whoami": {"question": "?", "who": "bob", "org": "acme", "user_id": "bob", "permissions": ["write"]},
+    "whoami": {"question": "?", "who": "bob", "org": "acme", "user_id": "bob", "permissions": ["write"],
+               "headers": {}},
 }
 
 
@@ -344,6 +350,61 @@ DIFFERENT: dict[str, str] = {
     "bob threads.copy": "dev answers 409 for a copy of another user's thread; ours 404, as the "
                         "thread is not the caller's (a 409 says it exists)",
 }
+
+
+def _config(tmp_path: Path, **http: Any) -> str:
+    """The custom-auth agent's langgraph.json with `http` options, paths made absolute."""
+    config = json.loads(AUTH_CONFIG.read_text())
+    config["graphs"] = {k: v.replace("./", f"{WEATHER}/", 1) if v.startswith("./") else v
+                        for k, v in config["graphs"].items()}
+    config["auth"] = {"path": config["auth"]["path"].replace("./", f"{WEATHER}/", 1)}
+    config["dependencies"] = [str(WEATHER)]
+    config["http"] = {"app": config["http"]["app"].replace("./", f"{WEATHER}/", 1), **http}
+    path = tmp_path / f"langgraph.{len(list(tmp_path.iterdir()))}.json"
+    path.write_text(json.dumps(config))
+    return str(path)
+
+
+@pytest.mark.slow
+def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(database, tmp_path):
+    """http.configurable_headers: the headers it names reach the run's config (never the
+    credentials, whatever the patterns); http.enable_custom_route_auth: http.app's routes need the
+    same authentication (401 as JSON, the user in `request.user`), and http.middleware_order says
+    whether the app's own middleware runs before it (middleware_first: it marks the 401 too)."""
+    from langgraph_sdk import get_client
+
+    headers = {"include": ["x-tenant-*", "authorization", "x-api-key", "user-agent"],
+               "exclude": ["x-tenant-secret"]}
+    for order in ("auth_first", "middleware_first"):
+        config = _config(tmp_path, configurable_headers=headers, enable_custom_route_auth=True,
+                         middleware_order=order)
+        with runtime_server(database, LANGGRAPH_CONFIG=config, API_KEYS="") as server:
+            async def run() -> dict[str, Any]:
+                client = get_client(url=server.base, api_key=None, headers={
+                    "Authorization": "Bearer token-alice", "X-Tenant-Region": "eu",
+                    "X-Tenant-Secret": "s3cret", "X-API-Key": "not-for-the-graph"})
+                return await client.runs.wait(None, "whoami", input={"question": "?"})
+
+            seen = asyncio.run(run())
+            assert seen["who"] == "alice"
+            assert set(seen["headers"]) == {"x-tenant-region", "user-agent"}, seen["headers"]
+            assert seen["headers"]["x-tenant-region"] == "eu"
+
+            import http.client
+
+            def custom(token: str | None) -> tuple[int, Any, dict[str, str]]:
+                conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+                conn.request("GET", "/custom/me", headers={"Authorization": f"Bearer {token}"}
+                             if token else {})
+                answer = conn.getresponse()
+                body = json.loads(answer.read())
+                return answer.status, body, {k.lower(): v for k, v in answer.getheaders()}
+
+            status, body, answer_headers = custom(None)
+            assert status == 401 and body["message"] == "unknown or missing bearer token", body
+            assert ("x-webapp-middleware" in answer_headers) == (order == "middleware_first"), order
+            status, body, answer_headers = custom("token-bob")
+            assert (status, body, answer_headers["x-webapp-middleware"]) == (200, {"identity": "bob"}, "ran")
 
 
 def test_a_broken_handler_module_refuses_the_start_up(tmp_path):

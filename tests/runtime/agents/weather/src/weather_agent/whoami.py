@@ -15,6 +15,7 @@ class State(TypedDict, total=False):
     org: str | None
     user_id: str | None
     permissions: list[str]
+    headers: dict[str, str]
 
 
 def whoami(state: State, config: RunnableConfig) -> dict:
@@ -23,7 +24,10 @@ def whoami(state: State, config: RunnableConfig) -> dict:
     return {"who": user.identity if user is not None else None,
             "org": user["org"] if user is not None and "org" in user else None,
             "user_id": configurable.get("langgraph_auth_user_id"),
-            "permissions": list(configurable.get("langgraph_auth_permissions") or [])}
+            "permissions": list(configurable.get("langgraph_auth_permissions") or []),
+            # request headers langgraph.json http.configurable_headers lets through
+            "headers": {k: v for k, v in configurable.items() if isinstance(v, str)
+                        and (k.startswith("x-") or k in ("authorization", "user-agent"))}}
 
 
 builder = StateGraph(State)
