@@ -315,8 +315,31 @@ def test_one_user_reaches_nothing_of_anothers_across_two_processes(database):
     env = {"LANGGRAPH_CONFIG": str(AUTH_CONFIG), "API_KEYS": "", "RUN_LEASE_SECONDS": "5"}
     with runtime_server(database, **env) as a, runtime_server(database, **env) as b:
         ours = asyncio.run(scenario(a.base, b.base))
+        ticked = asyncio.run(cron_runs_as_its_creator(a.base))
     wrong = {k: (ours.get(k), v) for k, v in EXPECTED_OURS.items() if ours.get(k) != v}
     assert not wrong, json.dumps(wrong, indent=1, default=str)
+    assert ticked == {"who": "alice", "owner": "alice", "bob sees": []}, ticked
+
+
+async def cron_runs_as_its_creator(url: str) -> dict[str, Any]:
+    """A cron's tick runs as the user who created it (ctx.user in the graph), on a thread stamped
+    with that user's metadata (on_run_completed=keep), which only that user finds."""
+    alice, bob = _client(url, "token-alice"), _client(url, "token-bob")
+    cron = await alice.crons.create("whoami", schedule="* * * * * *", input={"question": "tick"},
+                                    metadata={"cron": "whoami"}, on_run_completed="keep")
+    try:
+        for _ in range(100):
+            threads = await alice.threads.search(metadata={"cron": "whoami"}, status="idle")
+            if threads:
+                break
+            await asyncio.sleep(0.1)
+        else:
+            raise AssertionError("the cron never ticked")
+    finally:
+        await alice.crons.delete(cron["cron_id"])
+    values = (await alice.threads.get_state(threads[0]["thread_id"]))["values"]
+    return {"who": values["who"], "owner": threads[0]["metadata"].get("owner"),
+            "bob sees": await bob.threads.search(metadata={"cron": "whoami"})}
 
 
 @pytest.mark.slow
