@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import subprocess
 import sys
 import uuid
@@ -343,7 +344,7 @@ async def cron_runs_as_its_creator(url: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_the_same_handler_file_answers_as_under_langgraph_dev(database):
+def test_the_same_handler_file_answers_as_under_langgraph_dev(database, tmp_path):
     """The scenario under `langgraph dev` with the same langgraph.json and handler file: the same
     answers, operation by operation, but those listed with the reason they differ."""
     with runtime_server(database, LANGGRAPH_CONFIG=str(AUTH_CONFIG), API_KEYS="") as server:
@@ -354,8 +355,12 @@ def test_the_same_handler_file_answers_as_under_langgraph_dev(database):
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "WEATHER_API_KEY": "k"}
+    # a copy of the agent: dev keeps its state in .langgraph_api beside it (and reads auth.path
+    # from its working directory), and this scenario counts what it finds
+    agent = tmp_path / "weather"
+    shutil.copytree(WEATHER, agent, ignore=shutil.ignore_patterns(".langgraph_api", "__pycache__"))
     with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
-                  "127.0.0.1", "--config", str(AUTH_CONFIG)], cwd=WEATHER, env=env,
+                  "127.0.0.1", "--config", str(agent / AUTH_CONFIG.name)], cwd=agent, env=env,
                  what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
         theirs = asyncio.run(scenario(url, url))
 
