@@ -435,6 +435,29 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
             assert (status, body, answer_headers["x-webapp-middleware"]) == (200, {"identity": "bob"}, "ran")
 
 
+@pytest.mark.slow
+def test_keys_and_handlers_together_need_both_and_limits_count_per_user(database):
+    """With API keys configured as well, a request needs a key and the handler's approval; rate
+    limits count per authenticated user (one user's burst does not limit another on the same key)."""
+    with runtime_server(database, LANGGRAPH_CONFIG=str(AUTH_CONFIG), RATE_LIMIT_PER_MINUTE="3") as server:
+        def status(key: str | None, token: str | None) -> int:
+            import http.client
+
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            headers = {"content-type": "application/json"}
+            if key:
+                headers["X-API-Key"] = key
+            if token:
+                headers["Authorization"] = f"Bearer {token}"
+            conn.request("POST", "/threads/search", body="{}", headers=headers)
+            return conn.getresponse().status
+
+        assert status(None, "token-alice") == 401  # no key
+        assert status("key-one", None) == 401  # no user
+        assert [status("key-one", "token-alice") for _ in range(4)] == [200, 200, 200, 429]
+        assert status("key-one", "token-bob") == 200
+
+
 def test_a_broken_handler_module_refuses_the_start_up(tmp_path):
     """A handler file that fails at import, one without an authenticate handler, and a path to
     nothing: the server does not start, and says why in one line naming the file."""
@@ -461,3 +484,9 @@ def test_a_broken_handler_module_refuses_the_start_up(tmp_path):
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert "Traceback" not in done.stderr and len(lines) == 1, (name, done.stderr)
         assert "auth.path" in lines[0] and name in lines[0], (name, lines[0])
+        doctor = subprocess.run([sys.executable, "-m", "agentgen_runtime", "doctor"], cwd=tmp_path,
+                                env=env, capture_output=True, text=True, timeout=120)
+        problems = doctor.stderr.splitlines()
+        assert doctor.returncode == 1 and any(
+            p.startswith("problem: langgraph.json auth.path") and name in p for p in problems), problems
+        assert not any("api_keys" in p for p in problems), problems  # the handlers authenticate
