@@ -344,9 +344,11 @@ async def cron_runs_as_its_creator(url: str) -> dict[str, Any]:
 
 
 @pytest.mark.slow
-def test_the_same_handler_file_answers_as_under_langgraph_dev(database, tmp_path):
+def test_the_same_handler_file_answers_as_under_langgraph_dev(postgres, tmp_path):
     """The scenario under `langgraph dev` with the same langgraph.json and handler file: the same
-    answers, operation by operation, but those listed with the reason they differ."""
+    answers, operation by operation, but those listed with the reason they differ. (Each server
+    starts empty: the scenario counts what the users find.)"""
+    database = postgres.create_database("rt_auth_side_by_side")
     with runtime_server(database, LANGGRAPH_CONFIG=str(AUTH_CONFIG), API_KEYS="") as server:
         ours = asyncio.run(scenario(server.base, server.base))
 
