@@ -214,6 +214,46 @@ async def _sweep_threads_periodically(pool: Any, interval: float) -> None:
             log.warning("thread ttl sweep failed: %s: %s", type(exc).__name__, exc)
 
 
+class RouteAuth:
+    """langgraph.json http.enable_custom_route_auth: the API's authentication (keys, custom auth,
+    rate limits) in front of the user's own routes; the user reaches them as `request.user` (None
+    without custom auth) and their failures are the API's JSON errors."""
+
+    def __init__(self, app: ASGIApp, authenticate: Any) -> None:
+        self.app, self.authenticate = app, authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":  # (lifespan; websockets are not authenticated by the API)
+            await self.app(scope, receive, send)
+            return
+        from .errors import error_response
+
+        request = Request(scope, receive)
+        try:
+            await self.authenticate(request)
+        except HTTPException as exc:
+            await error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))(
+                scope, receive, send)
+            return
+        scope["user"] = request.state.user
+        await self.app(scope, receive, send)
+
+
+def guard_routes(user_app: Any, authenticate: Any, order: str) -> Any:
+    """The user's app behind the API's authentication: before its own middleware (auth_first), or
+    after them, right before its routes (middleware_first, the Platform's default: a Starlette or
+    FastAPI app)."""
+    if order == "auth_first":
+        return RouteAuth(user_app, authenticate)
+    if not isinstance(getattr(user_app, "user_middleware", None), list):
+        raise ConfigError("langgraph.json http.middleware_order: middleware_first needs http.app to be "
+                          "a Starlette or FastAPI app (its own middleware run first); set auth_first")
+    from starlette.middleware import Middleware
+
+    user_app.user_middleware.append(Middleware(RouteAuth, authenticate=authenticate))
+    return user_app
+
+
 def _document_security(app: FastAPI, security: dict[str, Any]) -> None:
     """langgraph.json auth.openapi: the API's security as the project describes it, in /openapi.json."""
     from fastapi.openapi.utils import get_openapi
@@ -324,7 +364,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                     keys.failed(request)  # (429 for an address beyond the failure limit)
                 raise
         # rate limited per user with custom auth, else per key
-        await request.app.state.limiter.check(identity if user is None else f"user:{user.identity}")
+        await app.state.limiter.check(identity if user is None else f"user:{user.identity}")
         request.state.identity = identity
         request.state.user = user
 
@@ -353,7 +393,10 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
 
     if config.http_app:
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.
-        app.mount("/", import_object(config.http_app, config.base))
+        user_app = import_object(config.http_app, config.base)
+        if config.http.custom_route_auth:
+            user_app = guard_routes(user_app, authenticate, config.http.middleware_order)
+        app.mount("/", user_app)
 
     # Studio and the SDKs in a browser: any request header (the key's, tracing's), and the answer
     # headers a client reads (a run's Content-Location while it streams, Retry-After).

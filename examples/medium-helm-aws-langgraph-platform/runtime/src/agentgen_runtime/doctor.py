@@ -1,8 +1,8 @@
 """`agentgen-runtime doctor`: check the environment before (or instead of) starting the server.
 
 Prints one line per problem and exits 1 when there is any: settings that do not parse, a secret
-store that cannot be read, API keys missing while required, langgraph.json or a graph that does not
-load, PostgreSQL or Redis unreachable.
+store that cannot be read, API keys missing while required (and no custom auth), langgraph.json, a
+graph or the custom auth handlers (auth.path) that do not load, PostgreSQL or Redis unreachable.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def _load() -> tuple[Settings | None, list[str]]:
 
 def _required(settings: Settings) -> list[str]:
     problems = []
-    if settings.auth_required and not settings.api_key_list():
+    if settings.auth_required and not settings.api_key_list() and not _custom_auth():
         problems.append("api_keys is not set (secrets file api_keys, comma-separated), "
                         "and AUTH_REQUIRED is true")
     if settings.database_url is None and settings.database_password is None:
@@ -37,14 +37,31 @@ def _required(settings: Settings) -> list[str]:
     return problems
 
 
+def _custom_auth() -> bool:
+    """Whether langgraph.json names custom auth handlers (they authenticate instead of keys)."""
+    from .config import ConfigError, load_config
+
+    try:
+        return bool(load_config().auth.get("path"))
+    except ConfigError:
+        return False  # (reported by _graphs)
+
+
 def _graphs(settings: Settings) -> list[str]:
     from .app import prepare
+    from .config import ConfigError
+    from .custom_auth import Handlers
     from .graphs import load_graphs
 
     try:
-        asyncio.run(load_graphs(prepare(settings)))
+        config = prepare(settings)
+        asyncio.run(load_graphs(config))
     except Exception as exc:  # noqa: BLE001 - any import failure of the user's graphs, in one line
         return [f"graphs: {type(exc).__name__}: {' '.join(str(exc).split())}"]
+    try:
+        Handlers.load(config)
+    except ConfigError as exc:
+        return [str(exc)]
     return []
 
 

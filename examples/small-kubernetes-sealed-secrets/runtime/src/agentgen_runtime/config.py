@@ -159,7 +159,29 @@ UNSERVED = {
 # runtime does not serve anyway.
 ROUTE_SWITCHES = ("disable_assistants", "disable_threads", "disable_runs", "disable_store",
                   "disable_meta", "disable_webhooks", "disable_ui", "disable_mcp")
-SERVED_HTTP = {"app", "cors", "mount_prefix", *ROUTE_SWITCHES}
+SERVED_HTTP = {"app", "cors", "mount_prefix", "configurable_headers", "enable_custom_route_auth",
+               "middleware_order", *ROUTE_SWITCHES}
+MIDDLEWARE_ORDERS = ("auth_first", "middleware_first")
+# Never copied into a run's config, whatever the patterns say (as langgraph-api).
+SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-service-key", "x-tenant-id"})
+
+
+@dataclass(frozen=True)
+class HeaderPatterns:
+    """langgraph.json http.configurable_headers: which request headers a run's config gets (under
+    `configurable`, by their lower-case names). Patterns are literals with `*` wildcards."""
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+    def admits(self, name: str) -> bool:
+        import fnmatch
+
+        def matched(patterns: tuple[str, ...]) -> bool:
+            # `*` only: other glob characters are literal here, as the Platform reads them
+            return any(fnmatch.fnmatchcase(name, p.replace("[", "[[]").replace("?", "[?]"))
+                       for p in patterns)
+
+        return name not in SECRET_HEADERS and not matched(self.exclude) and matched(self.include)
 CORS_KEYS = {"allow_origins": list, "allow_methods": list, "allow_headers": list,
              "allow_credentials": bool, "allow_origin_regex": str, "expose_headers": list,
              "max_age": int}
@@ -172,6 +194,9 @@ class Http:
     disabled: frozenset[str] = frozenset()  # "assistants", "threads", "runs", ...
     cors: dict[str, Any] | None = None
     mount_prefix: str = ""
+    configurable_headers: HeaderPatterns | None = None
+    custom_route_auth: bool = False  # enable_custom_route_auth: authentication on http.app's routes
+    middleware_order: str = "middleware_first"
 
     @classmethod
     def from_config(cls, http: Any) -> Http:
@@ -180,9 +205,13 @@ class Http:
             return cls()
         if not isinstance(http, dict):
             raise ConfigError("http: an object")
-        for switch in ROUTE_SWITCHES:
+        for switch in (*ROUTE_SWITCHES, "enable_custom_route_auth"):
             if not isinstance(http.get(switch, False), bool):
                 raise ConfigError(f"http.{switch}: true or false")
+        order = http.get("middleware_order") or "middleware_first"
+        if order not in MIDDLEWARE_ORDERS:
+            raise ConfigError(f"http.middleware_order: {order!r}: one of {', '.join(MIDDLEWARE_ORDERS)}")
+        headers = _header_patterns(http.get("configurable_headers"))
         cors = http.get("cors")
         if cors is not None:
             if not isinstance(cors, dict):
@@ -202,7 +231,29 @@ class Http:
         app = http.get("app")
         return cls(app=app if isinstance(app, str) else None,
                    disabled=frozenset(s.removeprefix("disable_") for s in ROUTE_SWITCHES if http.get(s)),
-                   cors=cors, mount_prefix=prefix)
+                   cors=cors, mount_prefix=prefix, configurable_headers=headers,
+                   custom_route_auth=bool(http.get("enable_custom_route_auth")),
+                   middleware_order=order)
+
+
+def _header_patterns(value: Any) -> HeaderPatterns | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise ConfigError("http.configurable_headers: an object with include and exclude lists")
+    lists: dict[str, tuple[str, ...]] = {"include": (), "exclude": ()}
+    for key, patterns in value.items():
+        name = {"include": "include", "includes": "include", "exclude": "exclude",
+                "excludes": "exclude"}.get(key)
+        if name is None:
+            raise ConfigError(f"http.configurable_headers.{key}: unknown (known: include, exclude)")
+        if patterns is None:
+            continue
+        if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
+            raise ConfigError(f"http.configurable_headers.{key}: a list of header names (with * "
+                              "wildcards)")
+        lists[name] += tuple(p.lower() for p in patterns)
+    return HeaderPatterns(**lists)
 
 
 def unserved_keys(data: dict[str, Any]) -> list[str]:

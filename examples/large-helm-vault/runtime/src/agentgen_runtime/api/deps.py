@@ -36,5 +36,14 @@ def sse(event: str, data: Any, seq: int | str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
+def run_headers(request: Request) -> dict[str, str]:
+    """The request headers langgraph.json http.configurable_headers gives a run's config."""
+    wanted = request.app.state.config.http.configurable_headers
+    if wanted is None:
+        return {}
+    return {name: value for name, value in request.headers.items() if wanted.admits(name)}
+
+
 Svc = Annotated[Service, Depends(service)]
 Caller = Annotated[Scope, Depends(scope)]
+Headers = Annotated[dict[str, str], Depends(run_headers)]

@@ -20,7 +20,7 @@ from ..models import MAX_OFFSET, CancelMany, RunCreate
 from ..ownership import Scope, thread_not_found
 from ..service import Service, with_assistant
 from ..stream import RUN_MODES, parse_modes, run_event_wanted
-from .deps import Caller, Svc, sse
+from .deps import Caller, Headers, Svc, sse
 
 KEEPALIVE_SECONDS = 10.0
 WAIT_RETRY_SECONDS = 1.0  # a waiting client's read of its run's outcome, retried during an outage
@@ -30,7 +30,8 @@ router = APIRouter(tags=["runs"])
 
 
 async def _create(
-    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, record_events: bool
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, record_events: bool,
+    headers: dict[str, str],
 ) -> dict[str, Any]:
     """Create the run (a row, claimed here when this process has capacity) on the caller's thread
     (created first with if_not_exists=create), or stateless."""
@@ -53,6 +54,9 @@ async def _create(
     body = with_assistant(body, assistant)
     await svc.check_webhook(body.webhook)
     kwargs = body.model_dump(mode="json", exclude_none=True)
+    if headers:  # langgraph.json http.configurable_headers, over the client's values
+        config = kwargs.setdefault("config", {})
+        config["configurable"] = {**(config.get("configurable") or {}), **headers}
     kwargs["config"] = stamp_user(kwargs.get("config"), scope.user)
     try:
         return await svc.engine.create(
@@ -81,11 +85,11 @@ def _path(row: dict[str, Any]) -> str:
 
 
 async def _wait(
-    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str]
 ) -> StreamingResponse:
     """The final values, sent when the run ends; the headers go at once, with `Location` (the
     run's join): a client whose connection drops (this process died) joins it there."""
-    row = await _create(svc, caller, body, thread_id, record_events=False)
+    row = await _create(svc, caller, body, thread_id, False, headers)
     run_id = row["run_id"]
 
     async def body_when_done() -> AsyncIterator[bytes]:
@@ -145,55 +149,60 @@ def _events(
 
 
 async def _stream(
-    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str]
 ) -> StreamingResponse:
-    row = await _create(svc, caller, body, thread_id, record_events=True)
+    row = await _create(svc, caller, body, thread_id, True, headers)
     location = f"{_path(row)}/stream" if thread_id is not None else None
     return _events(svc, row, 0, body.on_disconnect == "cancel", location)
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_on_thread(
-    thread_id: str, body: RunCreate, svc: Svc, caller: Caller
+    thread_id: str, body: RunCreate, svc: Svc, caller: Caller, headers: Headers
 ) -> StreamingResponse:
-    return await _wait(svc, caller, body, thread_id)
+    return await _wait(svc, caller, body, thread_id, headers)
 
 
 @router.post("/runs/wait")
-async def wait_stateless(body: RunCreate, svc: Svc, caller: Caller) -> StreamingResponse:
-    return await _wait(svc, caller, body, None)
+async def wait_stateless(body: RunCreate, svc: Svc, caller: Caller,
+                         headers: Headers) -> StreamingResponse:
+    return await _wait(svc, caller, body, None, headers)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
 async def stream_on_thread(
-    thread_id: str, body: RunCreate, svc: Svc, caller: Caller
+    thread_id: str, body: RunCreate, svc: Svc, caller: Caller, headers: Headers
 ) -> StreamingResponse:
-    return await _stream(svc, caller, body, thread_id)
+    return await _stream(svc, caller, body, thread_id, headers)
 
 
 @router.post("/runs/stream")
-async def stream_stateless(body: RunCreate, svc: Svc, caller: Caller) -> StreamingResponse:
-    return await _stream(svc, caller, body, None)
+async def stream_stateless(body: RunCreate, svc: Svc, caller: Caller,
+                           headers: Headers) -> StreamingResponse:
+    return await _stream(svc, caller, body, None, headers)
 
 
 @router.post("/threads/{thread_id}/runs")
-async def create_run(thread_id: str, body: RunCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
-    return Service.run_json(await _create(svc, caller, body, thread_id, record_events=True))
+async def create_run(thread_id: str, body: RunCreate, svc: Svc, caller: Caller,
+                     headers: Headers) -> dict[str, Any]:
+    return Service.run_json(await _create(svc, caller, body, thread_id, True, headers))
 
 
 @router.post("/runs")
-async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller) -> dict[str, Any]:
-    return Service.run_json(await _create(svc, caller, body, None, record_events=True))
+async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller,
+                               headers: Headers) -> dict[str, Any]:
+    return Service.run_json(await _create(svc, caller, body, None, True, headers))
 
 
 @router.post("/runs/batch")
-async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller) -> list[dict[str, Any]]:
+async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller,
+                       headers: Headers) -> list[dict[str, Any]]:
     if len(bodies) > MAX_BATCH:
         raise HTTPException(422, f"at most {MAX_BATCH} runs per batch")
     for body in bodies:  # all or none: a refused webhook before any run is created
         await svc.check_webhook(body.webhook)
     return [
-        Service.run_json(await _create(svc, caller, body, None, record_events=True))
+        Service.run_json(await _create(svc, caller, body, None, True, headers))
         for body in bodies
     ]
 
