@@ -12,6 +12,7 @@ Python) are tested without a server."""
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import shutil
 import subprocess
@@ -183,7 +184,8 @@ async def _stream_status(stream: Any) -> Any:
     """"ok" when the stream opens (a part arrives, or none within 5 s), else the status it was
     refused with."""
     async def first() -> None:
-        async for _ in stream:
+        parts = await stream if inspect.isawaitable(stream) else stream  # (threads.join_stream)
+        async for _ in parts:
             break
 
     try:
@@ -389,6 +391,8 @@ def test_the_same_handler_file_answers_as_under_langgraph_dev(postgres, tmp_path
 DIFFERENT: dict[str, str] = {
     "bob runs.join_stream": "dev streams another user's finished run (its read filter is not "
                             "applied to a run that has ended); ours is 404 as every other read",
+    "bob threads.join_stream": "dev opens another user's thread stream (no answer within 5 s, no "
+                               "refusal); ours is 404 before the stream starts",
     "bob threads.copy": "dev answers 409 for a copy of another user's thread; ours 404, as the "
                         "thread is not the caller's (a 409 says it exists)",
 }
