@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from agentgen_runtime.graphs import ASSISTANT_NAMESPACE
 
-from ..servers import free_port, http_status, process
+from ..servers import free_port, http_status, output, process
 from .helpers import WEATHER, runtime_env, runtime_server, side_venv
 
 AUTH_CONFIG = WEATHER / "langgraph.auth.json"
@@ -423,8 +423,8 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
                "exclude": ["x-tenant-secret"]}
     for order in ("auth_first", "middleware_first"):
         config = _config(tmp_path, configurable_headers=headers, enable_custom_route_auth=True,
-                         middleware_order=order)
-        with runtime_server(database, LANGGRAPH_CONFIG=config, API_KEYS="") as server:
+                         middleware_order=order, logging_headers={"include": ["x-tenant-*", "authorization"]})
+        with runtime_server(database, LANGGRAPH_CONFIG=config, API_KEYS="", LOG_LEVEL="INFO") as server:
             async def run() -> dict[str, Any]:
                 client = get_client(url=server.base, api_key=None, headers={
                     "Authorization": "Bearer token-alice", "X-Tenant-Region": "eu",
@@ -451,6 +451,11 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
             assert ("x-webapp-middleware" in answer_headers) == (order == "middleware_first"), order
             status, body, answer_headers = custom("token-bob")
             assert (status, body, answer_headers["x-webapp-middleware"]) == (200, {"identity": "bob"}, "ran")
+            # http.logging_headers: the access log shows the headers it names, never credentials
+            logged = [json.loads(line) for line in output(server.proc).splitlines()
+                      if line.startswith("{") and '"logger": "access"' in line]
+            runs = [entry for entry in logged if entry.get("path") == "/runs/wait"]
+            assert runs and runs[0]["headers"] == {"x-tenant-region": "eu", "x-tenant-secret": "s3cret"}
 
 
 @pytest.mark.slow

@@ -159,17 +159,18 @@ UNSERVED = {
 # runtime does not serve anyway.
 ROUTE_SWITCHES = ("disable_assistants", "disable_threads", "disable_runs", "disable_store",
                   "disable_meta", "disable_webhooks", "disable_ui", "disable_mcp")
-SERVED_HTTP = {"app", "cors", "mount_prefix", "configurable_headers", "enable_custom_route_auth",
-               "middleware_order", *ROUTE_SWITCHES}
+SERVED_HTTP = {"app", "cors", "mount_prefix", "configurable_headers", "logging_headers",
+               "enable_custom_route_auth", "middleware_order", *ROUTE_SWITCHES}
 MIDDLEWARE_ORDERS = ("auth_first", "middleware_first")
-# Never copied into a run's config, whatever the patterns say (as langgraph-api).
+# Never copied into a run's config or a log line, whatever the patterns say.
 SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-service-key", "x-tenant-id"})
 
 
 @dataclass(frozen=True)
 class HeaderPatterns:
-    """langgraph.json http.configurable_headers: which request headers a run's config gets (under
-    `configurable`, by their lower-case names). Patterns are literals with `*` wildcards."""
+    """langgraph.json http.configurable_headers (which request headers a run's config gets, under
+    `configurable`) and http.logging_headers (which ones the access log line shows), by their
+    lower-case names. Patterns are literals with `*` wildcards."""
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
 
@@ -195,6 +196,7 @@ class Http:
     cors: dict[str, Any] | None = None
     mount_prefix: str = ""
     configurable_headers: HeaderPatterns | None = None
+    logging_headers: HeaderPatterns | None = None
     custom_route_auth: bool = False  # enable_custom_route_auth: authentication on http.app's routes
     middleware_order: str = "middleware_first"
 
@@ -211,7 +213,8 @@ class Http:
         order = http.get("middleware_order") or "middleware_first"
         if order not in MIDDLEWARE_ORDERS:
             raise ConfigError(f"http.middleware_order: {order!r}: one of {', '.join(MIDDLEWARE_ORDERS)}")
-        headers = _header_patterns(http.get("configurable_headers"))
+        headers = _header_patterns("configurable_headers", http.get("configurable_headers"))
+        logged = _header_patterns("logging_headers", http.get("logging_headers"))
         cors = http.get("cors")
         if cors is not None:
             if not isinstance(cors, dict):
@@ -232,26 +235,26 @@ class Http:
         return cls(app=app if isinstance(app, str) else None,
                    disabled=frozenset(s.removeprefix("disable_") for s in ROUTE_SWITCHES if http.get(s)),
                    cors=cors, mount_prefix=prefix, configurable_headers=headers,
+                   logging_headers=logged,
                    custom_route_auth=bool(http.get("enable_custom_route_auth")),
                    middleware_order=order)
 
 
-def _header_patterns(value: Any) -> HeaderPatterns | None:
+def _header_patterns(option: str, value: Any) -> HeaderPatterns | None:
     if value is None:
         return None
     if not isinstance(value, dict):
-        raise ConfigError("http.configurable_headers: an object with include and exclude lists")
+        raise ConfigError(f"http.{option}: an object with include and exclude lists")
     lists: dict[str, tuple[str, ...]] = {"include": (), "exclude": ()}
     for key, patterns in value.items():
         name = {"include": "include", "includes": "include", "exclude": "exclude",
                 "excludes": "exclude"}.get(key)
         if name is None:
-            raise ConfigError(f"http.configurable_headers.{key}: unknown (known: include, exclude)")
+            raise ConfigError(f"http.{option}.{key}: unknown (known: include, exclude)")
         if patterns is None:
             continue
         if not isinstance(patterns, list) or not all(isinstance(p, str) and p for p in patterns):
-            raise ConfigError(f"http.configurable_headers.{key}: a list of header names (with * "
-                              "wildcards)")
+            raise ConfigError(f"http.{option}.{key}: a list of header names (with * wildcards)")
         lists[name] += tuple(p.lower() for p in patterns)
     return HeaderPatterns(**lists)
 

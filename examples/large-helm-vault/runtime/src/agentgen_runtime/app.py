@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from . import crons
 from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
-from .config import Config, ConfigError, apply, import_object, load_config
+from .config import Config, ConfigError, HeaderPatterns, apply, import_object, load_config
 from .custom_auth import Handlers
 from .db import (
     create_pool,
@@ -97,10 +97,11 @@ class Checks:
 
 
 class AccessLogMiddleware:
-    """Request id (X-Request-ID in and out), one JSON access log line, and HTTP metrics."""
+    """Request id (X-Request-ID in and out), one JSON access log line (with the request headers
+    langgraph.json http.logging_headers names), and HTTP metrics."""
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
+    def __init__(self, app: ASGIApp, logged: HeaderPatterns | None = None) -> None:
+        self.app, self.logged = app, logged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -128,9 +129,13 @@ class AccessLogMiddleware:
             HTTP_REQUESTS.labels(scope["method"], route, str(status)).inc()
             HTTP_LATENCY.labels(scope["method"], route).observe(elapsed)
             if route not in OPS_ROUTES:
-                access_log.info("%s %s %d", scope["method"], scope["path"], status, extra={
-                    "fields": {"method": scope["method"], "path": scope["path"], "route": route,
-                               "status": status, "latency_ms": round(elapsed * 1000, 2)}})
+                fields = {"method": scope["method"], "path": scope["path"], "route": route,
+                          "status": status, "latency_ms": round(elapsed * 1000, 2)}
+                if self.logged is not None:
+                    fields["headers"] = {name: value.decode("latin-1") for raw, value in headers.items()
+                                         if self.logged.admits(name := raw.decode("latin-1").lower())}
+                access_log.info("%s %s %d", scope["method"], scope["path"], status,
+                                extra={"fields": fields})
 
 
 _REQUEST_ID = re.compile(rb"[A-Za-z0-9._:-]{1,64}")
@@ -410,5 +415,5 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)
-    app.add_middleware(AccessLogMiddleware)
+    app.add_middleware(AccessLogMiddleware, logged=config.http.logging_headers)
     return app
