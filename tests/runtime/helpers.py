@@ -54,7 +54,9 @@ class Server:
 
 def request(conn: http.client.HTTPConnection, method: str, path: str, body: Any = None,
             key: str | None = "key-one") -> tuple[int, Any, dict[str, str]]:
-    headers = {"content-type": "application/json", **({"X-API-Key": key} if key else {})}
+    # a key, or a bearer token for custom auth ("Bearer ..."), as a client sends each
+    credential = {"Authorization": key} if key and key.startswith("Bearer ") else {"X-API-Key": key}
+    headers = {"content-type": "application/json", **(credential if key else {})}
     conn.request(method, path, body=None if body is None else json.dumps(body), headers=headers)
     response = conn.getresponse()
     raw = response.read()

@@ -5,10 +5,13 @@ read from the server's own OpenAPI document, so a route added without a case her
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from .helpers import runtime_server
+from .helpers import WEATHER, runtime_server
 
 pytestmark = pytest.mark.slow
 OWNER, INTRUDER = "key-one", "key-two"
@@ -19,15 +22,39 @@ UNOWNED = {"/assistants/search", "/assistants/{assistant_id}", "/assistants/{ass
 
 @pytest.fixture(scope="module")
 def owned(database):
-    with runtime_server(database, RUN_LEASE_SECONDS="3", DOCS_ENABLED="true") as server:
-        status, thread, _ = server.call("POST", "/threads", {}, key=OWNER)
+    with _owned(database, OWNER) as found:
+        yield found
+
+
+# Who owns and who intrudes, and how the server is told apart: API keys (the default), or the
+# custom auth handlers of the test agent (langgraph.json auth.path: bearer tokens, owner filters).
+IDENTITIES = {
+    "api keys": (OWNER, INTRUDER, {}),
+    "custom auth": ("Bearer token-alice", "Bearer token-bob",
+                    {"LANGGRAPH_CONFIG": str(WEATHER / "langgraph.auth.json"), "API_KEYS": ""}),
+}
+
+
+@pytest.fixture(scope="module", params=list(IDENTITIES))
+def owned_by(request, postgres):
+    owner, intruder, env = IDENTITIES[request.param]
+    database = postgres.create_database(f"rt_isolation_{request.param.replace(' ', '_')}")
+    with _owned(database, owner, **env) as (server, tid, rid):
+        yield server, tid, rid, owner, intruder
+
+
+@contextlib.contextmanager
+def _owned(database: str, owner: str, **env: str) -> Iterator[tuple[Any, str, str]]:
+    """A server, and a thread of `owner`'s with one finished run."""
+    with runtime_server(database, RUN_LEASE_SECONDS="3", DOCS_ENABLED="true", **env) as server:
+        status, thread, _ = server.call("POST", "/threads", {}, key=owner)
         assert status == 200, thread
         tid = thread["thread_id"]
         status, _, _ = server.call("POST", f"/threads/{tid}/runs/wait",
                                    {"assistant_id": "weather", "input": {"question": "secret?"}},
-                                   key=OWNER)
+                                   key=owner)
         assert status == 200
-        status, runs, _ = server.call("GET", f"/threads/{tid}/runs", key=OWNER)
+        status, runs, _ = server.call("GET", f"/threads/{tid}/runs", key=owner)
         assert status == 200 and len(runs) == 1, runs
         yield server, tid, runs[0]["run_id"]
 
@@ -80,8 +107,10 @@ def _cases(tid: str, rid: str, own: str, cid: str) -> list[tuple[str, str, str, 
     ]
 
 
-def test_a_second_key_reaches_nothing_of_the_first(owned):
-    server, tid, rid = owned
+def test_a_second_identity_reaches_nothing_of_the_first(owned_by):
+    """Route by route, for an API key against another, and for a custom auth user against
+    another (every route authorizes its operation: one that forgot would answer 500)."""
+    server, tid, rid, OWNER, INTRUDER = owned_by  # noqa: N806 - the module's names, per identity
     status, own_thread, _ = server.call("POST", "/threads", {}, key=INTRUDER)
     own = own_thread["thread_id"]
     status, spec, _ = server.call("GET", "/openapi.json", key=OWNER)
