@@ -47,8 +47,10 @@ def test_context_defaults_secrets_and_env_reach_the_agent(database, tmp_path):
         assert spicy["answers"] == ["spicy: rain tomorrow?"]
         plain = asyncio.run(ask(server.base, "per_run"))
         assert plain["answers"] == ["plain: rain tomorrow?"]
-        # langgraph.json http.app is served beside the API, after `env` was applied
-        assert server.call("GET", "/custom/hello", key=None)[1] == {"hello": "from langgraph.json"}
+        # langgraph.json http.app is served beside the API, after `env` was applied, and its own
+        # lifespan ran (once) at the server's start-up
+        assert server.call("GET", "/custom/hello", key=None)[1] == {"hello": "from langgraph.json",
+                                                                    "lifespan": ["started"]}
         schemas = server.call("GET", "/assistants/weather/schemas")[1]
         assert set(schemas["context_schema"]["properties"]) == {"model", "city"}
 

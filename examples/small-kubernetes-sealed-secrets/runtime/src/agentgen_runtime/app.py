@@ -219,6 +219,19 @@ async def _sweep_threads_periodically(pool: Any, interval: float) -> None:
             log.warning("thread ttl sweep failed: %s: %s", type(exc).__name__, exc)
 
 
+@asynccontextmanager
+async def _lifespan_of(user_app: Any) -> AsyncIterator[None]:
+    """langgraph.json http.app's lifespan (a Starlette or FastAPI app's `lifespan`, or its
+    on_startup/on_shutdown), run inside the server's as the Platform combines them: a mounted app's
+    own lifespan would otherwise never run."""
+    context = getattr(getattr(user_app, "router", None), "lifespan_context", None)
+    if context is None:
+        yield
+        return
+    async with context(user_app):
+        yield
+
+
 class RouteAuth:
     """langgraph.json http.enable_custom_route_auth: the API's authentication (keys, custom auth,
     rate limits) in front of the user's own routes; the user reaches them as `request.user` (None
@@ -335,7 +348,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             tasks.append(asyncio.create_task(_sweep_threads_periodically(
                 app.state.pool, settings.thread_ttl_sweep_seconds)))
             drain.install(app.state.service.engine, settings.shutdown_grace_seconds)
-            yield
+            async with _lifespan_of(app.state.user_app):  # http.app's own start-up and shutdown
+                yield
             # Graceful shutdown: in-flight runs get the grace period, then go back to the queue.
             await app.state.service.engine.stop(settings.shutdown_grace_seconds)
         finally:
@@ -354,6 +368,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.state.config = config
     app.state.checks = Checks(app, settings, stored.get("index"))
     app.state.handlers = handlers
+    app.state.user_app = None
     if config.auth.get("openapi") and docs:
         _document_security(app, config.auth["openapi"])
     install_handlers(app)
@@ -398,7 +413,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
 
     if config.http_app:
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.
-        user_app = import_object(config.http_app, config.base)
+        user_app = app.state.user_app = import_object(config.http_app, config.base)
         if config.http.custom_route_auth:
             user_app = guard_routes(user_app, authenticate, config.http.middleware_order)
         app.mount("/", user_app)

@@ -4,15 +4,25 @@ of its own (it marks every answer, so tests see whether it ran before the API's 
 from __future__ import annotations
 
 import os
+from contextlib import asynccontextmanager
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+STARTED: list[str] = []
+
+
+@asynccontextmanager
+async def lifespan(app):
+    """The app's own start-up (the server must run it, as the Platform does)."""
+    STARTED.append("started")
+    yield
+
 
 async def hello(request):
-    return JSONResponse({"hello": os.environ.get("WEATHER_GREETING", "")})
+    return JSONResponse({"hello": os.environ.get("WEATHER_GREETING", ""), "lifespan": STARTED})
 
 
 async def me(request):
@@ -36,4 +46,4 @@ class Mark:
 
 
 app = Starlette(routes=[Route("/custom/hello", hello), Route("/custom/me", me)],
-                middleware=[Middleware(Mark)])
+                middleware=[Middleware(Mark)], lifespan=lifespan)
