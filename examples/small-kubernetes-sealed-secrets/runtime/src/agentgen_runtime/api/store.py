@@ -51,11 +51,11 @@ async def put_item(body: StorePut, request: Request, caller: Caller) -> Response
              "index": body.index, "ttl": body.ttl}
     await _authorized(caller, "put", value)
     options: dict[str, Any] = {}
-    if body.ttl is not None:
+    if value["ttl"] is not None:  # (as the store.put handler left it, like the rest)
         if not getattr(store, "supports_ttl", False):
             raise HTTPException(422, "ttl: this server's store has no item TTLs (its "
                                      "langgraph-checkpoint-postgres is too old); put it without")
-        options["ttl"] = body.ttl
+        options["ttl"] = value["ttl"]
     if value["index"] is not None:
         options["index"] = value["index"]
     await store.aput(value["namespace"], value["key"], value["value"], **options)
