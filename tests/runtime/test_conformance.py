@@ -26,9 +26,7 @@ pytestmark = pytest.mark.slow
 SUB_CLIENTS = ("assistants", "threads", "runs", "crons", "store")
 # Why each method this runtime does not serve as the Platform does is not served yet: the goal is an
 # empty list.
-UNSUPPORTED = {
-    "threads.stream": "the v3 thread-centric streaming session is not served yet",
-}
+UNSUPPORTED: dict[str, str] = {}
 QUESTION = {"question": "rain?"}
 SLOW = {"text": "x", "seconds": 2}
 

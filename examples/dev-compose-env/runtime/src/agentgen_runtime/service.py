@@ -25,6 +25,7 @@ from .models import RunCreate, ThreadCount, ThreadCreate, ThreadSearch
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
 from .ownership import Assistants, Crons, Scope, Threads, assistant_not_found, checkpoint_config
+from .protocol import is_protocol_run, run_protocol
 from .settings import Settings
 from .store import OWNER
 from .stream import jsonable, stream_run
@@ -379,7 +380,10 @@ class Service:
             if body.strict_resume and stateful and isinstance(run_input, Command):
                 await refuse_unknown_resume(graph, config, run_input)
             async with asyncio.timeout(self.settings.run_timeout_seconds):
-                if row["record_events"]:
+                if row["record_events"] and is_protocol_run(row["kwargs"]):
+                    output = await run_protocol(graph, run_input, config,
+                                                self.invoke_options(body, graph_id, stateful), emit)
+                elif row["record_events"]:
                     output = await stream_run(graph, run_input, config,
                                               self.invoke_options(body, graph_id, stateful), body, emit)
                 else:

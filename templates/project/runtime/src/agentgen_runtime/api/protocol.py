@@ -7,7 +7,9 @@ from the thread's followed stream (`follow_thread`), so any replica serves them.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -25,6 +27,7 @@ from .deps import Caller, Headers, Svc
 from .runs import _create
 
 router = APIRouter(tags=["threads"])
+SETTLE_SECONDS = 5.0
 COMMANDS = frozenset({"run.start", "input.respond", "agent.getTree", "subscription.subscribe",
                       "subscription.unsubscribe", "subscription.reconnect"})
 
@@ -94,14 +97,22 @@ async def _dispatch(svc: Service, caller: Scope, thread_id: str, method: str,
 
 
 async def _thread(svc: Service, caller: Scope, thread_id: str) -> dict[str, Any] | None:
-    """The caller's thread, or None when there is none of that id (another identity's included)."""
+    """The caller's thread once its run in progress has ended (waited for up to SETTLE_SECONDS:
+    a client answers an interrupt as soon as it is streamed, while the run that stopped there
+    is still recording it), or None when there is none of that id (another identity's
+    included)."""
     scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
-    try:
-        return await svc.threads.get(scope, thread_id)
-    except HTTPException as exc:
-        if exc.status_code == 404:
-            return None
-        raise
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while True:
+        try:
+            thread = await svc.threads.get(scope, thread_id)
+        except HTTPException as exc:
+            if exc.status_code == 404:
+                return None
+            raise
+        if thread["status"] != "busy" or time.monotonic() > deadline:
+            return thread
+        await asyncio.sleep(0.05)
 
 
 async def _pending(svc: Service, thread: dict[str, Any] | None) -> set[str]:

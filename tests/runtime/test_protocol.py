@@ -1,0 +1,254 @@
+"""The thread-centric streaming protocol (langgraph-sdk 0.4's `client.threads.stream(...)`): side by
+side with `langgraph dev` on the same graphs (one whose subgraph streams a chat model's tokens, one
+whose subgraph stops at an interrupt), the same commands give the same answers and the event
+streams carry the same events in the same order (methods, namespaces, lifecycle, interrupts,
+message blocks, states; the ids are the servers' own); a reconnect with `since` gets exactly what
+followed; the SDK's own session starts, answers the interrupt and reads the output. Then across
+two processes on one database: a run started on one is streamed and resumed from the other, and
+another identity reaches nothing of it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+
+from ..servers import free_port, http_status, process
+from .helpers import AGENTS, runtime_server, side_venv
+
+pytestmark = pytest.mark.slow
+STUDIO = AGENTS / "studio"
+ALL = ["values", "updates", "messages", "tools", "custom", "lifecycle", "input", "tasks",
+       "checkpoints"]
+TERMINAL = ("completed", "failed", "interrupted")
+
+
+async def command(http: httpx.AsyncClient, tid: str, method: Any, params: Any = None,
+                  cid: Any = 1) -> tuple[int, Any]:
+    body: dict[str, Any] = {"id": cid, "method": method}
+    if params is not None:
+        body["params"] = params
+    answer = await http.post(f"/threads/{tid}/commands", json=body)
+    return answer.status_code, answer.json()
+
+
+async def events(http: httpx.AsyncClient, tid: str, body: dict[str, Any], terminals: int,
+                 seconds: float = 30) -> list[dict[str, Any]]:
+    """A stream's events until the root has ended `terminals` times (a run's completion or its
+    stop at an interrupt)."""
+    seen: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        async with http.stream("POST", f"/threads/{tid}/stream/events", json=body) as answer:
+            assert answer.status_code == 200, await answer.aread()
+            assert answer.headers["content-type"].startswith("text/event-stream")
+            ended = 0
+            async for line in answer.aiter_lines():
+                if not line.startswith("data: "):
+                    continue
+                event = json.loads(line[len("data: "):])
+                seen.append(event)
+                params = event["params"]
+                if event["method"] == "lifecycle" and not params["namespace"] \
+                        and params["data"]["event"] in TERMINAL:
+                    ended += 1
+                    if ended == terminals:
+                        return
+
+    await asyncio.wait_for(read(), seconds)
+    return seen
+
+
+def trace(stream: list[dict[str, Any]]) -> list[tuple]:
+    """What is compared of a stream: each event's method, namespace (without task ids), what it
+    says (lifecycle transitions, interrupt payloads, message blocks, state keys and log), and
+    whether its id is the server's synthetic one or a recorded event's."""
+    out = []
+    for event in stream:
+        params, data = event["params"], event["params"]["data"]
+        namespace = tuple(part.partition(":")[0] for part in params["namespace"])
+        if event["method"] == "lifecycle":
+            said: Any = (data["event"], data.get("graph_name"), data.get("error"))
+        elif event["method"] == "input.requested":
+            said = data.get("payload")
+        elif event["method"] == "messages":
+            said = (data["event"], (data.get("delta") or data.get("content") or {}).get("text"))
+        elif event["method"] == "values":
+            said = (tuple(sorted(data)), tuple(data.get("log") or ()))
+        else:
+            said = tuple(sorted(data)) if isinstance(data, dict) else data
+        out.append((event["method"], namespace, said,
+                    "synthetic" if event["event_id"].startswith("synth:") else "recorded"))
+    return out
+
+
+async def scenario(base: str, key: str | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    headers = {"X-API-Key": key} if key else {}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as http:
+        # a run whose subgraph streams tokens, from a thread run.start creates
+        tid = str(uuid.uuid4())
+        status, answer = await command(http, tid, "run.start",
+                                       {"assistant_id": "nested", "input": {"text": "hi"}})
+        assert status == 200 and answer["type"] == "success", answer
+        out["start"] = (answer["id"], sorted(answer["result"]), answer["meta"])
+        nested = await events(http, tid, {"channels": ALL}, 1)
+        assert [e["seq"] for e in nested] == list(range(1, len(nested) + 1))
+        out["nested"] = trace(nested)
+        root = await events(http, tid, {"channels": ["values", "lifecycle"], "namespaces": [[]],
+                                        "depth": 0}, 1)
+        out["root only"] = trace(root)
+        out["only messages"] = trace([e for e in await events(
+            http, tid, {"channels": ["messages", "lifecycle"]}, 1) if e["method"] == "messages"])
+
+        # a run stopped by an interrupt inside a subgraph, answered by input.respond
+        gate = str(uuid.uuid4())
+        status, answer = await command(http, gate, "run.start",
+                                       {"assistant_id": "gate", "input": {"text": "doc"}})
+        assert status == 200 and answer["type"] == "success", answer
+        first = await events(http, gate, {"channels": ALL}, 1)
+        out["gate"] = trace(first)
+        asked = [e for e in first if e["method"] == "input.requested"]
+        assert len(asked) == 1, first
+        request = asked[0]["params"]
+        out["respond unknown"] = (await command(http, gate, "input.respond", {
+            "interrupt_id": "not-an-interrupt", "namespace": request["namespace"],
+            "response": "yes"}))[1]["error"]
+        status, answer = await command(http, gate, "input.respond", {
+            "interrupt_id": request["data"]["interrupt_id"], "namespace": request["namespace"],
+            "response": "yes"}, cid=7)
+        assert status == 200 and answer["type"] == "success", answer
+        out["respond"] = (answer["id"], answer["result"])
+        last = first[-1]["seq"]
+        resumed = await events(http, gate, {"channels": ALL, "since": last}, 1)
+        assert resumed and all(e["seq"] > last for e in resumed), resumed
+        out["gate resumed"] = trace(resumed)
+        again = await events(http, gate, {"channels": ALL}, 2)  # a new connection replays it all
+        assert [e["event_id"] for e in again] == [e["event_id"] for e in first + resumed]
+        assert [e["seq"] for e in again] == [e["seq"] for e in first + resumed]
+        out["respond consumed"] = (await command(http, gate, "input.respond", {
+            "interrupt_id": request["data"]["interrupt_id"], "namespace": request["namespace"],
+            "response": "again"}))[1]["error"]
+        state = (await http.get(f"/threads/{gate}/state")).json()
+        out["gate state"] = state["values"]["log"]
+
+        # refusals: the same status and protocol error code
+        out["bad channel"] = (await http.post(f"/threads/{tid}/stream/events",
+                                              json={"channels": ["values", "nope"]})).status_code
+        out["no channels"] = (await http.post(f"/threads/{tid}/stream/events",
+                                              json={"channels": []})).status_code
+        refusals = {
+            "no id": (tid, "run.start", {"assistant_id": "nested"}, None),
+            "unknown command": (tid, "state.get", {}, 2),
+            "no assistant": (tid, "run.start", {"input": {}}, 3),
+            "unknown assistant": (str(uuid.uuid4()), "run.start",
+                                  {"assistant_id": "nope", "input": {}}, 4),
+            "bad checkpoint": (tid, "run.start", {"assistant_id": "nested", "input": {},
+                                                  "config": {"configurable": {"checkpoint_id": "x"}}},
+                               5),
+            "respond without id": (gate, "input.respond", {"response": 1}, 6),
+            "tree": (tid, "agent.getTree", {}, 7),
+            "reconnect": (tid, "subscription.reconnect", {}, 8),
+            "unsubscribe": (tid, "subscription.unsubscribe", {"subscription_id": "x"}, 9),
+        }
+        for name, (thread, method, params, cid) in refusals.items():
+            status, answer = await command(http, thread, method, params, cid)
+            out[name] = (status, answer.get("type"), answer.get("id"), answer.get("error"))
+        status, answer = await command(http, tid, "subscription.subscribe",
+                                       {"channels": ["values"]}, 10)
+        out["subscribe"] = (status, answer["type"], sorted(answer["result"]))
+
+    # the SDK's own session: start, wait for the interrupt, answer it, read the output
+    client = get_client(url=base, api_key=key)
+    async with client.threads.stream(assistant_id="gate") as session:
+        await session.run.start(input={"text": "memo"})
+        for _ in range(200):
+            if session.interrupted:
+                break
+            await asyncio.sleep(0.05)
+        out["sdk interrupts"] = [i["namespace"][0].partition(":")[0] for i in session.interrupts]
+        await session.run.respond("no")
+        out["sdk output"] = (await session.output.with_timeout(20))["log"]
+    return out
+
+
+def test_the_protocol_answers_as_under_langgraph_dev(database):
+    config = str(STUDIO / "langgraph.json")
+    with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as server:
+        ours = asyncio.run(scenario(server.base, "key-one"))
+
+    python = side_venv("langgraph-cli[inmem]")
+    langgraph = str(Path(python).parent / "langgraph")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"}
+    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
+                  "127.0.0.1", "--config", config], cwd=STUDIO, env=env, what="langgraph dev",
+                 ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+        theirs = asyncio.run(scenario(url, None))
+
+    different = {k: (ours[k], theirs.get(k)) for k in ours if ours[k] != theirs.get(k)}
+    assert not different, json.dumps(different, indent=1, default=str)
+    # what the comparison rests on, stated
+    assert ("messages", ("editor",), ("content-block-delta", "tokens"), "recorded") in ours["nested"]
+    assert ours["nested"][-1] == ("lifecycle", (), ("completed", "nested", None), "synthetic")
+    assert ("input.requested", ("gatekeeper",), {"question": "publish doc?"}, "synthetic") \
+        in ours["gate"]
+    assert ours["gate state"][-1] == "decision:yes" and ours["sdk output"][-1] == "decision:no"
+    assert ours["sdk interrupts"] == ["gatekeeper"]
+    assert all(ns == () for _, ns, _, _ in ours["root only"])
+
+
+def test_a_session_spans_processes_and_identities(database):
+    """Started on one process, streamed and answered from another; another key gets 404 on both
+    routes and leaves the thread as it was."""
+    config = str(STUDIO / "langgraph.json")
+    with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as one, \
+            runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as two:
+
+        async def scenario() -> None:
+            gate = str(uuid.uuid4())
+            async with httpx.AsyncClient(base_url=one.base, headers={"X-API-Key": "key-one"},
+                                         timeout=30) as a, \
+                    httpx.AsyncClient(base_url=two.base, headers={"X-API-Key": "key-one"},
+                                      timeout=30) as b, \
+                    httpx.AsyncClient(base_url=two.base, headers={"X-API-Key": "key-two"},
+                                      timeout=30) as intruder:
+                status, answer = await command(a, gate, "run.start",
+                                               {"assistant_id": "gate", "input": {"text": "x"}})
+                assert answer["type"] == "success", answer
+                first = await events(b, gate, {"channels": ALL}, 1)
+                asked = next(e for e in first if e["method"] == "input.requested")["params"]
+
+                # another key: nothing to read, nothing to start or answer on this thread
+                refused = await intruder.post(f"/threads/{gate}/stream/events",
+                                              json={"channels": ALL})
+                assert refused.status_code == 404, refused.text
+                for method, params in (
+                        ("run.start", {"assistant_id": "gate", "input": {"text": "mine"}}),
+                        ("input.respond", {"interrupt_id": asked["data"]["interrupt_id"],
+                                           "namespace": asked["namespace"], "response": "stolen"})):
+                    status, answer = await command(intruder, gate, method, params)
+                    assert status == 404, (method, answer)
+
+                status, answer = await command(b, gate, "input.respond", {
+                    "interrupt_id": asked["data"]["interrupt_id"], "namespace": asked["namespace"],
+                    "response": "yes"})
+                assert answer["type"] == "success", answer
+                both = await events(a, gate, {"channels": ALL}, 2)
+                # the other process replays the same events under the same ids and numbers
+                assert [(e["seq"], e["event_id"], e["method"]) for e in both[:len(first)]] == \
+                    [(e["seq"], e["event_id"], e["method"]) for e in first]
+                state = (await a.get(f"/threads/{gate}/state")).json()
+                log = state["values"]["log"]  # (the subgraph hands back the log it was given)
+                assert log == ["draft:x", "draft:x", "decision:yes"], state
+                runs = (await a.get(f"/threads/{gate}/runs")).json()
+                assert [r["status"] for r in runs] == ["success", "success"], runs
+
+        asyncio.run(scenario())
