@@ -1,6 +1,8 @@
 """The JavaScript client (`@langchain/langgraph-sdk` from npm, behind React's `useStream` and Agent
 Chat UI) run by node through useStream's calls, against the runtime and against `langgraph dev` on
-the same graphs: the same events, history, branch, rejoin and answers; `strictResume` honoured."""
+the same graphs: the same events, history, branch, rejoin and answers; `strictResume` honoured.
+Then its own streaming session (`client.threads.stream`, the protocol its new React controller
+speaks): an interrupt inside a subgraph answered, a run forked from a checkpoint."""
 
 from __future__ import annotations
 
@@ -12,17 +14,19 @@ from pathlib import Path
 import pytest
 
 from ..servers import free_port, http_status, process
-from .helpers import WEATHER, js_sdk, runtime_server, side_venv
+from .helpers import AGENTS, WEATHER, js_sdk, runtime_server, side_venv
 
 pytestmark = pytest.mark.slow
 FLOW = Path(__file__).parent / "js" / "use_stream_flow.mjs"
+THREAD_STREAM = Path(__file__).parent / "js" / "thread_stream_flow.mjs"
+STUDIO = AGENTS / "studio"
 
 
-def flow(url: str, key: str, strict: bool) -> dict:
+def flow(url: str, key: str, strict: bool, script: Path = FLOW) -> dict:
     home = js_sdk()
-    script = home / FLOW.name  # node resolves the SDK from the script's directory
-    script.write_text(FLOW.read_text())
-    out = subprocess.run(["node", str(script), url, key, "1" if strict else "0"], cwd=home,
+    copy = home / script.name  # node resolves the SDK from the script's directory
+    copy.write_text(script.read_text())
+    out = subprocess.run(["node", str(copy), url, key, "1" if strict else "0"], cwd=home,
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "NODE_NO_WARNINGS": "1"})
     assert out.returncode == 0, out.stderr[-3000:]
@@ -52,3 +56,22 @@ def test_the_js_client_use_stream_flow_answers_as_under_langgraph_dev(database):
     # a strict resume answering no waiting interrupt: the run fails, the thread is as it was
     assert ours["stale"] == ["UnknownInterruptError"]
     assert ours["staleState"] == ours["resumed"]
+
+
+def test_the_js_client_thread_stream_answers_as_under_langgraph_dev(database):
+    config = str(STUDIO / "langgraph.json")
+    with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as server:
+        ours = flow(server.base, "key-one", False, THREAD_STREAM)
+    python = side_venv("langgraph-cli[inmem]")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([str(Path(python).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
+                  "--port", str(port), "--host", "127.0.0.1", "--config", config], cwd=STUDIO,
+                 env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"},
+                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+        theirs = flow(url, "", False, THREAD_STREAM)
+
+    assert ours == theirs
+    assert ours["interrupts"] == [[["gatekeeper"], {"question": "publish js?"}]]
+    assert ours["answered"] == [["success", "success"], ["draft:js", "draft:js", "decision:ship"]]
+    assert ours["forkSteps"][2] is True and ours["forkSteps"][1] > ours["forkSteps"][0]

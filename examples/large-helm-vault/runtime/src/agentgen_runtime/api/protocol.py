@@ -212,9 +212,12 @@ async def _respond(svc: Service, caller: Scope, thread_id: str, params: dict[str
         raise Refused("no_such_run", "No interrupted run is bound to this thread.")
     command = {"resume": dict(answers),
                **{k: params[k] for k in ("update", "goto") if params.get(k) is not None}}
+    # strict_resume (the JavaScript client's strictResume): the run itself refuses an answer to
+    # no waiting interrupt, whatever happened since the check above
     await _create_run(svc, caller, thread_id, {
         "assistant_id": assistant_id, "command": command, "config": params.get("config"),
-        "metadata": params.get("metadata") or {}}, headers)
+        "metadata": params.get("metadata") or {},
+        "strict_resume": params.get("strict_resume") is True}, headers)
 
 
 @router.post("/threads/{thread_id}/stream/events")
