@@ -5,12 +5,14 @@ streams carry the same events in the same order (methods, namespaces, lifecycle,
 message blocks, states; the ids are the servers' own); a reconnect with `since` gets exactly what
 followed; the SDK's own session starts, answers the interrupt and reads the output. Then across
 two processes on one database: a run started on one is streamed and resumed from the other, and
-another identity reaches nothing of it."""
+another identity reaches nothing of it; a run whose process is killed (-9) is finished by the
+other, and the session that was reading learns it."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -19,7 +21,7 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from ..servers import free_port, http_status, process
+from ..servers import free_port, http_status, process, stop_process
 from .helpers import AGENTS, runtime_server, side_venv
 
 pytestmark = pytest.mark.slow
@@ -252,3 +254,44 @@ def test_a_session_spans_processes_and_identities(database):
                 assert [r["status"] for r in runs] == ["success", "success"], runs
 
         asyncio.run(scenario())
+
+
+def test_a_session_learns_the_outcome_of_a_run_whose_process_was_killed(database):
+    """kill -9 of the process running a session's run: the stream read from the other process
+    (opened before the kill) goes on with the run's second attempt and ends with its completion;
+    the thread has the input and its answer once."""
+    engine = {"RUN_LEASE_SECONDS": "3", "MAX_CONCURRENT_RUNS": "10"}
+    with runtime_server(database, **engine) as a, runtime_server(database, **engine) as b:
+
+        async def scenario() -> list[dict[str, Any]]:
+            tid = str(uuid.uuid4())
+            async with httpx.AsyncClient(base_url=a.base, headers={"X-API-Key": "key-one"},
+                                         timeout=30) as on_a, \
+                    httpx.AsyncClient(base_url=b.base, headers={"X-API-Key": "key-one"},
+                                      timeout=30) as on_b:
+                status, answer = await command(on_a, tid, "run.start", {
+                    "assistant_id": "slow", "input": {"text": "survivor", "seconds": 3}})
+                assert answer["type"] == "success", answer
+                run_id = answer["result"]["run_id"]
+                reading = asyncio.create_task(events(on_b, tid, {"channels": ALL}, 1, 60))
+                for _ in range(100):
+                    run = (await on_b.get(f"/threads/{tid}/runs/{run_id}")).json()
+                    if run["status"] == "running":
+                        break
+                    await asyncio.sleep(0.1)
+                stop_process(a.proc, signal.SIGKILL)
+                seen = await reading
+                state = (await on_b.get(f"/threads/{tid}/state")).json()
+                assert state["values"]["log"] == ["in:survivor", "out:survivor"], state
+                run = (await on_b.get(f"/threads/{tid}/runs/{run_id}")).json()
+                assert run["status"] == "success", run
+                return seen
+
+        seen = asyncio.run(scenario())
+        root = [e["params"]["data"]["event"] for e in seen
+                if e["method"] == "lifecycle" and not e["params"]["namespace"]]
+        assert root == ["running", "completed"], root
+        assert [e["seq"] for e in seen] == list(range(1, len(seen) + 1))
+        assert seen[-1]["params"]["data"] == {"event": "completed", "graph_name": "slow"}
+        last = [e for e in seen if e["method"] == "values"][-1]["params"]["data"]
+        assert last["log"] == ["in:survivor", "out:survivor"], last
