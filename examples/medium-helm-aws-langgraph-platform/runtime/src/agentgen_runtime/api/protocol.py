@@ -24,7 +24,7 @@ from ..protocol import MARK, MULTITASK, Subscription, envelopes
 from ..service import Service
 from ..stream import follow_thread
 from .deps import Caller, Headers, Svc
-from .runs import _create
+from .runs import new_run
 
 router = APIRouter(tags=["threads"])
 SETTLE_SECONDS = 5.0
@@ -137,7 +137,7 @@ async def _create_run(svc: Service, caller: Scope, thread_id: str, fields: dict[
         where = ".".join(str(p) for p in error["loc"])
         raise Refused("invalid_argument", f"{where}: {error['msg']}") from None
     try:
-        return await _create(svc, caller, body, thread_id, True, headers)
+        return await new_run(svc, caller, body, thread_id, True, headers)
     except HTTPException as exc:
         if exc.detail == thread_not_found(thread_id).detail:
             raise  # another identity's thread: 404, as on every route

@@ -29,7 +29,7 @@ MAX_BATCH = 100
 router = APIRouter(tags=["runs"])
 
 
-async def _create(
+async def new_run(
     svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, record_events: bool,
     headers: dict[str, str],
 ) -> dict[str, Any]:
@@ -89,7 +89,7 @@ async def _wait(
 ) -> StreamingResponse:
     """The final values, sent when the run ends; the headers go at once, with `Location` (the
     run's join): a client whose connection drops (this process died) joins it there."""
-    row = await _create(svc, caller, body, thread_id, False, headers)
+    row = await new_run(svc, caller, body, thread_id, False, headers)
     run_id = row["run_id"]
 
     async def body_when_done() -> AsyncIterator[bytes]:
@@ -151,7 +151,7 @@ def _events(
 async def _stream(
     svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str]
 ) -> StreamingResponse:
-    row = await _create(svc, caller, body, thread_id, True, headers)
+    row = await new_run(svc, caller, body, thread_id, True, headers)
     location = f"{_path(row)}/stream" if thread_id is not None else None
     return _events(svc, row, 0, body.on_disconnect == "cancel", location)
 
@@ -185,13 +185,13 @@ async def stream_stateless(body: RunCreate, svc: Svc, caller: Caller,
 @router.post("/threads/{thread_id}/runs")
 async def create_run(thread_id: str, body: RunCreate, svc: Svc, caller: Caller,
                      headers: Headers) -> dict[str, Any]:
-    return Service.run_json(await _create(svc, caller, body, thread_id, True, headers))
+    return Service.run_json(await new_run(svc, caller, body, thread_id, True, headers))
 
 
 @router.post("/runs")
 async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller,
                                headers: Headers) -> dict[str, Any]:
-    return Service.run_json(await _create(svc, caller, body, None, True, headers))
+    return Service.run_json(await new_run(svc, caller, body, None, True, headers))
 
 
 @router.post("/runs/batch")
@@ -202,7 +202,7 @@ async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller,
     for body in bodies:  # all or none: a refused webhook before any run is created
         await svc.check_webhook(body.webhook)
     return [
-        Service.run_json(await _create(svc, caller, body, None, True, headers))
+        Service.run_json(await new_run(svc, caller, body, None, True, headers))
         for body in bodies
     ]
 
