@@ -33,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import tomllib
+from dataclasses import dataclass
 from pathlib import Path
 
 BUILD_FILES = ("setup.py", "setup.cfg")
@@ -214,15 +215,36 @@ def runtime_requirements(runtime: str) -> list[str]:
     return requirements
 
 
-def conflicts(config: Path, runtime: str) -> list[str]:
+@dataclass(frozen=True)
+class Pins:
+    """What a project pins: its lock's pins ({canonical name: "name==version"}) and the exact pins
+    of the requirements files langgraph.json names ({canonical name: version})."""
+
+    locked: dict[str, str]
+    required: dict[str, str]
+
+    @classmethod
+    def of(cls, config: Path) -> Pins:
+        _, files = plan(config)
+        required: dict[str, str] = {}
+        for path in files:
+            required.update(requirement_pins(path))
+        return cls(lock_pins(config.parent), required)
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.locked) | set(self.required)
+
+    def versions(self) -> dict[str, str]:
+        return {**{name: pin.split("==", 1)[1] for name, pin in self.locked.items()},
+                **self.required}
+
+
+def conflicts(config: Path, runtime: str, pins: Pins) -> list[str]:
     """One line per package the project's lock or requirements pin outside the range the runtime
     needs (so that no environment can hold both), naming the package, the project's pin, which of
     its dependencies brings it when the lock says, and the runtime's requirement."""
-    _, files = plan(config)
-    pinned = {name: pin.split("==", 1)[1] for name, pin in lock_pins(config.parent).items()}
-    for path in files:
-        pinned.update(requirement_pins(path))
-    return outside_ranges(pinned, lock_parents(config.parent), runtime, "pins")
+    return outside_ranges(pins.versions(), lock_parents(config.parent), runtime, "pins")
 
 
 def outside_ranges(pinned: dict[str, str], parents: dict[str, str], runtime: str,
@@ -382,17 +404,15 @@ class Resolver:
         return subprocess.run(cmd, check=False, env=uv_environment()).returncode  # noqa: S603
 
 
-def resolve(resolver: Resolver, args: argparse.Namespace) -> tuple[bool, list[str]]:
+def resolve(resolver: Resolver, args: argparse.Namespace, pins: Pins) -> tuple[bool, list[str]]:
     """Resolve the project with the runtime: first with every pin of the project's lock held;
     when that has no solution, with the pins of the project's direct dependencies held and the
     others (packages they bring) preferred. Returns (resolved, lines to print: the lock's pins
     that moved, or why nothing resolves)."""
     project = args.config.parent
-    _, files = plan(args.config)
-    locked = lock_pins(project)
-    theirs = set(locked) | {name for f in files for name in requirement_pins(f)}
+    locked = pins.locked
     wanted = requirements(args)
-    preferred = preferences(args.constraint, theirs)
+    preferred = preferences(args.constraint, pins.names)
     done = resolver.compile(wanted, list(locked.values()), preferred)
     if done.returncode == 0:
         return True, []
@@ -402,9 +422,9 @@ def resolve(resolver: Resolver, args: argparse.Namespace) -> tuple[bool, list[st
         relaxed = [pin for name, pin in locked.items() if name not in held]
         retry = resolver.compile(wanted, list(held.values()), relaxed + preferred)
         if retry.returncode == 0:
-            pins, _ = resolved(resolver.output())
-            moved = [f"{pin.split('==')[0]} {pin.split('==')[1]} -> {pins[name]}"
-                     for name, pin in locked.items() if pins.get(name, pin.split("==")[1])
+            got, _ = resolved(resolver.output())
+            moved = [f"{pin.split('==')[0]} {pin.split('==')[1]} -> {got[name]}"
+                     for name, pin in locked.items() if got.get(name, pin.split("==")[1])
                      != pin.split("==")[1]]
             return True, [f"note: your lock's pins of packages your dependencies bring do not all "
                           f"fit the runtime; your direct dependencies' pins hold, these moved: "
@@ -417,8 +437,8 @@ def resolve(resolver: Resolver, args: argparse.Namespace) -> tuple[bool, list[st
     if alone.returncode != 0:  # the project itself, or the index (unreachable, refused)
         return False, ["uv could not resolve your project even without the runtime:",
                        *alone.stderr.rstrip().splitlines()]
-    pins, parents = resolved(resolver.output())
-    found = outside_ranges(pins, parents, args.runtime, "needs")
+    got, parents = resolved(resolver.output())
+    found = outside_ranges(got, parents, args.runtime, "needs")
     return False, ([f"conflict: {line}" for line in found]
                    + ["no environment holds both your project's requirements and the runtime's; "
                       "upgrade the packages named above in your project"] if found
@@ -447,7 +467,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.config = args.config.resolve()
-        found = conflicts(args.config, args.runtime)
+        pins = Pins.of(args.config)
+        found = conflicts(args.config, args.runtime, pins)
         for line in found:
             print(f"install.py: conflict: {line}", file=sys.stderr)
         if found:  # before resolving: name each package, not only that something conflicts
@@ -457,20 +478,17 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             return 0
         if args.dry:
-            _, files = plan(args.config)
-            locked = lock_pins(args.config.parent)
-            theirs = set(locked) | {name for f in files for name in requirement_pins(f)}
             for title, lines in (("requirements", requirements(args)),
-                                 ("constraints (your lock)", list(locked.values())),
+                                 ("constraints (your lock)", list(pins.locked.values())),
                                  ("preferences (the runtime's tested pins)",
-                                  preferences(args.constraint, theirs))):
+                                  preferences(args.constraint, pins.names))):
                 print(f"# {title}", *lines, sep="\n")
             return 0
         target = (["--python-version", args.python_version] if args.python_version
                   else ["--python", sys.executable])
         with tempfile.TemporaryDirectory(prefix="agentgen-install-") as tmp:
             resolver = Resolver(find_uv(args.uv), Path(tmp), target)
-            ok, lines = resolve(resolver, args)
+            ok, lines = resolve(resolver, args, pins)
             for line in lines:
                 print(f"install.py: {line}", file=sys.stderr)
             if not ok:

@@ -202,8 +202,8 @@ def checkpoint_config(thread_id: str, checkpoint: dict[str, Any] | None) -> dict
     return {"configurable": configurable}
 
 
-class Threads:
-    """The threads and their runs as the data layer serves them: every statement scoped."""
+class _Rows:
+    """A scoped table's statements: one row or all rows of a query, on a pooled connection."""
 
     def __init__(self, pool: Any) -> None:
         self.pool = pool
@@ -215,6 +215,10 @@ class Threads:
     async def _all(self, query: sql.Composable, params: dict[str, Any]) -> list[dict[str, Any]]:
         async with self.pool.connection() as conn:
             return await (await conn.execute(query, params)).fetchall()
+
+
+class Threads(_Rows):
+    """The threads and their runs as the data layer serves them: every statement scoped."""
 
     # --- threads ----------------------------------------------------------------------------
     async def create(self, scope: Scope, thread_id: str, metadata: dict[str, Any],
@@ -434,17 +438,10 @@ ASSISTANT_COLUMNS = ("assistant_id", "graph_id", "name", "description", "config"
 _ASSISTANT_SORTABLE = ("assistant_id", "graph_id", "name", "created_at", "updated_at")
 
 
-class Assistants:
+class Assistants(_Rows):
     """Assistants created through the API (versioned configurations of a graph), as the data layer
     serves them: every statement scoped to the caller, as threads are. The graphs' system
     assistants are not rows: the service answers them from langgraph.json."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
-
-    async def _one(self, query: sql.Composable, params: dict[str, Any]) -> dict[str, Any] | None:
-        async with self.pool.connection() as conn:
-            return await (await conn.execute(query, params)).fetchone()
 
     async def get(self, scope: Scope, assistant_id: str) -> dict[str, Any] | None:
         return await self._one(sql.SQL(
@@ -562,12 +559,9 @@ _CRON_SORTABLE = ("cron_id", "assistant_id", "thread_id", "created_at", "updated
                   "next_run_date", "end_time")
 
 
-class Crons:
+class Crons(_Rows):
     """Crons as the data layer serves them: every statement scoped to the caller, as threads are;
     a cron on a thread only on one of the caller's threads (and deleted with it)."""
-
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
 
     async def create(self, scope: Scope, thread_scope: Scope | None,
                      cron: dict[str, Any]) -> dict[str, Any]:
