@@ -133,3 +133,18 @@ def side_venv(*requirements: str) -> str:
         _VENVS[key] = str(venv / "bin" / "python")
     return _VENVS[key]
 
+
+@contextlib.contextmanager
+def langgraph_dev(cwd: Path, config: Path, *, install: Path | None = None,
+                  **env: str) -> Iterator[str]:
+    """`langgraph dev`, the reference server (from a side venv, with `install`'s package in it
+    when given), serving `config` from `cwd` on a free loopback port: its URL."""
+    python = side_venv("langgraph-cli[inmem]", *(("-e", str(install)) if install else ()))
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with process([str(Path(python).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
+                  "--port", str(port), "--host", "127.0.0.1", "--config", str(config)], cwd=cwd,
+                 env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", **env},
+                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+        yield url
+

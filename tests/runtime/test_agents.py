@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from ..servers import free_port, http_status, process
-from .helpers import WEATHER, runtime_server, side_venv
+from ..servers import free_port
+from .helpers import WEATHER, langgraph_dev, runtime_server
 
 pytestmark = pytest.mark.slow
 QUESTION = {"question": "rain tomorrow?"}
@@ -61,15 +61,10 @@ def test_the_same_run_under_langgraph_dev_gives_the_same_answer(database, tmp_pa
         ours = asyncio.run(ask(server.base, "weather"))
         ours_porto = asyncio.run(ask(server.base, "weather", context={"city": "Porto"}))
 
-    python = side_venv("langgraph-cli[inmem]", "-e", str(WEATHER))  # as its `dependencies` say
-    langgraph = str(Path(python).parent / "langgraph")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    # langgraph dev has no secrets directory: the key comes from its environment
-    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "WEATHER_API_KEY": "same-key"}
-    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
-                  "127.0.0.1", "--config", str(WEATHER / "langgraph.json")], cwd=WEATHER, env=env,
-                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    # installed as its `dependencies` say; langgraph dev has no secrets directory: the key comes
+    # from its environment
+    with langgraph_dev(WEATHER, WEATHER / "langgraph.json", install=WEATHER,
+                       WEATHER_API_KEY="same-key") as url:
         theirs = asyncio.run(ask(url, "weather", api_key=None))
         theirs_porto = asyncio.run(ask(url, "weather", api_key=None, context={"city": "Porto"}))
     assert ours["answers"] == theirs["answers"], (ours, theirs)

@@ -12,15 +12,13 @@ import asyncio
 import contextlib
 import inspect
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from ..servers import free_port, http_status, process
-from .helpers import WEATHER, runtime_server, side_venv
+from .helpers import WEATHER, langgraph_dev, runtime_server
 
 pytestmark = pytest.mark.slow
 SUB_CLIENTS = ("assistants", "threads", "runs", "crons", "store")
@@ -279,14 +277,8 @@ def test_every_sdk_method_answers_as_under_langgraph_dev(database):
     with runtime_server(database, RUN_LEASE_SECONDS="5") as server:
         ours = asyncio.run(survey(server.base, "key-one"))
 
-    python = side_venv("langgraph-cli[inmem]", "-e", str(WEATHER))
-    langgraph = str(Path(python).parent / "langgraph")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "WEATHER_API_KEY": "k"}
-    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
-                  "127.0.0.1", "--config", str(WEATHER / "langgraph.json")], cwd=WEATHER, env=env,
-                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    with langgraph_dev(WEATHER, WEATHER / "langgraph.json", install=WEATHER,
+                       WEATHER_API_KEY="k") as url:
         theirs = asyncio.run(survey(url, None))
 
     report, wrong = [], []

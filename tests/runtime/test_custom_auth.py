@@ -24,8 +24,8 @@ from typing import Any
 import pytest
 from agentgen_runtime.graphs import ASSISTANT_NAMESPACE
 
-from ..servers import free_port, http_status, output, process
-from .helpers import WEATHER, runtime_env, runtime_server, side_venv
+from ..servers import free_port, output
+from .helpers import WEATHER, langgraph_dev, runtime_env, runtime_server
 
 AUTH_CONFIG = WEATHER / "langgraph.auth.json"
 INPUT = {"question": "rain?", "answers": []}
@@ -366,18 +366,11 @@ def test_the_same_handler_file_answers_as_under_langgraph_dev(postgres, tmp_path
     with runtime_server(database, LANGGRAPH_CONFIG=str(AUTH_CONFIG), API_KEYS="") as server:
         ours = asyncio.run(scenario(server.base, server.base))
 
-    python = side_venv("langgraph-cli[inmem]", "-e", str(WEATHER))
-    langgraph = str(Path(python).parent / "langgraph")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false", "WEATHER_API_KEY": "k"}
     # a copy of the agent: dev keeps its state in .langgraph_api beside it (and reads auth.path
     # from its working directory), and this scenario counts what it finds
     agent = tmp_path / "weather"
     shutil.copytree(WEATHER, agent, ignore=shutil.ignore_patterns(".langgraph_api", "__pycache__"))
-    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
-                  "127.0.0.1", "--config", str(agent / AUTH_CONFIG.name)], cwd=agent, env=env,
-                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    with langgraph_dev(agent, agent / AUTH_CONFIG.name, install=WEATHER, WEATHER_API_KEY="k") as url:
         theirs = asyncio.run(scenario(url, url))
 
     report = [f"{'ok ' if ours[k] == theirs.get(k) else 'DIFF'} {k}: ours {ours[k]!r} | dev "

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ..servers import free_port, http_status, process
-from .helpers import AGENTS, WEATHER, js_sdk, runtime_server, side_venv
+from .helpers import AGENTS, WEATHER, js_sdk, langgraph_dev, runtime_server
 
 pytestmark = pytest.mark.slow
 FLOW = Path(__file__).parent / "js" / "use_stream_flow.mjs"
@@ -37,15 +36,8 @@ def test_the_js_client_use_stream_flow_answers_as_under_langgraph_dev(database):
     # the history per step, as the Platform's default durability keeps it (dev's too)
     with runtime_server(database, CHECKPOINT_DURABILITY="async") as server:
         ours = flow(server.base, "key-one", strict=True)
-    python = side_venv("langgraph-cli[inmem]", "-e", str(WEATHER))  # as the conformance test
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with process([str(Path(python).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
-                  "--port", str(port), "--host", "127.0.0.1", "--config",
-                  str(WEATHER / "langgraph.json")], cwd=WEATHER,
-                 env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false",
-                      "WEATHER_API_KEY": "test"},
-                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    with langgraph_dev(WEATHER, WEATHER / "langgraph.json", install=WEATHER,  # as conformance
+                       WEATHER_API_KEY="test") as url:
         theirs = flow(url, "", strict=False)
 
     for key in ("stream", "runCreated", "history", "branch", "branchLog", "rejoined", "wait",
@@ -62,13 +54,7 @@ def test_the_js_client_thread_stream_answers_as_under_langgraph_dev(database):
     config = str(STUDIO / "langgraph.json")
     with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as server:
         ours = flow(server.base, "key-one", False, THREAD_STREAM)
-    python = side_venv("langgraph-cli[inmem]")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    with process([str(Path(python).parent / "langgraph"), "dev", "--no-browser", "--no-reload",
-                  "--port", str(port), "--host", "127.0.0.1", "--config", config], cwd=STUDIO,
-                 env={"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"},
-                 what="langgraph dev", ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    with langgraph_dev(STUDIO, Path(config)) as url:
         theirs = flow(url, "", False, THREAD_STREAM)
 
     assert ours == theirs

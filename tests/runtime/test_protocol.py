@@ -21,8 +21,8 @@ import httpx
 import pytest
 from langgraph_sdk import get_client
 
-from ..servers import free_port, http_status, process, stop_process
-from .helpers import AGENTS, runtime_server, side_venv
+from ..servers import stop_process
+from .helpers import AGENTS, langgraph_dev, runtime_server
 
 pytestmark = pytest.mark.slow
 STUDIO = AGENTS / "studio"
@@ -185,14 +185,7 @@ def test_the_protocol_answers_as_under_langgraph_dev(database):
     with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as server:
         ours = asyncio.run(scenario(server.base, "key-one"))
 
-    python = side_venv("langgraph-cli[inmem]")
-    langgraph = str(Path(python).parent / "langgraph")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"}
-    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
-                  "127.0.0.1", "--config", config], cwd=STUDIO, env=env, what="langgraph dev",
-                 ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    with langgraph_dev(STUDIO, Path(config)) as url:
         theirs = asyncio.run(scenario(url, None))
 
     different = {k: (ours[k], theirs.get(k)) for k in ours if ours[k] != theirs.get(k)}

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from langgraph_sdk import get_client
 
-from ..servers import free_port, http_status, process
-from .helpers import AGENTS, runtime_server, side_venv
+from .helpers import AGENTS, langgraph_dev, runtime_server
 
 pytestmark = pytest.mark.slow
 STUDIO = AGENTS / "studio"
@@ -104,14 +103,7 @@ def test_studio_reads_the_same_graph_as_from_langgraph_dev(database):
         assert refused.getheader("access-control-allow-origin") is None
         other.close()
 
-    python = side_venv("langgraph-cli[inmem]")
-    langgraph = str(Path(python).parent / "langgraph")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = {"LANGGRAPH_CLI_NO_ANALYTICS": "1", "LANGSMITH_TRACING": "false"}
-    with process([langgraph, "dev", "--no-browser", "--no-reload", "--port", str(port), "--host",
-                  "127.0.0.1", "--config", config], cwd=STUDIO, env=env, what="langgraph dev",
-                 ready=lambda: http_status(f"{url}/ok") == 200, timeout=180):
+    with langgraph_dev(STUDIO, Path(config)) as url:
         theirs = asyncio.run(contract(url, None))
 
     assert ours["assistant"] == theirs["assistant"]  # the Platform's id for the graph
