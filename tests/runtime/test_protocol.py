@@ -288,3 +288,71 @@ def test_a_session_learns_the_outcome_of_a_run_whose_process_was_killed(database
         assert seen[-1]["params"]["data"] == {"event": "completed", "graph_name": "slow"}
         last = [e for e in seen if e["method"] == "values"][-1]["params"]["data"]
         assert last["log"] == ["in:survivor", "out:survivor"], last
+
+
+def test_a_threads_followed_events_become_protocol_events():
+    """The session as a library, on a thread's followed events (as `follow_thread` gives them):
+    a protocol run's events are numbered and enveloped, a run that is not a protocol run (or made
+    no events) is left out, `since` and the channels filter, a failed run ends `failed` with its
+    error, and a run rolled back (its row gone) tells no outcome."""
+    from agentgen_runtime.protocol import MARK, Subscription, envelopes
+
+    protocol = {"config": {"configurable": {MARK: True}}}
+    rows = {"r1": {"graph_id": "g", "kwargs": protocol, "status": "success"},
+            "r2": {"graph_id": "g", "kwargs": {}, "status": "success"},
+            "r3": {"graph_id": "g", "kwargs": protocol, "status": "error", "error": "boom"},
+            "r4": {"graph_id": "g", "kwargs": protocol, "status": None}}
+    followed = [
+        ("1-1", "metadata", {"run_id": "r1", "attempt": 1}),
+        ("1-2", "values", {"data": {"log": ["a"]}, "timestamp": 5}),
+        ("1-3", "messages|sub:1", {"data": {"event": "message-start", "role": "ai", "id": "m"}}),
+        ("1-4", "updates|sub:1", {"data": {"__interrupt__": []}, "node": "__interrupt__"}),
+        ("1-2147483647", "metadata", {"status": "run_done", "run_id": "r1"}),
+        ("2-1", "metadata", {"run_id": "r2", "attempt": 1}),
+        ("2-2", "values", {"log": ["legacy"]}),
+        ("2-2147483647", "metadata", {"status": "run_done", "run_id": "r2"}),
+        ("3-2147483647", "metadata", {"status": "run_done", "run_id": "r9"}),  # runs.wait
+        ("4-1", "metadata", {"run_id": "r3", "attempt": 1}),
+        ("4-2", "error", {"error": "ValueError", "message": "boom"}),
+        ("4-2147483647", "metadata", {"status": "run_done", "run_id": "r3"}),
+        ("5-1", "metadata", {"run_id": "r4", "attempt": 1}),
+        ("5-2", "values", {"data": {"log": ["b"]}}),
+        ("5-2147483647", "metadata", {"status": "run_done", "run_id": "r4"}),
+    ]
+
+    async def follow():
+        for item in followed:
+            yield item
+        yield None, "", None  # a keepalive
+
+    asked: list[str] = []
+
+    async def run_of(run_id):  # r4 is rolled back while it runs: its row is gone at its end
+        asked.append(run_id)
+        row = rows.get(run_id)
+        return None if row is None or (row["status"] is None and asked.count(run_id) > 1) else row
+
+    async def collect(subscription):
+        return [e async for e in envelopes(follow(), run_of, subscription)]
+
+    everything = asyncio.run(collect(Subscription.parse({"channels": ALL})))
+    asked.clear()
+    assert everything[-1] is None  # the keepalive passes through
+    events = everything[:-1]
+    assert [(e["seq"], e["method"], e["event_id"]) for e in events] == [
+        (1, "lifecycle", "synth:r1:lc||running"), (2, "values", "1-2"), (3, "messages", "1-3"),
+        (4, "lifecycle", "synth:r1:lc|sub:1|completed"), (5, "lifecycle", "synth:r1:lc||completed"),
+        (6, "lifecycle", "synth:r3:lc||running"), (7, "lifecycle", "synth:r3:lc||failed"),
+        (8, "lifecycle", "synth:r4:lc||running"), (9, "values", "5-2")]
+    assert events[1]["params"] == {"namespace": [], "timestamp": 5, "data": {"log": ["a"]}}
+    assert events[2]["params"]["namespace"] == ["sub:1"]
+    assert events[6]["params"]["data"] == {"event": "failed", "graph_name": "g", "error": "boom"}
+    later = asyncio.run(collect(Subscription.parse({"channels": ["lifecycle"], "since": 4})))
+    asked.clear()
+    assert [e["seq"] for e in later if e] == [5, 6, 7, 8]
+    rooted = asyncio.run(collect(Subscription.parse({"channels": ["messages", "values"],
+                                                     "namespaces": [["sub:1"]]})))
+    assert [e["seq"] for e in rooted if e] == [3]
+    for bad in ({}, {"channels": []}, {"channels": ["values", "debug"]}, []):
+        with pytest.raises(ValueError):
+            Subscription.parse(bad)

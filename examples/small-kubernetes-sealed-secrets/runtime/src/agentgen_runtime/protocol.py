@@ -446,10 +446,10 @@ async def envelopes(runs: AsyncIterator[tuple[str | None, str, Any]],
         produced: list[dict[str, Any]] = []
         if event == "metadata" and isinstance(data, dict) and data.get("status") == "run_done":
             view = views.get(str(data.get("run_id")))
-            if view is not None:
-                row = await run_of(view.run_id)
-                produced = view.end(row["status"] if row else "success",
-                                    row.get("error") if row else None)
+            row = await run_of(view.run_id) if view is not None else None
+            # (a run rolled back is gone: it has no outcome to tell, as on the Platform)
+            if view is not None and row is not None:
+                produced = view.end(row["status"], row.get("error"))
             current = None
         elif event == "metadata" and isinstance(data, dict) and "run_id" in data:
             run_id = str(data["run_id"])
