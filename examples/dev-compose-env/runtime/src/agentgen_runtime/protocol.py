@@ -16,6 +16,7 @@ streams on `POST /threads/{id}/stream/events`, as `langgraph-api` shapes them.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -88,9 +89,9 @@ class Subscription:
         if bad:
             raise ValueError(f"channels contains unsupported entries: {', '.join(bad[:5])}. "
                              f"Allowed: {CHANNELS_HINT}.")
-        namespaces = [ns for ns in body.get("namespaces") or []
-                      if isinstance(ns, list) and all(isinstance(s, str) for s in ns)] \
-            if isinstance(body.get("namespaces"), list) else []
+        given = body.get("namespaces")
+        namespaces = [ns for ns in given if isinstance(ns, list)
+                      and all(isinstance(s, str) for s in ns)] if isinstance(given, list) else []
         depth, since = body.get("depth"), body.get("since")
         return cls(set(channels), namespaces or None,
                    depth if _count(depth) else None, since if _count(since) else None)
@@ -408,7 +409,7 @@ def _tool_message(namespace: list[str], data: Any) -> list[dict[str, Any]]:
     if message_id is None:
         return []
     content = output.get("content")
-    text = content if isinstance(content, str) else jsonable_text(content)
+    text = content if isinstance(content, str) else _text(content)
     where = [*namespace, f"tools:{call_id}"] if call_id else namespace
     block = {"type": "text", "text": text}
     start = {"event": "message-start", "role": "tool", "id": message_id,
@@ -420,9 +421,7 @@ def _tool_message(namespace: list[str], data: Any) -> list[dict[str, Any]]:
         {"event": "message-finish", "metadata": {}})]
 
 
-def jsonable_text(value: Any) -> str:
-    import json
-
+def _text(value: Any) -> str:
     try:
         return json.dumps(value, separators=(",", ":"))
     except (TypeError, ValueError):

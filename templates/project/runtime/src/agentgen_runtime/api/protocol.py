@@ -23,7 +23,7 @@ from ..ownership import Scope, thread_not_found
 from ..protocol import MARK, MULTITASK, Subscription, envelopes
 from ..service import Service
 from ..stream import follow_thread
-from .deps import Caller, Headers, Svc
+from .deps import Caller, Headers, Svc, sse
 from .runs import new_run
 
 router = APIRouter(tags=["threads"])
@@ -244,8 +244,7 @@ async def stream_events(thread_id: str, request: Request, svc: Svc,
             if event is None:
                 yield b": keepalive\n\n"
                 continue
-            data = json.dumps(event, separators=(",", ":"))
-            yield f"event: {event['method']}\ndata: {data}\nid: {event['seq']}\n\n".encode()
+            yield sse(event["method"], event, event["seq"])
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
