@@ -9,7 +9,9 @@ worker.
   acknowledged on the thread, then the frozen process woken (SIGCONT): the thread keeps both runs
   exactly once, its history linear, and the woken attempt is recorded as fenced.
 - An async node that calls time.sleep for 3 leases: executed once, the next run kept, a warning
-  names the node."""
+  names the node. A write of the run held open for 3 leases (what a checkpoint in flight does
+  under such a node): the renewal waits for it and the run is not handed over. A write left open
+  by a stalled process is ended by the server, which frees the run for a takeover."""
 
 from __future__ import annotations
 
@@ -129,6 +131,46 @@ def test_every_write_of_an_attempt_that_lost_its_run_is_refused(database):
     asyncio.run(scenario())
 
 
+def test_a_write_left_open_by_a_stalled_process_is_ended_by_the_server(database):
+    """A process that stops turning in the middle of a run's write (SIGSTOP, a paused VM) holds the
+    run row (the fence's share lock) and so keeps every takeover off; the server ends its
+    transaction once it has been idle for longer than run_timeout_seconds and two leases, which
+    frees the row, and the stalled write fails when the process wakes."""
+    import psycopg
+    from agentgen_runtime.db import create_pool, setup_schema
+    from agentgen_runtime.settings import Settings
+
+    async def scenario() -> None:
+        settings = Settings(database_url=database, api_keys="k", run_lease_seconds=1,
+                            run_timeout_seconds=1)
+        pool = create_pool(settings)
+        await pool.open(wait=True)
+        try:
+            await setup_schema(pool)
+            thread, run = str(uuid.uuid4()), str(uuid.uuid4())
+            async with pool.connection() as conn:
+                await conn.execute("INSERT INTO agent_threads (thread_id, owner) VALUES (%s, 'k')",
+                                   (thread,))
+                await conn.execute(
+                    "INSERT INTO agent_runs (run_id, thread_id, assistant_id, status, attempt, worker) "
+                    "VALUES (%s, %s, 'slow', 'running', 1, 'w')", (run, thread))
+            lock_free = ("SELECT 1 FROM agent_runs WHERE run_id = %s "
+                         "FOR NO KEY UPDATE SKIP LOCKED")
+            with pytest.raises((psycopg.errors.IdleInTransactionSessionTimeout,
+                                psycopg.OperationalError)):
+                async with pool.connection() as conn, conn.transaction():
+                    await conn.execute("SELECT agent_fence(%s, 1, 'write under way')", (run,))
+                    async with await psycopg.AsyncConnection.connect(database) as other:
+                        assert await (await other.execute(lock_free, (run,))).fetchone() is None
+                        await asyncio.sleep(4)  # stalled: idle in its transaction past 3 s
+                        assert await (await other.execute(lock_free, (run,))).fetchone() == (1,)
+                    await conn.execute("SELECT 1")  # the stalled process wakes
+        finally:
+            await pool.close()
+
+    asyncio.run(scenario())
+
+
 def _history_is_linear(history: list[dict]) -> bool:
     return all(newer["parent_checkpoint"] and
                newer["parent_checkpoint"]["checkpoint_id"] == older["checkpoint"]["checkpoint_id"]
@@ -206,3 +248,36 @@ def test_a_node_blocking_the_loop_for_three_leases_runs_once(database):
         assert _metric(b, "agent_runs_fenced_total") == 0
         assert _metric(a, "agent_event_loop_stalls_total") >= 1
         assert "lease lapsed" not in output(a.proc) + output(b.proc)
+
+
+def test_a_write_held_open_past_three_leases_does_not_hand_the_run_over(database):
+    """A run's write still open (its transaction holds the share lock of the fence on the run row:
+    what a checkpoint write in flight does while a blocking node holds the loop before its commit)
+    makes the lease renewal wait; the renewal counts its lease from when it lands, so the takeover
+    queued behind it finds the lease alive: the run is executed once, by the process that holds it."""
+    import psycopg
+
+    with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
+        ca = get_client(url=a.base, api_key="key-one", timeout=60)
+
+        async def scenario() -> None:
+            tid = (await ca.threads.create())["thread_id"]
+            run = await ca.runs.create(tid, "slow", input={"text": "r1", "seconds": 4 * LEASE})
+            wait_until(lambda: a.call("GET", f"/threads/{tid}/runs/{run['run_id']}")[1]["status"]
+                       == "running", 20, "the run to start")
+            async with await psycopg.AsyncConnection.connect(database) as conn, conn.transaction():
+                attempt = (await (await conn.execute(
+                    "SELECT attempt FROM agent_runs WHERE run_id = %s",
+                    (run["run_id"],))).fetchone())[0]
+                await conn.execute("SELECT agent_fence(%s, %s, 'write under way')",
+                                   (run["run_id"], attempt))
+                await asyncio.sleep(3 * LEASE)
+            joined = await ca.runs.join(tid, run["run_id"])
+            assert joined["log"] == ["in:r1", "out:r1"], joined
+            assert (await ca.runs.get(tid, run["run_id"]))["status"] == "success"
+
+        asyncio.run(scenario())
+        logged = output(a.proc) + output(b.proc)
+        assert "lease lapsed" not in logged and "fenced off" not in logged, logged[-3000:]
+        assert _metric(a, "agent_runs_fenced_total") == 0
+        assert _metric(b, "agent_runs_fenced_total") == 0

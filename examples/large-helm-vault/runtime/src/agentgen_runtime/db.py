@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import select
 import time
 import types
@@ -133,8 +134,19 @@ def create_pool(settings: Settings) -> AsyncConnectionPool:
         reconnect_timeout=RECONNECT_GIVE_UP_SECONDS,
         connection_class=_RefusalTrackingConnection,
         kwargs=CONNECTION_KWARGS,
+        configure=functools.partial(_end_stalled_transactions,
+                                    settings.run_timeout_seconds + 2 * settings.run_lease_seconds),
         name="agent",
     )
+
+
+async def _end_stalled_transactions(seconds: float, conn: AsyncConnection) -> None:
+    """A transaction left open by a process that stopped turning (SIGSTOP, a paused VM, a loop
+    blocked past run_timeout_seconds) is ended by the server: a run's write under way holds its run
+    row (the fence's share lock), and no takeover happens while it does. Past run_timeout_seconds
+    the process has given its runs up anyway (see engine.LeaseKeeper)."""
+    await conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                       (f"{int(seconds * 1000)}ms",))
 
 
 # What langgraph-checkpoint-postgres requires of its connections.

@@ -4,10 +4,11 @@ A run's attempt number grows each time a worker claims it, so (run id, attempt) 
 While a run executes, its task carries that pair (`FENCE`, a context variable: every task LangGraph
 starts for the run inherits it). The run's writes carry it into the database, where
 `agent_fence()` checks it in the same statement as the write: the run row must still be `running`
-at that attempt. The check takes a share lock on the run row for the statement, so a takeover (the
-reaper's or a claim's UPDATE of that row) waits for a write already under way, and a write after a
-takeover is refused with SQLSTATE AGF01. A refused write raises in the zombie attempt, which stops
-without touching the thread (the engine records it as fenced: log and metric).
+at that attempt. The check takes a share lock on the run row until the write commits, so no takeover
+happens while a write is under way (the reaper skips the row; the holder's lease renewal waits for
+it), and a write after a takeover is refused with SQLSTATE AGF01. A refused write raises in the
+zombie attempt, which stops without touching the thread (the engine records it as fenced: log and
+metric).
 
 What is fenced: checkpoints and pending writes (the checkpointer's two statements that change what
 a thread's next reader sees, rewritten here to call `agent_fence()`: no extra round trip), run

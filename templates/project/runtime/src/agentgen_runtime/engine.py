@@ -29,6 +29,7 @@ and starting the next run of that key once it stopped), nor run-level fencing of
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import os
@@ -294,7 +295,13 @@ class LeaseKeeper(threading.Thread):
     truly frozen (SIGSTOP, a paused VM) renews nothing: its runs are taken over, and fencing keeps
     it from writing when it wakes. The keeper also reports loop stalls (log naming the graph and
     node, metric); it stops renewing once the loop has been stalled for longer than a run may last
-    (run_timeout_seconds), so that a wedged process cannot hold runs forever."""
+    (run_timeout_seconds), so that a wedged process cannot hold runs forever.
+
+    A renewal can wait: a write of the run still open (a checkpoint transaction whose commit the
+    blocked loop has not sent yet) holds a share lock on the run row (see fencing.py). The renewal
+    waits for it, locking the rows before it computes their leases, so that a lease counts from the
+    moment it lands; the reaper skips a row a write holds (its holder is writing), so it sees the
+    renewed lease. The renewal runs on a thread of its own: the stall watch goes on meanwhile."""
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="agentgen-lease-keeper", daemon=True)
@@ -312,21 +319,31 @@ class LeaseKeeper(threading.Thread):
         settings = self.engine.settings
         tick = min(0.25, settings.run_lease_seconds / 6)
         last_renewal = time.monotonic()
-        while not self._stopping.wait(tick):
-            stalled = time.monotonic() - self.engine.loop_beat
-            self._watch_loop(stalled)
-            if time.monotonic() - last_renewal < settings.run_lease_seconds / 3:
-                continue
-            last_renewal = time.monotonic()
-            if stalled > settings.run_timeout_seconds:
-                log.error("event loop stalled for %.0f s (longer than run_timeout_seconds): "
-                          "leases no longer renewed, the runs will be taken over", stalled)
-                continue
-            try:
-                self._renew()
-            except Exception as exc:  # noqa: BLE001 - the database is down: the next tick retries
-                log.warning("lease renewal failed (%s); retrying", exc)
-                self._close()
+        renewal: concurrent.futures.Future[None] | None = None
+        renewer = concurrent.futures.ThreadPoolExecutor(1, "agentgen-lease-renewal")
+        try:
+            while not self._stopping.wait(tick):
+                stalled = time.monotonic() - self.engine.loop_beat
+                self._watch_loop(stalled)
+                if time.monotonic() - last_renewal < settings.run_lease_seconds / 3:
+                    continue
+                if renewal is not None and not renewal.done():
+                    continue  # still waiting for a row lock: it keeps its place in the queue
+                last_renewal = time.monotonic()
+                if stalled > settings.run_timeout_seconds:
+                    log.error("event loop stalled for %.0f s (longer than run_timeout_seconds): "
+                              "leases no longer renewed, the runs will be taken over", stalled)
+                    continue
+                renewal = renewer.submit(self._renew_or_retry)
+        finally:
+            renewer.shutdown(wait=False, cancel_futures=True)
+
+    def _renew_or_retry(self) -> None:
+        try:
+            self._renew()
+        except Exception as exc:  # noqa: BLE001 - the database is down: the next tick retries
+            log.warning("lease renewal failed (%s); retrying", exc)
+            self._close()
 
     def _renew(self) -> None:
         import psycopg
@@ -338,10 +355,22 @@ class LeaseKeeper(threading.Thread):
             settings = self.engine.settings
             self._conn = psycopg.connect(settings.database_conninfo(), autocommit=True,
                                          connect_timeout=max(1, int(settings.db_connect_timeout)))
-        rows = self._conn.execute(
-            "UPDATE agent_runs SET lease_until = now() + make_interval(secs => %s) "
-            "WHERE run_id = ANY(%s) AND worker = %s AND status = 'running' "
-            "RETURNING run_id, cancel", (self.engine.lease, ids, self.engine.worker)).fetchall()
+            # frozen between its two statements, this process would hold its rows out of reach of
+            # the reaper (which skips locked rows): the server ends such a transaction
+            self._conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                               (f"{int(self.engine.lease * 1000)}ms",))
+        with self._conn.transaction():
+            # the rows first (waiting for a write under way), then the leases, counted from now:
+            # one UPDATE would compute them before waiting, and renew into the past
+            self._conn.execute(
+                "SELECT 1 FROM agent_runs WHERE run_id = ANY(%s) AND worker = %s "
+                "AND status = 'running' ORDER BY run_id FOR NO KEY UPDATE",
+                (ids, self.engine.worker))
+            rows = self._conn.execute(
+                "UPDATE agent_runs SET lease_until = statement_timestamp() "
+                "+ make_interval(secs => %s) WHERE run_id = ANY(%s) AND worker = %s "
+                "AND status = 'running' RETURNING run_id, cancel",
+                (self.engine.lease, ids, self.engine.worker)).fetchall()
         held = {row[0]: row[1] for row in rows}
         with contextlib.suppress(RuntimeError):  # the loop closed: the process is stopping
             self.loop.call_soon_threadsafe(self.engine._renewed, ids, held)
@@ -971,7 +1000,9 @@ class Engine:
 
     async def _reap(self) -> None:
         """Runs whose lease lapsed go back to pending (attempt counted), or to error after
-        run_max_attempts; every process reaps (the UPDATE is idempotent)."""
+        run_max_attempts; every process reaps (the UPDATE is idempotent). A row a write of the
+        run holds (the fence's share lock) is skipped: its holder is writing, and its lease keeper
+        waits to renew behind that write."""
         while True:
             await asyncio.sleep(min(5.0, self.lease / 2))
             try:
@@ -981,7 +1012,9 @@ class Engine:
                         "status = CASE WHEN attempt >= %(max)s THEN 'error' ELSE 'pending' END, "
                         "error = CASE WHEN attempt >= %(max)s THEN 'abandoned after ' || attempt || "
                         "' attempts: the process running it stopped renewing its lease' END "
-                        "WHERE status = 'running' AND lease_until < now() RETURNING run_id, status",
+                        "WHERE run_id IN (SELECT run_id FROM agent_runs WHERE status = 'running' "
+                        "AND lease_until < now() FOR NO KEY UPDATE SKIP LOCKED) "
+                        "RETURNING run_id, status",
                         {"max": self.settings.run_max_attempts})).fetchall()
                     for row in rows:
                         if row["status"] == "error":
