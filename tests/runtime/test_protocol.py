@@ -356,3 +356,51 @@ def test_a_threads_followed_events_become_protocol_events():
     for bad in ({}, {"channels": []}, {"channels": ["values", "debug"]}, []):
         with pytest.raises(ValueError):
             Subscription.parse(bad)
+
+
+def test_a_protocol_runs_output_is_what_a_values_stream_ends_with():
+    """The output a protocol run records (what `runs.join`/`runs.get` answer) is the root's last
+    values with the interrupts it stopped at as `__interrupt__`, as on every other stream."""
+    from typing import TypedDict
+
+    from agentgen_runtime.protocol import run_protocol
+    from agentgen_runtime.stream import jsonable
+    from langgraph.checkpoint.memory import InMemorySaver
+    from langgraph.graph import END, START, StateGraph
+    from langgraph.types import Command, interrupt
+
+    class State(TypedDict, total=False):
+        text: str
+        answer: str
+
+    def ask(state: State) -> dict:
+        return {"answer": interrupt({"question": state["text"]})}
+
+    builder = StateGraph(State)
+    builder.add_node("ask", ask)
+    builder.add_edge(START, "ask")
+    builder.add_edge("ask", END)
+    graph = builder.compile(checkpointer=InMemorySaver())
+
+    def without_ids(output: dict) -> dict:  # interrupt ids differ from thread to thread
+        return {**output, "__interrupt__": [{**i, "id": "-"} for i in output.get("__interrupt__", [])]}
+
+    async def scenario() -> list[dict]:
+        outputs = []
+        for step in ({"text": "go?"}, Command(resume="yes")):
+            recorded: list[str] = []
+            ours = await run_protocol(graph, step, {"configurable": {"thread_id": "p"}}, {},
+                                      lambda method, _, into=recorded: into.append(method))
+            chunks = [jsonable(c) async for c in graph.astream(
+                step, {"configurable": {"thread_id": "v"}}, stream_mode="values")]
+            assert without_ids(ours) == without_ids(chunks[-1])
+            assert "values" in recorded
+            outputs.append(ours)
+        return outputs
+
+    stopped, finished = asyncio.run(scenario())
+    assert [i["value"] for i in stopped["__interrupt__"]] == [{"question": "go?"}]
+    assert stopped["text"] == "go?" and "answer" not in stopped
+    assert finished == {"text": "go?", "answer": "yes"}
+
+    asyncio.run(scenario())

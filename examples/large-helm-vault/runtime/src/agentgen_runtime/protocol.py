@@ -48,7 +48,8 @@ def channel_ok(value: Any) -> bool:
 async def run_protocol(graph: Any, run_input: Any, config: dict[str, Any], options: dict[str, Any],
                        emit: Emit) -> Any:
     """Run the graph on LangGraph's protocol stream, recording each event; the root's last values
-    (the run's output)."""
+    (the run's output, with the interrupts it stopped at as `__interrupt__`, as a run's output has
+    on every other stream)."""
     output: Any = None
     run = await graph.astream_events(run_input, config, version="v3", **options)
     async with run:
@@ -67,6 +68,8 @@ async def run_protocol(graph: Any, run_input: Any, config: dict[str, Any], optio
                     recorded[key] = jsonable(params[key])
             if method == "values" and not namespace:
                 output = recorded["data"]
+                if recorded.get("interrupts") and isinstance(output, dict):
+                    output = {**output, "__interrupt__": recorded["interrupts"]}
             emit("|".join([method, *namespace]), recorded)
     return output
 
