@@ -3,7 +3,9 @@ side with `langgraph dev` on the same graphs (one whose subgraph streams a chat 
 whose subgraph stops at an interrupt), the same commands give the same answers and the event
 streams carry the same events in the same order (methods, namespaces, lifecycle, interrupts,
 message blocks, states; the ids are the servers' own); a reconnect with `since` gets exactly what
-followed; the SDK's own session starts, answers the interrupt and reads the output. Then across
+followed; the SDK's own session starts, answers the interrupt and reads the output. The
+WebSocket transport is compared frame by frame the same way (subscriptions, replay, reconnect,
+getTree, refusals) and carries the SDK's session. Then across
 two processes on one database: a run started on one is streamed and resumed from the other, and
 another identity reaches nothing of it; a run whose process is killed (-9) is finished by the
 other, and the session that was reading learns it."""
@@ -180,6 +182,125 @@ async def scenario(base: str, key: str | None) -> dict[str, Any]:
     return out
 
 
+class Socket:
+    """A raw protocol WebSocket: commands out, their answers and the events apart."""
+
+    def __init__(self, connection: Any) -> None:
+        self.connection = connection
+        self.events: list[dict[str, Any]] = []
+        self.answers: dict[Any, dict[str, Any]] = {}
+
+    async def send(self, payload: Any) -> None:
+        await self.connection.send(payload if isinstance(payload, str) else json.dumps(payload))
+
+    async def read_until(self, done: Any, seconds: float = 30) -> None:
+        async def read() -> None:
+            while not done():
+                frame = json.loads(await self.connection.recv())
+                if frame.get("type") == "event":
+                    self.events.append(frame)
+                else:
+                    self.answers[frame.get("id")] = frame
+
+        await asyncio.wait_for(read(), seconds)
+
+    async def ask(self, cid: int, method: str, params: Any) -> dict[str, Any]:
+        await self.send({"id": cid, "method": method, "params": params})
+        await self.read_until(lambda: cid in self.answers)
+        return self.answers[cid]
+
+    def ended(self, times: int) -> Any:
+        """Whether the root has ended `times` times (replays counted once: by event id)."""
+        return lambda: len({e["event_id"] for e in self.events if e["method"] == "lifecycle"
+                            and not e["params"]["namespace"]
+                            and e["params"]["data"]["event"] in TERMINAL}) >= times
+
+
+def answer_shape(answer: dict[str, Any]) -> tuple:
+    result = answer.get("result")
+    return (answer["type"], answer.get("id"), answer.get("error"),
+            sorted(result) if isinstance(result, dict) else None)
+
+
+async def socket_scenario(base: str, key: str | None, resume: bool) -> dict[str, Any]:
+    """The WebSocket transport, frame by frame, up to a run stopped at an interrupt; with `resume`
+    the answer's run followed to its end and the SDK's session on the transport. (langgraph dev's
+    WebSocket loses a resumed run's events now and then, or the run itself: not compared.)"""
+    from websockets.asyncio.client import connect
+
+    out: dict[str, Any] = {}
+    headers = {"X-API-Key": key} if key else {}
+    tid = str(uuid.uuid4())  # created by the run.start sent on the socket
+    url = base.replace("http://", "ws://") + f"/threads/{tid}/stream/events"
+    async with connect(url, additional_headers=headers) as connection:
+        socket = Socket(connection)
+        subscribed = await socket.ask(1, "subscription.subscribe", {"channels": ALL})
+        out["subscribe"] = (answer_shape(subscribed), subscribed["result"]["replayed_events"])
+        out["start"] = answer_shape(await socket.ask(2, "run.start", {
+            "assistant_id": "gate", "input": {"text": "doc"}}))
+        await socket.read_until(socket.ended(1))
+        out["gate"] = trace(socket.events)
+        assert [e["seq"] for e in socket.events] == list(range(1, len(socket.events) + 1))
+        # (the run records its last events after the root's `interrupted`: the tree settles)
+        for attempt in range(50):
+            tree = await socket.ask(100 + attempt, "agent.getTree", {})
+            children = [c["status"] for c in tree["result"]["tree"].get("children", [])]
+            if "started" not in children:
+                break
+            await asyncio.sleep(0.1)
+        out["tree"] = (answer_shape(tree)[0], tree["result"]["tree"]["graph_name"], children)
+        # a second subscription replays what its filter takes; live events are sent once
+        seen = len(socket.events)
+        second = await socket.ask(5, "subscription.subscribe", {"channels": ["lifecycle"]})
+        replayed = socket.events[seen:]  # before the answer
+        out["second"] = (answer_shape(second), trace(replayed))
+        assert second["result"]["replayed_events"] == len(replayed) > 1
+        seen = len(socket.events)
+        reconnect = await socket.ask(6, "subscription.reconnect", {
+            "channels": ["values", "lifecycle"], "since": replayed[1]["seq"],
+            "subscription_id": "mine"})
+        out["reconnect"] = (answer_shape(reconnect), reconnect["result"]["subscription_id"],
+                            trace(socket.events[seen:]))
+        assert all(e["seq"] > replayed[1]["seq"] for e in socket.events[seen:])
+        out["unsubscribe"] = answer_shape(await socket.ask(7, "subscription.unsubscribe", {
+            "subscription_id": second["result"]["subscription_id"]}))
+        out["unsubscribe again"] = answer_shape(await socket.ask(8, "subscription.unsubscribe", {
+            "subscription_id": second["result"]["subscription_id"]}))
+        out["reconnect without since"] = answer_shape(await socket.ask(
+            9, "subscription.reconnect", {"channels": ["values"]}))
+        out["bad channel"] = answer_shape(await socket.ask(10, "subscription.subscribe",
+                                                           {"channels": ["nope"]}))
+        out["unknown command"] = answer_shape(await socket.ask(11, "state.get", {}))
+        await socket.send("not json")
+        await socket.send({"id": "twelve", "method": "agent.getTree"})
+        await socket.read_until(lambda: None in socket.answers and "twelve" in socket.answers)
+        out["malformed"] = (socket.answers[None]["error"], socket.answers["twelve"]["error"])
+        asked = next(e for e in socket.events if e["method"] == "input.requested")["params"]
+        out["respond"] = answer_shape(await socket.ask(4, "input.respond", {
+            "interrupt_id": asked["data"]["interrupt_id"], "namespace": asked["namespace"],
+            "response": "yes"}))
+        if not resume:
+            return out
+        resumed_from = len(socket.events)
+        await socket.read_until(socket.ended(2))
+        out["resumed"] = trace(socket.events[resumed_from:])
+
+    # the SDK's own session on the WebSocket transport (whose handshake carries the stream's
+    # headers, not the client's: the key is given to the stream)
+    client = get_client(url=base, api_key=key)
+    async with client.threads.stream(assistant_id="gate", transport="websocket",
+                                     headers=headers) as session:
+        await session.run.start(input={"text": "memo"})
+        for _ in range(200):
+            if session.interrupted:
+                break
+            await asyncio.sleep(0.05)
+        out["sdk interrupts"] = [i["namespace"][0].partition(":")[0] for i in session.interrupts]
+        await session.run.respond("no")
+        out["sdk output"] = (await session.output.with_timeout(20))["log"]
+    return out
+
+
 def test_the_protocol_answers_as_under_langgraph_dev(database):
     config = str(STUDIO / "langgraph.json")
     with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as server:
@@ -200,9 +321,38 @@ def test_the_protocol_answers_as_under_langgraph_dev(database):
     assert all(ns == () for _, ns, _, _ in ours["root only"])
 
 
+def test_the_websocket_transport_answers_as_under_langgraph_dev(database):
+    """The full-duplex transport: the same answers to the same frames (subscribe, run.start,
+    agent.getTree, input.respond, a second subscription's replay, reconnect with `since`,
+    unsubscribe, refusals), the same events; the SDK's session runs on it."""
+    config = str(STUDIO / "langgraph.json")
+    with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as server:
+        ours = asyncio.run(socket_scenario(server.base, "key-one", resume=True))
+
+    with langgraph_dev(STUDIO, Path(config)) as url:
+        theirs = asyncio.run(socket_scenario(url, None, resume=False))
+
+    different = {k: (ours[k], theirs[k]) for k in theirs if ours[k] != theirs[k]}
+    assert not different, json.dumps(different, indent=1, default=str)
+    assert ("input.requested", ("gatekeeper",), {"question": "publish doc?"}, "synthetic") \
+        in ours["gate"]
+    assert ours["tree"] == ("success", "gate", ["interrupted"])
+    # the answered run, whole (its subgraph's end, the decision in the root's values), and the
+    # SDK's session on the transport (what the SSE test finds under langgraph dev)
+    resumed = ours["resumed"]
+    assert resumed[0] == ("lifecycle", (), ("running", "gate", None), "synthetic")
+    assert ("lifecycle", ("gatekeeper",), ("completed", "gatekeeper", None), "synthetic") \
+        in resumed
+    assert ("values", (), (("log", "messages", "text"), ("draft:doc", "draft:doc", "decision:yes")),
+            "recorded") in resumed
+    assert resumed[-1] == ("lifecycle", (), ("completed", "gate", None), "synthetic")
+    assert ours["sdk interrupts"] == ["gatekeeper"]
+    assert ours["sdk output"] == ["draft:memo", "draft:memo", "decision:no"]
+
+
 def test_a_session_spans_processes_and_identities(database):
     """Started on one process, streamed and answered from another; another key gets 404 on both
-    routes and leaves the thread as it was."""
+    routes, nothing on a WebSocket, and leaves the thread as it was."""
     config = str(STUDIO / "langgraph.json")
     with runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as one, \
             runtime_server(database, cwd=STUDIO, LANGGRAPH_CONFIG=config) as two:
@@ -231,6 +381,7 @@ def test_a_session_spans_processes_and_identities(database):
                                            "namespace": asked["namespace"], "response": "stolen"})):
                     status, answer = await command(intruder, gate, method, params)
                     assert status == 404, (method, answer)
+                await _socket_refused(two.base, gate, asked)
 
                 status, answer = await command(b, gate, "input.respond", {
                     "interrupt_id": asked["data"]["interrupt_id"], "namespace": asked["namespace"],
@@ -247,6 +398,34 @@ def test_a_session_spans_processes_and_identities(database):
                 assert [r["status"] for r in runs] == ["success", "success"], runs
 
         asyncio.run(scenario())
+
+
+async def _socket_refused(base: str, gate: str, asked: dict[str, Any]) -> None:
+    """The WebSocket transport: without a key the handshake is answered 401 (the API's JSON
+    error); with another key the socket gets none of the thread's events, and its commands on the
+    thread are refused."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    url = base.replace("http://", "ws://") + f"/threads/{gate}/stream/events"
+    with pytest.raises(InvalidStatus) as refused:
+        async with connect(url):
+            pass
+    assert refused.value.response.status_code == 401
+    assert json.loads(refused.value.response.body)["error"]
+    async with connect(url, additional_headers={"X-API-Key": "key-two"}) as connection:
+        socket = Socket(connection)
+        assert (await socket.ask(1, "subscription.subscribe", {"channels": ALL}))["type"] == "success"
+        for cid, method, params in (
+                (2, "run.start", {"assistant_id": "gate", "input": {"text": "mine"}}),
+                (3, "input.respond", {"interrupt_id": asked["data"]["interrupt_id"],
+                                      "namespace": asked["namespace"], "response": "stolen"})):
+            answer = await socket.ask(cid, method, params)
+            assert answer["type"] == "error" and "404" in answer["message"], answer
+        assert (await socket.ask(4, "agent.getTree", {}))["error"] == "no_such_run"
+        with pytest.raises(TimeoutError):
+            await socket.read_until(lambda: socket.events, seconds=2)
+    assert socket.events == []
 
 
 def test_a_session_learns_the_outcome_of_a_run_whose_process_was_killed(database):
@@ -402,5 +581,81 @@ def test_a_protocol_runs_output_is_what_a_values_stream_ends_with():
     assert [i["value"] for i in stopped["__interrupt__"]] == [{"question": "go?"}]
     assert stopped["text"] == "go?" and "answer" not in stopped
     assert finished == {"text": "go?", "answer": "yes"}
+
+    asyncio.run(scenario())
+
+
+def test_a_sockets_subscriptions_replay_send_once_and_refuse_a_gap():
+    """A WebSocket's session as a library: an event two subscriptions take is sent once; a new
+    subscription replays the current run's kept events it takes (before its answer); reconnect
+    replays what follows `since`, or answers `resume_gap` when that is no longer kept; unsubscribe
+    ends one; agent.getTree answers the last run's tree."""
+    from agentgen_runtime.protocol import MARK, Numbering, Refused, SocketSession
+
+    protocol = {"config": {"configurable": {MARK: True}}}
+    rows = {"r1": {"graph_id": "g", "kwargs": protocol, "status": "success"},
+            "r2": {"graph_id": "g", "kwargs": protocol, "status": "success"}}
+
+    async def run_of(run_id):
+        return rows.get(run_id)
+
+    def run(n: int, run_id: str) -> list[tuple]:
+        return [(f"{n}-1", "metadata", {"run_id": run_id, "attempt": 1}),
+                (f"{n}-2", "values", {"data": {"log": [run_id]}}),
+                (f"{n}-3", "updates|sub:1", {"data": {"x": 1}, "node": "n"}),
+                (f"{n}-2147483647", "metadata", {"status": "run_done", "run_id": run_id})]
+
+    async def scenario() -> None:
+        sent: list[dict] = []
+
+        async def send(event):
+            sent.append(event)
+
+        numbering = Numbering(run_of)
+        session = SocketSession(numbering, send)
+        assert numbering.tree() is None
+        first = await session.command("subscription.subscribe", {"channels": ["values",
+                                                                              "lifecycle"]})
+        assert first["replayed_events"] == 0
+        await session.command("subscription.subscribe", {"channels": ["values"]})
+
+        async def follow(items):
+            for item in items:
+                yield item
+
+        async for event in numbering.events(follow(run(1, "r1") + run(2, "r2"))):
+            await session.deliver(event)
+        methods = [(e["seq"], e["method"]) for e in sent]
+        # values taken by both subscriptions, sent once; updates (3, 8) taken by none
+        assert methods == [(1, "lifecycle"), (2, "values"), (4, "lifecycle"), (5, "lifecycle"),
+                           (6, "lifecycle"), (7, "values"), (9, "lifecycle"),
+                           (10, "lifecycle")], methods
+        sent.clear()
+        replay = await session.command("subscription.subscribe", {"channels": ["updates"]})
+        assert replay["replayed_events"] == 1 and [e["seq"] for e in sent] == [8]  # r2's only
+        sent.clear()
+        again = await session.command("subscription.reconnect", {
+            "channels": ["lifecycle"], "since": 6, "subscription_id": "mine"})
+        assert again == {"subscription_id": "mine", "replayed_events": 2}
+        assert [e["seq"] for e in sent] == [9, 10]
+        assert await session.command("subscription.unsubscribe",
+                                     {"subscription_id": "mine"}) == {}
+        for method, params, code in (
+                ("subscription.unsubscribe", {"subscription_id": "mine"}, "no_such_subscription"),
+                ("subscription.reconnect", {"channels": ["values"]}, "invalid_argument"),
+                ("subscription.subscribe", {"channels": ["nope"]}, "invalid_argument")):
+            with pytest.raises(Refused) as refused:
+                await session.command(method, params)
+            assert refused.value.code == code
+        tree = (await session.command("agent.getTree", {}))["tree"]
+        assert tree["graph_name"] == "g" and tree["status"] == "completed"
+        assert [c["namespace"] for c in tree["children"]] == [["sub:1"]]
+
+        # a run's kept events are bounded: a reconnect before them is a gap
+        session.kept = type(session.kept)(list(session.kept)[-2:], maxlen=2)
+        with pytest.raises(Refused) as gap:
+            await session.command("subscription.reconnect", {"channels": ["values"], "since": 5})
+        assert gap.value.code == "resume_gap" and gap.value.fields == {
+            "since": 5, "min_available_seq": 9}
 
     asyncio.run(scenario())

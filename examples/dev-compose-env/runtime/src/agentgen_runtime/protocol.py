@@ -1,6 +1,7 @@
 """The thread-centric streaming protocol (langgraph-sdk 0.4's `client.threads.stream(...)`, the
 "v3" session; the Platform's "protocol v2"): commands on `POST /threads/{id}/commands` and event
-streams on `POST /threads/{id}/stream/events`, as `langgraph-api` shapes them.
+streams on `POST /threads/{id}/stream/events`, or both on a WebSocket at that path (SocketSession),
+as `langgraph-api` shapes them.
 
 - A run started by `run.start` carries the `__event_streaming_v2` mark in its configurable (as on
   the Platform). The worker runs it with LangGraph's own protocol stream
@@ -16,8 +17,11 @@ streams on `POST /threads/{id}/stream/events`, as `langgraph-api` shapes them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+import uuid
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -432,43 +436,160 @@ def _text(value: Any) -> str:
 
 
 # --- a connection's stream ----------------------------------------------------------------------
+class Numbering:
+    """A connection's view of a thread's protocol events: the followed events of its protocol runs
+    turned into protocol events and numbered `seq` 1, 2, ... (the same numbers on every connection:
+    each replays the thread's protocol runs from the first); `current` is the run being followed."""
+
+    def __init__(self, run_of: Callable[[str], Any]) -> None:
+        self.run_of = run_of  # run id -> its row (awaitable), or None
+        self.seq = 0
+        self.views: dict[str, RunView | None] = {}
+        self.current: RunView | None = None
+        self.last: RunView | None = None  # the protocol run followed last (agent.getTree's)
+
+    async def events(self, runs: AsyncIterator[tuple[str | None, str, Any]],
+                     ) -> AsyncIterator[dict[str, Any] | None]:
+        """The numbered protocol events of `follow_thread`'s items (id, event, data); keepalives
+        pass through as None."""
+        async for event_id, event, data in runs:
+            if not event:
+                yield None
+                continue
+            for item in await self._produce(event_id, event, data):
+                self.seq += 1
+                yield {"type": item["type"], "event_id": item["event_id"], "seq": self.seq,
+                       "method": item["method"], "params": item["params"]}
+
+    async def _produce(self, event_id: str | None, event: str, data: Any) -> list[dict[str, Any]]:
+        if event == "metadata" and isinstance(data, dict) and data.get("status") == "run_done":
+            view = self.views.get(str(data.get("run_id")))
+            row = await self.run_of(view.run_id) if view is not None else None
+            self.current = None
+            # (a run rolled back is gone: it has no outcome to tell, as on the Platform)
+            return view.end(row["status"], row.get("error")) if view is not None and row else []
+        if event == "metadata" and isinstance(data, dict) and "run_id" in data:
+            run_id = str(data["run_id"])
+            if run_id in self.views:
+                self.current = self.views[run_id]
+                return []
+            row = await self.run_of(run_id)
+            self.current = self.views[run_id] = RunView(run_id, row["graph_id"]) \
+                if row is not None and is_protocol_run(row.get("kwargs")) else None
+            if self.current is None:
+                return []
+            self.last = self.current
+            return self.current.begin()
+        if self.current is not None:
+            return self.current.event(str(event_id), event, data)
+        return []
+
+    def tree(self) -> dict[str, Any] | None:
+        """`agent.getTree`'s answer for the protocol run followed last (None before any): its
+        namespaces nested, each with its status and graph name."""
+        view = self.last
+        if view is None:
+            return None
+
+        def node(key: tuple[str, ...]) -> dict[str, Any]:
+            info = view.namespaces.get(key) or _Namespace(
+                "started", view.graph_name if not key else _guess(key))
+            children = sorted(k for k in view.namespaces if len(k) == len(key) + 1
+                              and k[:len(key)] == key)
+            return {"namespace": list(key), "status": info.status, "graph_name": info.graph_name,
+                    **({"children": [node(k) for k in children]} if children else {})}
+
+        return node(())
+
+
 async def envelopes(runs: AsyncIterator[tuple[str | None, str, Any]],
                     run_of: Callable[[str], Any], subscription: Subscription,
                     ) -> AsyncIterator[dict[str, Any] | None]:
     """The protocol events of a thread's followed events (`follow_thread`'s items: id, event,
     data; keepalives as None), numbered for this connection and filtered by `subscription`.
     `run_of(run_id)` gives the run's row (awaitable), or None."""
-    seq = 0
-    views: dict[str, RunView | None] = {}
-    current: RunView | None = None
-    async for event_id, event, data in runs:
-        if not event:
-            yield None  # a keepalive
-            continue
-        produced: list[dict[str, Any]] = []
-        if event == "metadata" and isinstance(data, dict) and data.get("status") == "run_done":
-            view = views.get(str(data.get("run_id")))
-            row = await run_of(view.run_id) if view is not None else None
-            # (a run rolled back is gone: it has no outcome to tell, as on the Platform)
-            if view is not None and row is not None:
-                produced = view.end(row["status"], row.get("error"))
-            current = None
-        elif event == "metadata" and isinstance(data, dict) and "run_id" in data:
-            run_id = str(data["run_id"])
-            if run_id not in views:
-                row = await run_of(run_id)
-                views[run_id] = RunView(run_id, row["graph_id"]) \
-                    if row is not None and is_protocol_run(row.get("kwargs")) else None
-                current = views[run_id]
-                produced = current.begin() if current is not None else []
-            else:
-                current = views[run_id]
-        elif current is not None:
-            produced = current.event(str(event_id), event, data)
-        for item in produced:
-            seq += 1
-            item["seq"] = seq
-            if (subscription.since is None or seq > subscription.since) \
-                    and subscription.matches(item):
-                yield {"type": item["type"], "event_id": item["event_id"], "seq": seq,
-                       "method": item["method"], "params": item["params"]}
+    async for item in Numbering(run_of).events(runs):
+        if item is None or ((subscription.since is None or item["seq"] > subscription.since)
+                            and subscription.matches(item)):
+            yield item
+
+
+class Refused(Exception):
+    """A command the protocol answers with an error envelope (`code`: the protocol's error code)."""
+
+    def __init__(self, code: str, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.code, self.fields = code, fields
+
+
+def subscription_of(method: str, params: dict[str, Any]) -> Subscription:
+    """The filter of a `subscription.subscribe` or `subscription.reconnect` command (the latter
+    with its `since`), refused with langgraph-api's codes and messages."""
+    channels = params.get("channels")
+    if not isinstance(channels, list) or not channels:
+        raise Refused("invalid_argument", f"{method} requires a non-empty channels array.")
+    since = params.get("since")
+    if method == "subscription.reconnect" and not _count(since):
+        raise Refused("invalid_argument", f"{method} requires a non-negative integer since.")
+    try:
+        return Subscription.parse({**params, "since": since if method ==
+                                   "subscription.reconnect" else None})
+    except ValueError:
+        raise Refused("invalid_argument", f"{method} received an unsupported channel.") from None
+
+
+class SocketSession:
+    """The subscriptions of one full-duplex connection (the protocol's WebSocket transport): every
+    event of the thread is numbered (Numbering), and the current run's are kept (its last BUFFER,
+    as langgraph-api keeps them); an event is sent once when any subscription takes it;
+    `subscription.subscribe` replays the kept events its filter takes, `subscription.reconnect`
+    those after its `since` (`resume_gap` when they are no longer kept), `subscription.unsubscribe`
+    ends one."""
+
+    BUFFER = 10_000
+
+    def __init__(self, numbering: Numbering, send: Callable[[dict[str, Any]], Any]) -> None:
+        self.numbering, self.send = numbering, send
+        self.subscriptions: dict[str, Subscription] = {}
+        self.kept: deque[dict[str, Any]] = deque(maxlen=self.BUFFER)
+        self._lock = asyncio.Lock()  # a replay and the live events reach the client in seq order
+        self._run: RunView | None = None
+
+    async def deliver(self, event: dict[str, Any]) -> None:
+        async with self._lock:
+            if self.numbering.last is not self._run:  # a new run: its events are kept
+                self._run = self.numbering.last
+                self.kept.clear()
+            self.kept.append(event)
+            if any(sub.matches(event) for sub in self.subscriptions.values()):
+                await self.send(event)
+
+    async def command(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The result of a subscription command or `agent.getTree`; raises Refused."""
+        if method == "agent.getTree":
+            tree = self.numbering.tree()
+            if tree is None:
+                raise Refused("no_such_run", "No active run is bound to this thread.")
+            return {"tree": tree}
+        if method == "subscription.unsubscribe":
+            sub_id = params.get("subscription_id")
+            if not isinstance(sub_id, str):
+                raise Refused("invalid_argument",
+                              "subscription.unsubscribe requires a subscription_id.")
+            if self.subscriptions.pop(sub_id, None) is None:
+                raise Refused("no_such_subscription", f"Unknown subscription: {sub_id}")
+            return {}
+        subscription = subscription_of(method, params)
+        given = params.get("subscription_id") if method == "subscription.reconnect" else None
+        sub_id = given if isinstance(given, str) and given else str(uuid.uuid4())
+        async with self._lock:
+            since = subscription.since or 0
+            if subscription.since is not None and self.kept and since + 1 < self.kept[0]["seq"]:
+                raise Refused("resume_gap", f"events after seq {since} are no longer kept "
+                                            f"(the oldest kept is {self.kept[0]['seq']})",
+                              since=since, min_available_seq=self.kept[0]["seq"])
+            replayed = [e for e in self.kept if e["seq"] > since and subscription.matches(e)]
+            for event in replayed:
+                await self.send(event)
+            self.subscriptions[sub_id] = subscription
+        return {"subscription_id": sub_id, "replayed_events": len(replayed)}

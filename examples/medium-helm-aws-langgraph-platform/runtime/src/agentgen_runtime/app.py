@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import crons
@@ -373,7 +374,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         _document_security(app, config.auth["openapi"])
     install_handlers(app)
 
-    async def authenticate(request: Request) -> None:
+    async def authenticate(request: HTTPConnection) -> None:
         identity = keys.authenticate(request)
         user = None
         if handlers is not None:

@@ -29,7 +29,8 @@ import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
+from starlette.requests import HTTPConnection
 
 from .config import Config, ConfigError, import_object
 
@@ -248,7 +249,7 @@ class Handlers:
                         "authenticated user, unfiltered (add a global @auth.on handler to deny by "
                         "default)", ", ".join(missing))
 
-    async def authenticate(self, request: Request) -> AuthUser:
+    async def authenticate(self, request: HTTPConnection) -> AuthUser:
         """The request's user; an HTTPException (the handler's own status, else 401/500)."""
         from langgraph_sdk.auth.exceptions import HTTPException as AuthHTTPException
 
@@ -273,7 +274,7 @@ class Handlers:
             raise HTTPException(500, f"authentication failed: the authenticate handler returned an "
                                      f"invalid user ({exc})") from None
 
-    def _arguments(self, request: Request) -> dict[str, Any]:
+    def _arguments(self, request: HTTPConnection) -> dict[str, Any]:
         scope = request.scope
         given: dict[str, Any] = {}
         for name in self.names:

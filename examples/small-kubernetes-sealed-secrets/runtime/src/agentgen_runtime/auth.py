@@ -18,7 +18,8 @@ import time
 import uuid
 from typing import Any
 
-from fastapi import HTTPException, Request
+from fastapi import HTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .observability import RATE_LIMIT_FALLBACKS
@@ -49,7 +50,7 @@ class ApiKeys:
                     "or set AUTH_REQUIRED=false to serve without authentication")
             log.warning("AUTH_REQUIRED=false and no api_keys: the API accepts every request")
 
-    def authenticate(self, request: Request) -> str:
+    def authenticate(self, request: HTTPConnection) -> str:
         """The caller's identity, or 401."""
         if not self._keys:
             return ANONYMOUS
@@ -63,7 +64,7 @@ class ApiKeys:
         raise HTTPException(401, f"missing or invalid API key (header {self.header})",
                             headers={"WWW-Authenticate": "ApiKey"})
 
-    def failed(self, request: Request) -> None:
+    def failed(self, request: HTTPConnection) -> None:
         """Count a failed authentication of the request's address: 429 beyond the limit."""
         address = request.client.host if request.client else "unknown"
         self.failures.record(address)

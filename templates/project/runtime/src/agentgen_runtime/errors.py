@@ -18,7 +18,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket, WebSocketState
 
 from .observability import DEPENDENCY_ERRORS, request_id
 
@@ -85,13 +87,29 @@ def _validation_message(exc: RequestValidationError) -> str:
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
-    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    async def http_error(request: HTTPConnection, exc: StarletteHTTPException) -> JSONResponse | None:
         message = exc.detail if isinstance(exc.detail, str) else json.dumps(exc.detail)
-        return error_response(exc.status_code, message, dict(exc.headers or {}))
+        response = error_response(exc.status_code, message, dict(exc.headers or {}))
+        if isinstance(request, WebSocket):
+            await refuse_socket(request, response)
+            return None
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(422, _validation_message(exc))
+
+
+async def refuse_socket(socket: WebSocket, response: JSONResponse) -> None:
+    """A WebSocket refused before it was accepted (its key, custom auth, a limit) gets the answer a
+    request would, as the handshake's HTTP response; once accepted (or where the server cannot send
+    one) it is closed with the policy-violation code and the message as reason."""
+    if socket.client_state == WebSocketState.CONNECTING \
+            and "websocket.http.response" in socket.scope.get("extensions", {}):
+        await socket.send_denial_response(response)
+        return
+    reason = json.loads(bytes(response.body)).get("message", "")[:120]
+    await socket.close(code=1008, reason=reason)
 
 
 def unexpected_response(exc: BaseException) -> JSONResponse:

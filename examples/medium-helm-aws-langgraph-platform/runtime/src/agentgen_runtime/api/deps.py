@@ -6,17 +6,18 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, HTTPException
+from starlette.requests import HTTPConnection
 
 from ..ownership import Scope
 from ..service import Service
 
 
-def service(request: Request) -> Service:
+def service(request: HTTPConnection) -> Service:
     return request.app.state.service
 
 
-def scope(request: Request) -> Scope:
+def scope(request: HTTPConnection) -> Scope:
     """The caller's scope: set by authentication (its identity; with custom auth its user, whose
     every operation the handlers authorize: `Scope.authorize`), never by the request's content."""
     handlers = request.app.state.handlers
@@ -24,7 +25,7 @@ def scope(request: Request) -> Scope:
                  authorized=handlers is None)
 
 
-def plain_parameters(request: Request) -> None:
+def plain_parameters(request: HTTPConnection) -> None:
     """Ids in the path and values in the query are text PostgreSQL can store (no NUL)."""
     for name, value in (*request.path_params.items(), *request.query_params.items()):
         if "\x00" in value:
@@ -36,7 +37,7 @@ def sse(event: str, data: Any, seq: int | str | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
 
-def run_headers(request: Request) -> dict[str, str]:
+def run_headers(request: HTTPConnection) -> dict[str, str]:
     """The request headers langgraph.json http.configurable_headers gives a run's config."""
     wanted = request.app.state.config.http.configurable_headers
     if wanted is None:

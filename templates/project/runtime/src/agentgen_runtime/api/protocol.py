@@ -1,26 +1,37 @@
 """The thread-centric streaming protocol (`client.threads.stream(...)` in langgraph-sdk 0.4):
 `POST /threads/{id}/commands` (one command in, its answer out: `run.start`, `input.respond`, and
-the subscription commands the HTTP transport answers statelessly) and `POST
-/threads/{id}/stream/events` (the thread's protocol events, filtered by the body). Runs are
+the subscription commands the HTTP transport answers statelessly), `POST
+/threads/{id}/stream/events` (the thread's protocol events, filtered by the body) and the WebSocket
+on that path (commands in, answers and the events its subscriptions take out). Runs are
 created by the runs router's own path (same authorization, limits and strategies); events come
 from the thread's followed stream (`follow_thread`), so any replica serves them."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
 from ..models import RunCreate
 from ..ownership import Scope, thread_not_found
-from ..protocol import MARK, MULTITASK, Subscription, envelopes
+from ..protocol import (
+    MARK,
+    MULTITASK,
+    Numbering,
+    Refused,
+    SocketSession,
+    Subscription,
+    envelopes,
+    subscription_of,
+)
 from ..service import Service
 from ..stream import follow_thread
 from .deps import Caller, Headers, Svc, sse
@@ -28,16 +39,11 @@ from .runs import new_run
 
 router = APIRouter(tags=["threads"])
 SETTLE_SECONDS = 5.0
+# a socket opened before its thread exists looks for it again after 0.25 s, 0.5 s, ... 4 s (at once
+# after a run.start it sent)
+SOCKET_POLL_SECONDS, SOCKET_POLL_MAX_SECONDS = 0.25, 4.0
 COMMANDS = frozenset({"run.start", "input.respond", "agent.getTree", "subscription.subscribe",
                       "subscription.unsubscribe", "subscription.reconnect"})
-
-
-class Refused(Exception):
-    """A command the protocol answers with an error envelope (`code`: the protocol's error code)."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 async def _body(request: Request) -> Any:
@@ -47,28 +53,42 @@ async def _body(request: Request) -> Any:
         raise HTTPException(400, "Invalid JSON body") from None
 
 
-@router.post("/threads/{thread_id}/commands")
-async def command(thread_id: str, request: Request, svc: Svc, caller: Caller,
-                  headers: Headers) -> JSONResponse:
-    payload = await _body(request)
-    if not isinstance(payload, dict) or not isinstance(payload.get("id"), int) \
-            or isinstance(payload.get("id"), bool) or not isinstance(payload.get("method"), str):
-        return JSONResponse({"type": "error", "id": payload.get("id") if isinstance(payload, dict)
-                             else None, "error": "invalid_argument",
-                             "message": "Protocol commands must include an integer id and string "
-                                        "method."}, status_code=400)
+def _malformed(payload: Any) -> dict[str, Any] | None:
+    """The error envelope of a payload that is not a command, or None."""
+    if isinstance(payload, dict) and isinstance(payload.get("id"), int) \
+            and not isinstance(payload.get("id"), bool) and isinstance(payload.get("method"), str):
+        return None
+    return {"type": "error", "id": payload.get("id") if isinstance(payload, dict) else None,
+            "error": "invalid_argument",
+            "message": "Protocol commands must include an integer id and string method."}
+
+
+async def _answer(payload: dict[str, Any], handle: Any, seq: Any = lambda: 0) -> dict[str, Any]:
+    """A command's envelope: `handle(method, params)`'s result (with the `seq` the connection had
+    sent when it was done), or its refusal."""
     command_id, method = payload["id"], payload["method"]
     params = payload.get("params") if isinstance(payload.get("params"), dict) else {}
     try:
         if method not in COMMANDS:
             raise Refused("unknown_command", f"Unknown protocol command: {method}")
-        result = await _dispatch(svc, caller, thread_id, method, params, headers)
+        result = await handle(method, params)
     except Refused as exc:
-        return JSONResponse({"type": "error", "id": command_id, "error": exc.code,
-                             "message": str(exc)})
+        return {"type": "error", "id": command_id, "error": exc.code, "message": str(exc),
+                **exc.fields}
+    return {"type": "success", "id": command_id, "result": result,
+            "meta": {"applied_through_seq": seq()}}
+
+
+@router.post("/threads/{thread_id}/commands")
+async def command(thread_id: str, request: Request, svc: Svc, caller: Caller,
+                  headers: Headers) -> JSONResponse:
+    payload = await _body(request)
+    malformed = _malformed(payload)
+    if malformed is not None:
+        return JSONResponse(malformed, status_code=400)
     # each HTTP command is answered by a fresh session: it has applied nothing yet
-    return JSONResponse({"type": "success", "id": command_id, "result": result,
-                         "meta": {"applied_through_seq": 0}})
+    return JSONResponse(await _answer(payload, lambda method, params: _dispatch(
+        svc, caller, thread_id, method, params, headers)))
 
 
 async def _dispatch(svc: Service, caller: Scope, thread_id: str, method: str,
@@ -79,14 +99,7 @@ async def _dispatch(svc: Service, caller: Scope, thread_id: str, method: str,
         await _respond(svc, caller, thread_id, params, headers)
         return {}
     if method == "subscription.subscribe":  # over HTTP the filter is the event stream's body
-        if not isinstance(params.get("channels"), list) or not params["channels"]:
-            raise Refused("invalid_argument",
-                          "subscription.subscribe requires a non-empty channels array.")
-        try:
-            Subscription.parse(params)
-        except ValueError:
-            raise Refused("invalid_argument",
-                          "subscription.subscribe received an unsupported channel.") from None
+        subscription_of(method, params)
         return {"subscription_id": str(uuid.uuid4()), "replayed_events": 0}
     if method == "subscription.unsubscribe":
         if not isinstance(params.get("subscription_id"), str):
@@ -233,14 +246,8 @@ async def stream_events(thread_id: str, request: Request, svc: Svc,
     await svc.threads.get(scope, thread_id)
     followed = follow_thread(svc, scope, thread_id, {"run_modes"}, (1, 0))
 
-    async def run_of(run_id: str) -> dict[str, Any] | None:
-        try:
-            return await svc.threads.run(scope, thread_id, run_id)
-        except HTTPException:
-            return None
-
     async def body() -> AsyncIterator[bytes]:
-        async for event in envelopes(followed, run_of, subscription):
+        async for event in envelopes(followed, _run_of(svc, scope, thread_id), subscription):
             if event is None:
                 yield b": keepalive\n\n"
                 continue
@@ -248,3 +255,87 @@ async def stream_events(thread_id: str, request: Request, svc: Svc,
 
     return StreamingResponse(body(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _run_of(svc: Service, scope: Scope, thread_id: str) -> Any:
+    async def run_of(run_id: str) -> dict[str, Any] | None:
+        try:
+            return await svc.threads.run(scope, thread_id, run_id)
+        except HTTPException:
+            return None
+
+    return run_of
+
+
+@router.websocket("/threads/{thread_id}/stream/events")
+async def stream_socket(thread_id: str, websocket: WebSocket, svc: Svc, caller: Caller,
+                        headers: Headers) -> None:
+    """The protocol's full-duplex transport: every frame in is a command (`run.start`,
+    `input.respond`, `subscription.subscribe`/`unsubscribe`/`reconnect`, `agent.getTree`), answered
+    in a frame; the events the connection's subscriptions take follow as frames. The thread is
+    followed once it is the caller's (a `run.start` may create it); the socket is closed (1011)
+    when the thread is deleted."""
+    scope = await caller.authorize("threads", "read", {"thread_id": thread_id})
+    await websocket.accept()
+    sending = asyncio.Lock()
+
+    async def send(message: dict[str, Any]) -> None:
+        async with sending:
+            await websocket.send_text(json.dumps(message, separators=(",", ":")))
+
+    numbering = Numbering(_run_of(svc, scope, thread_id))
+    session = SocketSession(numbering, send)
+
+    started = asyncio.Event()  # a run.start on this socket: its thread exists now
+
+    async def pump() -> None:
+        wait = SOCKET_POLL_SECONDS
+        while True:  # until the thread is the caller's (created later, or another's: never)
+            try:
+                await svc.threads.get(scope, thread_id)
+                break
+            except HTTPException:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(started.wait(), wait)
+                started.clear()
+                wait = min(wait * 2, SOCKET_POLL_MAX_SECONDS)
+        reason = "thread stream ended"  # the thread was deleted
+        try:
+            followed = follow_thread(svc, scope, thread_id, {"run_modes"}, (1, 0))
+            async for event in numbering.events(followed):
+                if event is not None:
+                    await session.deliver(event)
+        except Exception as exc:  # noqa: BLE001 - the database: the client reconnects
+            reason = f"thread stream failed: {type(exc).__name__}"
+        with contextlib.suppress(Exception):
+            await websocket.close(code=1011, reason=reason)
+
+    async def handle(method: str, params: dict[str, Any]) -> dict[str, Any]:
+        if method in ("run.start", "input.respond"):
+            try:
+                result = await _dispatch(svc, caller, thread_id, method, params, headers)
+                started.set()
+                return result
+            except HTTPException as exc:  # another identity's thread, a limit
+                raise Refused("unknown_error", f"{exc.status_code}: {exc.detail}") from None
+        return await session.command(method, params)
+
+    follower = asyncio.create_task(pump())
+    try:
+        while True:
+            raw = await websocket.receive_text()
+            try:
+                payload = json.loads(raw)
+            except ValueError:
+                await send({"type": "error", "id": None, "error": "invalid_argument",
+                            "message": "Protocol commands must be valid JSON."})
+                continue
+            malformed = _malformed(payload)
+            await send(malformed if malformed is not None
+                       else await _answer(payload, handle, lambda: numbering.seq))
+    except WebSocketDisconnect:
+        pass
+    finally:
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await follower
