@@ -37,26 +37,40 @@ def _settings(database: str):
     return Settings(database_url=database, api_keys="k", run_lease_seconds=LEASE)
 
 
+async def _pool(settings):
+    """The runtime's pool on the test database, its schema set up."""
+    from agentgen_runtime.db import create_pool, setup_schema
+
+    pool = create_pool(settings)
+    await pool.open(wait=True)
+    await setup_schema(pool)
+    return pool
+
+
+async def _running_run(pool, attempt: int) -> tuple[str, str]:
+    """A thread of identity `k` and a run on it, running at `attempt`: (thread id, run id)."""
+    thread, run = str(uuid.uuid4()), str(uuid.uuid4())
+    async with pool.connection() as conn:
+        await conn.execute("INSERT INTO agent_threads (thread_id, owner) VALUES (%s, 'k')",
+                           (thread,))
+        await conn.execute(
+            "INSERT INTO agent_runs (run_id, thread_id, assistant_id, status, attempt, worker) "
+            "VALUES (%s, %s, 'slow', 'running', %s, 'w')", (run, thread, attempt))
+    return thread, run
+
+
 def test_every_write_of_an_attempt_that_lost_its_run_is_refused(database):
-    from agentgen_runtime.db import create_pool, fenced_store, measured_saver, setup_schema
+    from agentgen_runtime.db import fenced_store, measured_saver
     from agentgen_runtime.engine import Engine, LocalRun
     from agentgen_runtime.fencing import FENCE, is_fenced
     from langgraph.checkpoint.base import empty_checkpoint
 
     async def scenario() -> None:
         settings = _settings(database)
-        pool = create_pool(settings)
-        await pool.open(wait=True)
+        pool = await _pool(settings)
         try:
-            await setup_schema(pool)
-            thread, run = str(uuid.uuid4()), str(uuid.uuid4())
-            async with pool.connection() as conn:
-                await conn.execute("INSERT INTO agent_threads (thread_id, owner) VALUES (%s, 'k')",
-                                   (thread,))
-                # attempt 2 holds the run: attempt 1 is a zombie
-                await conn.execute(
-                    "INSERT INTO agent_runs (run_id, thread_id, assistant_id, status, attempt, worker) "
-                    "VALUES (%s, %s, 'slow', 'running', 2, 'now')", (run, thread))
+            # attempt 2 holds the run: attempt 1 is a zombie
+            thread, run = await _running_run(pool, attempt=2)
             saver, store = measured_saver(pool), fenced_store(pool)
             config = {"configurable": {"thread_id": thread, "checkpoint_ns": ""}}
 
@@ -137,23 +151,13 @@ def test_a_write_left_open_by_a_stalled_process_is_ended_by_the_server(database)
     transaction once it has been idle for longer than run_timeout_seconds and two leases, which
     frees the row, and the stalled write fails when the process wakes."""
     import psycopg
-    from agentgen_runtime.db import create_pool, setup_schema
     from agentgen_runtime.settings import Settings
 
     async def scenario() -> None:
-        settings = Settings(database_url=database, api_keys="k", run_lease_seconds=1,
-                            run_timeout_seconds=1)
-        pool = create_pool(settings)
-        await pool.open(wait=True)
+        pool = await _pool(Settings(database_url=database, api_keys="k", run_lease_seconds=1,
+                                    run_timeout_seconds=1))
         try:
-            await setup_schema(pool)
-            thread, run = str(uuid.uuid4()), str(uuid.uuid4())
-            async with pool.connection() as conn:
-                await conn.execute("INSERT INTO agent_threads (thread_id, owner) VALUES (%s, 'k')",
-                                   (thread,))
-                await conn.execute(
-                    "INSERT INTO agent_runs (run_id, thread_id, assistant_id, status, attempt, worker) "
-                    "VALUES (%s, %s, 'slow', 'running', 1, 'w')", (run, thread))
+            _, run = await _running_run(pool, attempt=1)
             lock_free = ("SELECT 1 FROM agent_runs WHERE run_id = %s "
                          "FOR NO KEY UPDATE SKIP LOCKED")
             with pytest.raises((psycopg.errors.IdleInTransactionSessionTimeout,

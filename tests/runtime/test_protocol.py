@@ -168,18 +168,26 @@ async def scenario(base: str, key: str | None) -> dict[str, Any]:
                                        {"channels": ["values"]}, 10)
         out["subscribe"] = (status, answer["type"], sorted(answer["result"]))
 
-    # the SDK's own session: start, wait for the interrupt, answer it, read the output
+    out.update(await sdk_session(base, key, "sse"))
+    return out
+
+
+async def sdk_session(base: str, key: str | None, transport: str) -> dict[str, Any]:
+    """The SDK's own session: start, wait for the interrupt, answer it, read the output. (On a
+    WebSocket the handshake carries the stream's headers, not the client's: the key is given to
+    the stream.)"""
     client = get_client(url=base, api_key=key)
-    async with client.threads.stream(assistant_id="gate") as session:
+    async with client.threads.stream(assistant_id="gate", transport=transport,
+                                     headers={"X-API-Key": key} if key else None) as session:
         await session.run.start(input={"text": "memo"})
         for _ in range(200):
             if session.interrupted:
                 break
             await asyncio.sleep(0.05)
-        out["sdk interrupts"] = [i["namespace"][0].partition(":")[0] for i in session.interrupts]
+        interrupts = [i["namespace"][0].partition(":")[0] for i in session.interrupts]
         await session.run.respond("no")
-        out["sdk output"] = (await session.output.with_timeout(20))["log"]
-    return out
+        return {"sdk interrupts": interrupts,
+                "sdk output": (await session.output.with_timeout(20))["log"]}
 
 
 class Socket:
@@ -285,19 +293,7 @@ async def socket_scenario(base: str, key: str | None, resume: bool) -> dict[str,
         await socket.read_until(socket.ended(2))
         out["resumed"] = trace(socket.events[resumed_from:])
 
-    # the SDK's own session on the WebSocket transport (whose handshake carries the stream's
-    # headers, not the client's: the key is given to the stream)
-    client = get_client(url=base, api_key=key)
-    async with client.threads.stream(assistant_id="gate", transport="websocket",
-                                     headers=headers) as session:
-        await session.run.start(input={"text": "memo"})
-        for _ in range(200):
-            if session.interrupted:
-                break
-            await asyncio.sleep(0.05)
-        out["sdk interrupts"] = [i["namespace"][0].partition(":")[0] for i in session.interrupts]
-        await session.run.respond("no")
-        out["sdk output"] = (await session.output.with_timeout(20))["log"]
+    out.update(await sdk_session(base, key, "websocket"))
     return out
 
 
