@@ -257,28 +257,35 @@ def test_a_node_blocking_the_loop_for_three_leases_runs_once(database):
 def test_a_write_held_open_past_three_leases_does_not_hand_the_run_over(database):
     """A run's write still open (its transaction holds the share lock of the fence on the run row:
     what a checkpoint write in flight does while a blocking node holds the loop before its commit)
-    makes the lease renewal wait; the renewal counts its lease from when it lands, so the takeover
-    queued behind it finds the lease alive: the run is executed once, by the process that holds it."""
+    makes its lease renewal wait; the renewal counts its lease from when it lands, and the reaper
+    skips the row meanwhile: the run is executed once, by the process that holds it. Another run of
+    the same process, whose row is free, is renewed all along (not held behind the first)."""
     import psycopg
 
     with runtime_server(database, **ENGINE) as a, runtime_server(database, **ENGINE) as b:
         ca = get_client(url=a.base, api_key="key-one", timeout=60)
 
         async def scenario() -> None:
-            tid = (await ca.threads.create())["thread_id"]
-            run = await ca.runs.create(tid, "slow", input={"text": "r1", "seconds": 4 * LEASE})
-            wait_until(lambda: a.call("GET", f"/threads/{tid}/runs/{run['run_id']}")[1]["status"]
-                       == "running", 20, "the run to start")
+            runs = []
+            for text in ("r1", "other"):
+                tid = (await ca.threads.create())["thread_id"]
+                runs.append((tid, (await ca.runs.create(
+                    tid, "slow", input={"text": text, "seconds": 4 * LEASE}))["run_id"]))
+            for tid, run_id in runs:
+                wait_until(lambda tid=tid, run_id=run_id: a.call(
+                    "GET", f"/threads/{tid}/runs/{run_id}")[1]["status"] == "running",
+                    20, "the runs to start")
+            held = runs[0][1]
             async with await psycopg.AsyncConnection.connect(database) as conn, conn.transaction():
                 attempt = (await (await conn.execute(
-                    "SELECT attempt FROM agent_runs WHERE run_id = %s",
-                    (run["run_id"],))).fetchone())[0]
+                    "SELECT attempt FROM agent_runs WHERE run_id = %s", (held,))).fetchone())[0]
                 await conn.execute("SELECT agent_fence(%s, %s, 'write under way')",
-                                   (run["run_id"], attempt))
+                                   (held, attempt))
                 await asyncio.sleep(3 * LEASE)
-            joined = await ca.runs.join(tid, run["run_id"])
-            assert joined["log"] == ["in:r1", "out:r1"], joined
-            assert (await ca.runs.get(tid, run["run_id"]))["status"] == "success"
+            for (tid, run_id), text in zip(runs, ("r1", "other"), strict=True):
+                joined = await ca.runs.join(tid, run_id)
+                assert joined["log"] == [f"in:{text}", f"out:{text}"], joined
+                assert (await ca.runs.get(tid, run_id))["status"] == "success"
 
         asyncio.run(scenario())
         logged = output(a.proc) + output(b.proc)

@@ -33,6 +33,7 @@ import concurrent.futures
 import contextlib
 import logging
 import os
+import queue
 import socket
 import sys
 import threading
@@ -288,6 +289,12 @@ async def cancel_tasks(tasks: list[asyncio.Task[Any]], within: float = 5.0) -> N
         log.warning("%d task(s) still running %.0f s after they were cancelled", len(pending), within)
 
 
+# the engine's running rows among some ids, locked for their renewal (those free only, or waiting)
+_LOCK_HELD = ("SELECT run_id FROM agent_runs WHERE run_id = ANY(%s) AND worker = %s "
+              "AND status = 'running' ORDER BY run_id FOR NO KEY UPDATE")
+_LOCK_HELD_FREE = _LOCK_HELD + " SKIP LOCKED"
+
+
 class LeaseKeeper(threading.Thread):
     """Renews the leases of the engine's runs from a thread of its own, on a connection of its own,
     so that a node blocking the event loop (blocking code in an async node) does not let its run's
@@ -297,11 +304,14 @@ class LeaseKeeper(threading.Thread):
     node, metric); it stops renewing once the loop has been stalled for longer than a run may last
     (run_timeout_seconds), so that a wedged process cannot hold runs forever.
 
-    A renewal can wait: a write of the run still open (a checkpoint transaction whose commit the
-    blocked loop has not sent yet) holds a share lock on the run row (see fencing.py). The renewal
-    waits for it, locking the rows before it computes their leases, so that a lease counts from the
-    moment it lands; the reaper skips a row a write holds (its holder is writing), so it sees the
-    renewed lease. The renewal runs on a thread of its own: the stall watch goes on meanwhile."""
+    A run row can be held by a write of the run still open (a checkpoint transaction whose commit
+    a blocked loop has not sent yet: the fence's share lock, see fencing.py). The reaper skips such
+    a row (its holder is writing); the renewal renews the free rows at once, and for each held one
+    a waiter (a thread and a connection of its own) queues for the row, so that it is first when
+    the write commits, and counts the lease from then: locking before computing the lease (one
+    UPDATE would compute it before waiting, and renew into the past)."""
+
+    WAITERS = 4  # rows waited for at once (each a connection while it waits)
 
     def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__(name="agentgen-lease-keeper", daemon=True)
@@ -309,6 +319,9 @@ class LeaseKeeper(threading.Thread):
         self.loop_thread = threading.get_ident()
         self._stopping = threading.Event()
         self._conn: Any = None
+        self._spares: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the waiters' connections
+        self._waiting: set[str] = set()
+        self._waiting_lock = threading.Lock()
         self._stall_reported = False
 
     def stop(self) -> None:
@@ -321,6 +334,7 @@ class LeaseKeeper(threading.Thread):
         last_renewal = time.monotonic()
         renewal: concurrent.futures.Future[None] | None = None
         renewer = concurrent.futures.ThreadPoolExecutor(1, "agentgen-lease-renewal")
+        waiters = concurrent.futures.ThreadPoolExecutor(self.WAITERS, "agentgen-lease-wait")
         try:
             while not self._stopping.wait(tick):
                 stalled = time.monotonic() - self.engine.loop_beat
@@ -328,58 +342,97 @@ class LeaseKeeper(threading.Thread):
                 if time.monotonic() - last_renewal < settings.run_lease_seconds / 3:
                     continue
                 if renewal is not None and not renewal.done():
-                    continue  # still waiting for a row lock: it keeps its place in the queue
+                    continue  # (the database is slow to answer)
                 last_renewal = time.monotonic()
                 if stalled > settings.run_timeout_seconds:
                     log.error("event loop stalled for %.0f s (longer than run_timeout_seconds): "
                               "leases no longer renewed, the runs will be taken over", stalled)
                     continue
-                renewal = renewer.submit(self._renew_or_retry)
+                renewal = renewer.submit(self._renew_or_retry, waiters)
         finally:
             renewer.shutdown(wait=False, cancel_futures=True)
+            waiters.shutdown(wait=False, cancel_futures=True)
 
-    def _renew_or_retry(self) -> None:
+    def _renew_or_retry(self, waiters: concurrent.futures.Executor) -> None:
         try:
-            self._renew()
+            self._renew(waiters)
         except Exception as exc:  # noqa: BLE001 - the database is down: the next tick retries
             log.warning("lease renewal failed (%s); retrying", exc)
-            self._close()
+            self._close(self._conn)
+            self._conn = None
 
-    def _renew(self) -> None:
+    def _connect(self) -> Any:
         import psycopg
 
+        settings = self.engine.settings
+        conn = psycopg.connect(settings.database_conninfo(), autocommit=True,
+                               connect_timeout=max(1, int(settings.db_connect_timeout)))
+        # frozen between its two statements, this process would hold its rows out of reach of
+        # the reaper (which skips locked rows): the server ends such a transaction
+        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
+                     (f"{int(self.engine.lease * 1000)}ms",))
+        return conn
+
+    def _renew(self, waiters: concurrent.futures.Executor) -> None:
         ids = [r.run_id for r in list(self.engine.local.values()) if not r.done]
         if not ids:
             return
         if self._conn is None or self._conn.closed:
-            settings = self.engine.settings
-            self._conn = psycopg.connect(settings.database_conninfo(), autocommit=True,
-                                         connect_timeout=max(1, int(settings.db_connect_timeout)))
-            # frozen between its two statements, this process would hold its rows out of reach of
-            # the reaper (which skips locked rows): the server ends such a transaction
-            self._conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
-                               (f"{int(self.engine.lease * 1000)}ms",))
+            self._conn = self._connect()
+        worker = self.engine.worker
         with self._conn.transaction():
-            # the rows first (waiting for a write under way), then the leases, counted from now:
-            # one UPDATE would compute them before waiting, and renew into the past
-            self._conn.execute(
-                "SELECT 1 FROM agent_runs WHERE run_id = ANY(%s) AND worker = %s "
-                "AND status = 'running' ORDER BY run_id FOR NO KEY UPDATE",
-                (ids, self.engine.worker))
-            rows = self._conn.execute(
-                "UPDATE agent_runs SET lease_until = statement_timestamp() "
-                "+ make_interval(secs => %s) WHERE run_id = ANY(%s) AND worker = %s "
-                "AND status = 'running' RETURNING run_id, cancel",
-                (self.engine.lease, ids, self.engine.worker)).fetchall()
-        held = {row[0]: row[1] for row in rows}
-        with contextlib.suppress(RuntimeError):  # the loop closed: the process is stopping
-            self.loop.call_soon_threadsafe(self.engine._renewed, ids, held)
+            ours = {row[0] for row in self._conn.execute(
+                "SELECT run_id FROM agent_runs WHERE run_id = ANY(%s) AND worker = %s "
+                "AND status = 'running'", (ids, worker)).fetchall()}
+            free = [row[0] for row in self._conn.execute(_LOCK_HELD_FREE, (ids, worker))]
+            held = self._renew_locked(self._conn, free)
+        self._report([run_id for run_id in ids if run_id not in ours or run_id in free], held)
+        for run_id in ours.difference(free):  # held by a write under way
+            with self._waiting_lock:
+                if run_id in self._waiting:
+                    continue
+                self._waiting.add(run_id)
+            waiters.submit(self._wait_and_renew, run_id)
 
-    def _close(self) -> None:
-        if self._conn is not None:
+    def _wait_and_renew(self, run_id: str) -> None:
+        conn = None
+        try:
+            try:
+                conn = self._spares.get_nowait()
+            except queue.Empty:
+                conn = self._connect()
+            with conn.transaction():
+                locked = [row[0] for row in conn.execute(
+                    _LOCK_HELD, ([run_id], self.engine.worker)).fetchall()]
+                held = self._renew_locked(conn, locked)
+            self._report([run_id], held)
+            self._spares.put(conn)
+        except Exception as exc:  # noqa: BLE001 - the next renewal tries again
+            log.warning("lease renewal of run %s failed (%s); retrying", run_id, exc)
+            self._close(conn)
+        finally:
+            with self._waiting_lock:
+                self._waiting.discard(run_id)
+
+    def _renew_locked(self, conn: Any, ids: list[str]) -> dict[str, str | None]:
+        """Renew the leases of rows this transaction locked, counted from now: renewed id -> its
+        cancel request."""
+        if not ids:
+            return {}
+        return {row[0]: row[1] for row in conn.execute(
+            "UPDATE agent_runs SET lease_until = statement_timestamp() + make_interval(secs => %s) "
+            "WHERE run_id = ANY(%s) RETURNING run_id, cancel", (self.engine.lease, ids))}
+
+    def _report(self, ids: list[str], held: dict[str, str | None]) -> None:
+        if ids:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the process is stopping
+                self.loop.call_soon_threadsafe(self.engine._renewed, ids, held)
+
+    @staticmethod
+    def _close(conn: Any) -> None:
+        if conn is not None:
             with contextlib.suppress(Exception):
-                self._conn.close()
-        self._conn = None
+                conn.close()
 
     def _watch_loop(self, stalled: float) -> None:
         if stalled <= self.engine.settings.loop_stall_warn_seconds:
