@@ -409,7 +409,8 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
     """http.configurable_headers: the headers it names reach the run's config (never the
     credentials, whatever the patterns); http.enable_custom_route_auth: http.app's routes need the
     same authentication (401 as JSON, the user in `request.user`), and http.middleware_order says
-    whether the app's own middleware runs before it (middleware_first: it marks the 401 too)."""
+    whether the app's own middleware runs before it (middleware_first: it marks the 401 too, and
+    wraps the API's routes as on the Platform)."""
     from langgraph_sdk import get_client
 
     headers = {"include": ["x-tenant-*", "authorization", "x-api-key", "user-agent"],
@@ -431,13 +432,21 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
 
             import http.client
 
-            def custom(token: str | None) -> tuple[int, Any, dict[str, str]]:
+            def custom(token: str | None, path: str = "/custom/me",
+                       method: str = "GET") -> tuple[int, Any, dict[str, str]]:
                 conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-                conn.request("GET", "/custom/me", headers={"Authorization": f"Bearer {token}"}
-                             if token else {})
+                conn.request(method, path, body="{}" if method == "POST" else None,
+                             headers={"Content-Type": "application/json",
+                                      **({"Authorization": f"Bearer {token}"} if token else {})})
                 answer = conn.getresponse()
                 body = json.loads(answer.read())
                 return answer.status, body, {k.lower(): v for k, v in answer.getheaders()}
+
+            # middleware_first: the app's middleware wrap the API as well (not agentgen's probes)
+            status, _, answer_headers = custom("token-bob", "/threads/search", "POST")
+            assert status == 200
+            assert ("x-webapp-middleware" in answer_headers) == (order == "middleware_first"), order
+            assert "x-webapp-middleware" not in custom(None, "/health")[2]
 
             status, body, answer_headers = custom(None)
             assert status == 401 and body["message"] == "unknown or missing bearer token", body

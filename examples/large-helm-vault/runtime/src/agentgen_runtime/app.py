@@ -258,6 +258,39 @@ class RouteAuth:
         await self.app(scope, receive, send)
 
 
+def lift_middleware(user_app: Any, order: str) -> list[Any]:
+    """http.middleware_order middleware_first (the Platform's default): a Starlette or FastAPI
+    app's own middleware wrap the whole server, the API's routes included, as on the Platform (a
+    policy the user enforces there, a header check, holds for the API too). They are taken off the
+    app (its routes would otherwise pass them twice) and returned, outermost first."""
+    middleware = getattr(user_app, "user_middleware", None)
+    if order != "middleware_first" or not isinstance(middleware, list) or not middleware:
+        return []
+    user_app.user_middleware = []
+    user_app.middleware_stack = None  # (built again without them, were it built already)
+    return list(middleware)
+
+
+class AroundServer:
+    """http.app's own middleware around the whole server (see lift_middleware), except agentgen's
+    probes (/health, /ready: a middleware written for the Platform, which has neither, must not
+    fail a Kubernetes probe)."""
+
+    PROBES = ("/health", "/ready")
+
+    def __init__(self, app: ASGIApp, middleware: list[Any]) -> None:
+        self.app = self.wrapped = app
+        for entry in reversed(middleware):
+            cls, args, kwargs = entry
+            self.wrapped = cls(self.wrapped, *args, **kwargs)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] in self.PROBES:
+            await self.app(scope, receive, send)
+        else:
+            await self.wrapped(scope, receive, send)
+
+
 def guard_routes(user_app: Any, authenticate: Any, order: str) -> Any:
     """The user's app behind the API's authentication: before its own middleware (auth_first), or
     after them, right before its routes (middleware_first, the Platform's default: a Starlette or
@@ -412,9 +445,11 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                             status_code=200 if ok else 503,
                             headers=None if ok else {"Retry-After": "5"})
 
+    around: list[Any] = []  # http.app's middleware, when it wraps the whole server
     if config.http_app:
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.
         user_app = app.state.user_app = import_object(config.http_app, config.base)
+        around = lift_middleware(user_app, config.http.middleware_order)
         if config.http.custom_route_auth:
             user_app = guard_routes(user_app, authenticate, config.http.middleware_order)
         app.mount("/", user_app)
@@ -432,4 +467,6 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(AccessLogMiddleware, logged=config.http.logging_headers)
+    if around:
+        app.add_middleware(AroundServer, middleware=around)
     return app
