@@ -409,8 +409,8 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
     """http.configurable_headers: the headers it names reach the run's config (never the
     credentials, whatever the patterns); http.enable_custom_route_auth: http.app's routes need the
     same authentication (401 as JSON, the user in `request.user`), and http.middleware_order says
-    whether the app's own middleware runs before it (middleware_first: it marks the 401 too, and
-    wraps the API's routes as on the Platform)."""
+    whether the app's own middleware runs before it (middleware_first: it marks the 401 too); they
+    wrap the API's routes as well, as on the Platform."""
     from langgraph_sdk import get_client
 
     headers = {"include": ["x-tenant-*", "authorization", "x-api-key", "user-agent"],
@@ -442,9 +442,12 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
                 body = json.loads(answer.read())
                 return answer.status, body, {k.lower(): v for k, v in answer.getheaders()}
 
-            # middleware_first: the app's middleware wrap the API as well (not agentgen's probes)
+            # the app's middleware wrap the API's routes as well (after its authentication under
+            # auth_first: a refused request does not reach them), not agentgen's probes
             status, _, answer_headers = custom("token-bob", "/threads/search", "POST")
-            assert status == 200
+            assert status == 200 and answer_headers["x-webapp-middleware"] == "ran"
+            status, _, answer_headers = custom(None, "/threads/search", "POST")
+            assert status == 401
             assert ("x-webapp-middleware" in answer_headers) == (order == "middleware_first"), order
             assert "x-webapp-middleware" not in custom(None, "/health")[2]
 
@@ -515,3 +518,23 @@ def test_a_broken_handler_module_refuses_the_start_up(tmp_path):
         assert doctor.returncode == 1 and any(
             p.startswith("problem: langgraph.json auth.path") and name in p for p in problems), problems
         assert not any("api_keys" in p for p in problems), problems  # the handlers authenticate
+
+
+@pytest.mark.slow
+def test_a_request_is_authenticated_and_counted_once_under_auth_first(database, tmp_path):
+    """http.middleware_order auth_first: the API's requests are authenticated before http.app's
+    middleware, and not again by their route: the rate limit counts each request once."""
+    import http.client
+
+    config = _config(tmp_path, middleware_order="auth_first")
+    with runtime_server(database, LANGGRAPH_CONFIG=config, API_KEYS="",
+                        RATE_LIMIT_PER_MINUTE="3") as server:
+        def search() -> tuple[int, str | None]:
+            conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+            conn.request("POST", "/threads/search", body="{}", headers={
+                "Content-Type": "application/json", "Authorization": "Bearer token-alice"})
+            answer = conn.getresponse()
+            answer.read()
+            return answer.status, answer.getheader("x-webapp-middleware")
+
+        assert [search() for _ in range(4)] == [(200, "ran")] * 3 + [(429, None)]

@@ -258,37 +258,55 @@ class RouteAuth:
         await self.app(scope, receive, send)
 
 
-def lift_middleware(user_app: Any, order: str) -> list[Any]:
-    """http.middleware_order middleware_first (the Platform's default): a Starlette or FastAPI
-    app's own middleware wrap the whole server, the API's routes included, as on the Platform (a
-    policy the user enforces there, a header check, holds for the API too). They are taken off the
-    app (its routes would otherwise pass them twice) and returned, outermost first."""
+def own_middleware(user_app: Any, order: str) -> list[Any]:
+    """http.app's own middleware (a Starlette or FastAPI app's), outermost first, to wrap the API's
+    routes as well, as on the Platform (a policy the user enforces in them, a header check, holds
+    for the API too). Under middleware_first they wrap the whole server, so they are taken off the
+    app (its routes would otherwise pass them twice); under auth_first the app keeps them and they
+    wrap the API's routes after the authentication (AroundServer)."""
     middleware = getattr(user_app, "user_middleware", None)
-    if order != "middleware_first" or not isinstance(middleware, list) or not middleware:
+    if not isinstance(middleware, list) or not middleware:
         return []
-    user_app.user_middleware = []
-    user_app.middleware_stack = None  # (built again without them, were it built already)
-    return list(middleware)
+    middleware = list(middleware)
+    if order == "middleware_first":
+        user_app.user_middleware = []
+        user_app.middleware_stack = None  # (built again without them, were it built already)
+    return middleware
 
 
 class AroundServer:
-    """http.app's own middleware around the whole server (see lift_middleware), except agentgen's
-    probes (/health, /ready: a middleware written for the Platform, which has neither, must not
-    fail a Kubernetes probe)."""
+    """http.app's own middleware around the API (see own_middleware). middleware_first: around
+    every request but agentgen's probes (/health, /ready: a middleware written for the Platform,
+    which has neither, must not fail a Kubernetes probe). auth_first (`authenticate` given): around
+    the requests the API's routes take, after their authentication (the app's own routes have them
+    in the app); a WebSocket is authenticated by its route, so it passes them by."""
 
     PROBES = ("/health", "/ready")
 
-    def __init__(self, app: ASGIApp, middleware: list[Any]) -> None:
-        self.app = self.wrapped = app
+    def __init__(self, app: ASGIApp, middleware: list[Any], authenticate: Any = None,
+                 routes: list[Any] | None = None, user_app: Any = None) -> None:
+        self.app = wrapped = app
         for entry in reversed(middleware):
             cls, args, kwargs = entry
-            self.wrapped = cls(self.wrapped, *args, **kwargs)
+            wrapped = cls(wrapped, *args, **kwargs)
+        self.wrapped = wrapped if authenticate is None else RouteAuth(wrapped, authenticate)
+        self.auth_first = authenticate is not None
+        self.routes, self.user_app = routes or [], user_app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] in self.PROBES:
+        if scope["type"] not in ("http", "websocket") or scope["path"] in self.PROBES \
+                or (self.auth_first and not self._api(scope)):
             await self.app(scope, receive, send)
         else:
             await self.wrapped(scope, receive, send)
+
+    def _api(self, scope: Scope) -> bool:
+        from starlette.routing import Match, Mount
+
+        if scope["type"] != "http":
+            return False
+        return any(route.matches(scope)[0] != Match.NONE for route in self.routes
+                   if not (isinstance(route, Mount) and route.app is self.user_app))
 
 
 def guard_routes(user_app: Any, authenticate: Any, order: str) -> Any:
@@ -408,6 +426,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     install_handlers(app)
 
     async def authenticate(request: HTTPConnection) -> None:
+        if getattr(request.state, "authenticated", False):
+            return  # (already, before http.app's middleware under auth_first: AroundServer)
         identity = keys.authenticate(request)
         user = None
         if handlers is not None:
@@ -421,6 +441,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         await app.state.limiter.check(identity if user is None else f"user:{user.identity}")
         request.state.identity = identity
         request.state.user = user
+        request.state.authenticated = True
 
     # (/health, /ready and /ok stay at the root under http.mount_prefix, as on the Platform)
     app.include_router(build_router(authenticate, config.http.disabled), prefix=config.http.mount_prefix)
@@ -445,11 +466,11 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
                             status_code=200 if ok else 503,
                             headers=None if ok else {"Retry-After": "5"})
 
-    around: list[Any] = []  # http.app's middleware, when it wraps the whole server
+    around: list[Any] = []  # http.app's own middleware, to wrap the API's routes too
     if config.http_app:
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.
         user_app = app.state.user_app = import_object(config.http_app, config.base)
-        around = lift_middleware(user_app, config.http.middleware_order)
+        around = own_middleware(user_app, config.http.middleware_order)
         if config.http.custom_route_auth:
             user_app = guard_routes(user_app, authenticate, config.http.middleware_order)
         app.mount("/", user_app)
@@ -467,6 +488,9 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)
     app.add_middleware(AccessLogMiddleware, logged=config.http.logging_headers)
-    if around:
+    if around and config.http.middleware_order == "auth_first":
+        app.add_middleware(AroundServer, middleware=around, authenticate=authenticate,
+                           routes=app.router.routes, user_app=user_app)
+    elif around:
         app.add_middleware(AroundServer, middleware=around)
     return app
