@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from pathlib import Path
 
 import pytest
 from langgraph_sdk import get_client
@@ -84,3 +85,37 @@ def test_disabled_runs_take_their_crons_and_keep_the_rest(database, tmp_path):
             assert server.call(method, path, body)[0] in (404, 405), path
         assert server.call("GET", "/info")[0] == 200
         assert server.call("GET", f"/threads/{thread['thread_id']}/state")[0] == 200
+
+
+SHADOWING_APP = '''
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+
+async def mine(request):
+    return JSONResponse({"served_by": "app", "path": request.url.path})
+
+
+app = Starlette(routes=[Route(path, mine) for path in (
+    "/info", "/health", "/ok", "/docs", "/threads/search", "/threads/{thread_id}/summary")])
+'''
+
+
+def test_the_apps_routes_come_before_the_apis(database, tmp_path):
+    """http.app's routes are matched before the API's, as on the Platform (the app may take an API
+    path over: here GET /info), except agentgen's probes and the API's documentation; a path the
+    app matches only for another method (GET /threads/search, where the API takes POST) stays the
+    API's."""
+    (tmp_path / "shadowing_app.py").write_text(SHADOWING_APP)
+    config = json.loads(Path(_config(tmp_path)).read_text())
+    config["http"] = {"app": f"{tmp_path}/shadowing_app.py:app"}
+    (tmp_path / "langgraph.json").write_text(json.dumps(config))
+    with runtime_server(database, LANGGRAPH_CONFIG=str(tmp_path / "langgraph.json")) as server:
+        assert server.call("GET", "/info")[1] == {"served_by": "app", "path": "/info"}
+        assert server.call("GET", "/threads/abc/summary")[1]["served_by"] == "app"
+        assert server.call("GET", "/health")[1] == {"status": "ok"}
+        assert server.call("GET", "/ok")[1] == {"ok": True}
+        status, found, _ = server.call("POST", "/threads/search", {})
+        assert status == 200 and isinstance(found, list), found
+        assert server.call("GET", "/threads/search")[1]["served_by"] == "app"

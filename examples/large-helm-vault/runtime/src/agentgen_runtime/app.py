@@ -18,6 +18,7 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 from starlette.requests import HTTPConnection
+from starlette.routing import BaseRoute, Match, Mount, NoMatchFound
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from . import crons
@@ -258,6 +259,31 @@ class RouteAuth:
         await self.app(scope, receive, send)
 
 
+class AppRoutesFirst(BaseRoute):
+    """http.app's routes ahead of the API's, as on the Platform (where the app's routes come first:
+    it may take an API path over), but agentgen's probes and the API's documentation (which the
+    Platform keeps ahead of the app as well). A request one of the app's routes matches whole goes
+    to the app; any other, on down the server's routes."""
+
+    KEPT = frozenset({"/health", "/ready", "/ok", "/docs", "/redoc", "/openapi.json",
+                      "/docs/oauth2-redirect"})
+
+    def __init__(self, routes: list[BaseRoute], app: ASGIApp) -> None:
+        self.routes, self.app = routes, app
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        if scope["type"] in ("http", "websocket") and scope["path"] not in self.KEPT \
+                and any(route.matches(scope)[0] == Match.FULL for route in self.routes):
+            return Match.FULL, {}
+        return Match.NONE, {}
+
+    def url_path_for(self, name: str, /, **path_params: Any) -> Any:
+        raise NoMatchFound(name, path_params)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
 def own_middleware(user_app: Any, order: str) -> list[Any]:
     """http.app's own middleware (a Starlette or FastAPI app's), outermost first, to wrap the API's
     routes as well, as on the Platform (a policy the user enforces in them, a header check, holds
@@ -301,12 +327,14 @@ class AroundServer:
             await self.wrapped(scope, receive, send)
 
     def _api(self, scope: Scope) -> bool:
-        from starlette.routing import Match, Mount
-
         if scope["type"] != "http":
             return False
-        return any(route.matches(scope)[0] != Match.NONE for route in self.routes
-                   if not (isinstance(route, Mount) and route.app is self.user_app))
+        api = [route for route in self.routes
+               if not (isinstance(route, Mount) and route.app is self.user_app)]
+        for route in api:
+            if route.matches(scope)[0] != Match.NONE:
+                return not isinstance(route, AppRoutesFirst)  # (the app's: its routes have them)
+        return False
 
 
 def guard_routes(user_app: Any, authenticate: Any, order: str) -> Any:
@@ -471,9 +499,12 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
         # langgraph.json http.app: the user's ASGI app serves every path the API does not.
         user_app = app.state.user_app = import_object(config.http_app, config.base)
         around = own_middleware(user_app, config.http.middleware_order)
+        routes = getattr(getattr(user_app, "router", None), "routes", None)
         if config.http.custom_route_auth:
             user_app = guard_routes(user_app, authenticate, config.http.middleware_order)
-        app.mount("/", user_app)
+        if isinstance(routes, list):  # a Starlette or FastAPI app: its routes first
+            app.router.routes.insert(0, AppRoutesFirst(routes, user_app))
+        app.mount("/", user_app)  # (any other ASGI app: every path the API does not serve)
 
     # Studio and the SDKs in a browser: any request header (the key's, tracing's), and the answer
     # headers a client reads (a run's Content-Location while it streams, Retry-After).
