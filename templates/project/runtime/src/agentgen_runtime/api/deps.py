@@ -38,11 +38,14 @@ def sse(event: str, data: Any, seq: int | str | None = None) -> bytes:
 
 
 def run_headers(request: HTTPConnection) -> dict[str, str]:
-    """The request headers langgraph.json http.configurable_headers gives a run's config."""
+    """The request headers langgraph.json http.configurable_headers gives a run's config (never a
+    credential: `credentials.py`)."""
     wanted = request.app.state.config.http.configurable_headers
     if wanted is None:
         return {}
-    return {name: value for name, value in request.headers.items() if wanted.admits(name)}
+    credentials = request.app.state.credentials
+    return {name: value for name, value in request.headers.items()
+            if wanted.admits(name) and not credentials.secret(name)}
 
 
 Svc = Annotated[Service, Depends(service)]
