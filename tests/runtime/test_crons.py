@@ -21,7 +21,7 @@ from ..servers import stop_process, wait_until
 from .helpers import runtime_server
 
 pytestmark = pytest.mark.slow
-ENGINE = {"RUN_LEASE_SECONDS": "3", "RATE_LIMIT_PER_MINUTE": "1000000"}
+ENGINE = {"RUN_LEASE_SECONDS": "3", "RATE_LIMIT_PER_MINUTE": "1000000", "CRON_ALLOW_SECONDS": "true"}
 QUESTION = {"question": "rain?"}
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -327,7 +327,8 @@ def test_one_user_reaches_nothing_of_anothers_across_two_processes(database):
     find nothing of hers, and afterwards all of hers is intact. The handler stamped each creation
     with its owner, and the graph sees the run's user (not the one the client put in its config).
     No API keys: the handler alone authenticates."""
-    env = {"LANGGRAPH_CONFIG": str(AUTH_CONFIG), "API_KEYS": "", "RUN_LEASE_SECONDS": "5"}
+    env = {"LANGGRAPH_CONFIG": str(AUTH_CONFIG), "API_KEYS": "", "RUN_LEASE_SECONDS": "5",
+           "CRON_ALLOW_SECONDS": "true"}
     with runtime_server(database, **env) as a, runtime_server(database, **env) as b:
         ours = asyncio.run(scenario(a.base, b.base))
         ticked = asyncio.run(cron_runs_as_its_creator(a.base))

@@ -141,6 +141,47 @@ def test_no_client_gets_a_200_without_its_result_across_ten_outages(tmp_path):
     assert answered[0] > 10
 
 
+def test_a_database_restart_mid_run_runs_no_saved_step_again(tmp_path):
+    """Two processes; PostgreSQL stopped for 3 s while a four-step run is in its second step, under
+    each durability mode: the save that fails is retried until the database is back, so every
+    step's side effect happens once (it was: the whole run again under `async`, the failed step
+    again under `sync`), and the run succeeds."""
+    import json
+
+    config = tmp_path / "langgraph.json"
+    config.write_text(json.dumps({"dependencies": [str(WEATHER)],
+                                  "graphs": {"steps": f"{WEATHER}/src/weather_agent/steps.py:graph"}}))
+    steps = tmp_path / "steps.log"
+    steps.write_text("")
+    env = {"LANGGRAPH_CONFIG": str(config), "STEPS_LOG": str(steps), "RUN_LEASE_SECONDS": "10",
+           "DB_CONNECT_TIMEOUT": "2"}
+    with postgres_cluster() as pg:
+        url = pg.create_database("restart")
+        with runtime_server(url, **env) as a, runtime_server(url, **env) as b:
+            for mode in ("async", "sync", "exit"):
+                tid = a.call("POST", "/threads", {})[1]["thread_id"]
+                status, run, _ = a.call("POST", f"/threads/{tid}/runs", {
+                    "assistant_id": "steps", "durability": mode,
+                    "input": {"text": mode, "seconds": 1.5}})
+                assert status == 200, run
+                wait_until(lambda mode=mode: f"two {mode}" in steps.read_text(), 30, "step two")
+                pg.stop()
+                time.sleep(3)
+                pg.start()
+                wait_until(lambda: http_status(f"{b.base}/ready") == 200, 30, "ready again")
+
+                def finished(tid=tid, run=run) -> bool:
+                    status, row, _ = b.call("GET", f"/threads/{tid}/runs/{run['run_id']}")
+                    return status == 200 and row["status"] not in ("pending", "running")
+
+                wait_until(finished, 90, f"the {mode} run's end")
+                row = b.call("GET", f"/threads/{tid}/runs/{run['run_id']}")[1]
+                done = [line.split()[0] for line in steps.read_text().splitlines()
+                        if line.endswith(f" {mode}")]
+                assert row["status"] == "success", (mode, row)
+                assert done == ["one", "two", "three", "four"], (mode, done)
+
+
 def test_requests_during_an_outage_do_not_wait_for_the_pool_timeout(tmp_path):
     """With a long connect timeout (10 s), requests made once PostgreSQL is down are answered 503
     as soon as a connection attempt fails, not after the timeout: the first ones too."""

@@ -212,3 +212,48 @@ def test_a_webhook_secret_that_is_not_one_is_one_line(database, tmp_path):
     assert started.returncode == 1
     lines = [line for line in started.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "WEBHOOK_SECRET" in lines[0] and "at*all" not in lines[0], started.stderr
+
+
+HOSTILE_BODIES = {
+    "deep": b"[" * 100_000 + b"]" * 100_000,
+    "deep object": b'{"a":' * 50_000 + b"1" + b"}" * 50_000,
+    "huge": b'{"metadata": {"k": "' + b"x" * (2 * 1024 * 1024) + b'"}}',
+    "binary": b"\xff\xfe\x00\x01\x80garbage",
+    "NaN": b'{"assistant_id": "weather", "metadata": {"k": NaN}, "limit": Infinity}',
+    "array": b"[]",
+    "string": b'"x"',
+    "number": b"1e308",
+    "null": b"null",
+    "wrong types": b'{"assistant_id": 5, "limit": "x", "metadata": [], "input": 1, "namespace": 3, '
+                   b'"schedule": {}, "thread_id": [], "config": "c", "ttl": 1e308}',
+}
+
+
+def test_every_route_of_the_openapi_document_answers_hostile_bodies_with_4xx(database):
+    """Every route that takes a body (from the server's own OpenAPI document: a new route is
+    walked too) gets deep, huge, binary, NaN and wrong-type bodies: no 5xx, every refusal the API's
+    JSON error, and no unhandled exception in the server's log."""
+    from ..servers import output
+
+    with runtime_server(database, DOCS_ENABLED="true", LOG_LEVEL="INFO",
+                        RATE_LIMIT_PER_MINUTE="1000000") as server:
+        document = server.call("GET", "/openapi.json")[1]
+        tid = server.call("POST", "/threads", {})[1]["thread_id"]
+        walked = 0
+        for path, operations in document["paths"].items():
+            for method, operation in operations.items():
+                if "requestBody" not in operation:
+                    continue
+                concrete = path.replace("{thread_id}", tid)
+                for name in ("run_id", "assistant_id", "cron_id", "checkpoint_id"):
+                    concrete = concrete.replace("{" + name + "}", "00000000-0000-4000-8000-000000000000")
+                for what, body in HOSTILE_BODIES.items():
+                    status, raw, _ = _raw(server, method.upper(), concrete, body)
+                    assert status < 500, (method, path, what, status, raw[:300])
+                    answer = json.loads(raw)
+                    if status >= 400:  # (an empty batch is a batch)
+                        assert set(answer) == ERROR_KEYS, (method, path, what, answer)
+                    walked += 1
+        assert walked > 200, walked  # (every body-taking route: runs, threads, store, crons, ...)
+        log = output(server.proc)
+        assert "Traceback" not in log and '"level": "ERROR"' not in log, log[-3000:]

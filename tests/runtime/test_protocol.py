@@ -398,8 +398,8 @@ def test_a_session_spans_processes_and_identities(database):
 
 async def _socket_refused(base: str, gate: str, asked: dict[str, Any]) -> None:
     """The WebSocket transport: without a key the handshake is answered 401 (the API's JSON
-    error); with another key the socket gets none of the thread's events, and its commands on the
-    thread are refused."""
+    error); with another key the socket gets none of the thread's events, its commands on the
+    thread are refused, and its first subscription to it ends the socket (1008)."""
     from websockets.asyncio.client import connect
     from websockets.exceptions import InvalidStatus
 
@@ -411,7 +411,6 @@ async def _socket_refused(base: str, gate: str, asked: dict[str, Any]) -> None:
     assert json.loads(refused.value.response.body)["error"]
     async with connect(url, additional_headers={"X-API-Key": "key-two"}) as connection:
         socket = Socket(connection)
-        assert (await socket.ask(1, "subscription.subscribe", {"channels": ALL}))["type"] == "success"
         for cid, method, params in (
                 (2, "run.start", {"assistant_id": "gate", "input": {"text": "mine"}}),
                 (3, "input.respond", {"interrupt_id": asked["data"]["interrupt_id"],
@@ -419,8 +418,10 @@ async def _socket_refused(base: str, gate: str, asked: dict[str, Any]) -> None:
             answer = await socket.ask(cid, method, params)
             assert answer["type"] == "error" and "404" in answer["message"], answer
         assert (await socket.ask(4, "agent.getTree", {}))["error"] == "no_such_run"
-        with pytest.raises(TimeoutError):
-            await socket.read_until(lambda: socket.events, seconds=2)
+        refused_sub = await socket.ask(5, "subscription.subscribe", {"channels": ALL})
+        assert refused_sub["type"] == "error" and gate in refused_sub["message"], refused_sub
+        await connection.wait_closed()
+        assert connection.close_code == 1008
     assert socket.events == []
 
 

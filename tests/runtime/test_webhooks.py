@@ -143,6 +143,7 @@ def delivery(database: str, run_id: str) -> dict | None:
 
 
 WEBHOOK_SERVER = {"WEBHOOK_SECRET": SECRET, "LANGGRAPH_CONFIG": str(WEATHER / "langgraph.webhooks.json"),
+                  "CRON_ALLOW_SECONDS": "true",
                   "LG_WEBHOOK_TEAM": "blue", "RUN_LEASE_SECONDS": "3"}
 
 

@@ -415,18 +415,19 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             app.state.service = Service(settings, app.state.pool, await load_graphs(config),
                                         measured_saver(app.state.pool), store)
             app.state.service.webhooks = webhook_policy
+            app.state.service.limiter = app.state.limiter
             try:
                 await app.state.checks.checkpointer()
             except Exception as exc:  # noqa: BLE001
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
             app.state.service.engine.start()
             tasks.append(crons.start(app.state.service))  # every process takes due ticks
-            if "webhooks" not in config.http.disabled:
+            if "webhooks" in config.http.disabled:
+                app.state.service.webhooks_disabled = True
+            elif settings.webhook_secret is not None:  # (without it: left to processes that sign)
                 deliverer = Deliverer(settings, app.state.pool, webhook_policy)
                 app.state.service.engine.on_webhook = deliverer.wake.set
                 tasks.append(asyncio.create_task(deliverer.run(), name="webhooks"))
-            else:
-                app.state.service.webhooks_disabled = True
             if getattr(store, "supports_ttl", False):  # every replica sweeps (idempotent)
                 tasks.append(await store.start_ttl_sweeper())
             if config.checkpointer.get("ttl"):
