@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import Any
 
 
 def _startup_problem() -> str | None:
@@ -62,6 +63,23 @@ def _startup_problem() -> str | None:
     return None
 
 
+def listen_host(settings: Any) -> str:
+    """HOST, or 127.0.0.1 when the server authenticates nobody (unless UNAUTHENTICATED_REMOTE)."""
+    import ipaddress
+
+    from .config import load_config
+
+    if settings.api_key_list() or settings.unauthenticated_remote or load_config().auth.get("path"):
+        return settings.host
+    try:
+        if ipaddress.ip_address(settings.host).is_loopback:
+            return settings.host
+    except ValueError:
+        if settings.host == "localhost":
+            return settings.host
+    return "127.0.0.1"
+
+
 def _undecodable_secret() -> str:
     """The secret file that is not UTF-8 text (pydantic's error does not say which)."""
     from .settings import secrets_dir
@@ -92,6 +110,11 @@ def serve() -> int:
         print(f"agentgen-runtime: {problem}", file=sys.stderr)
         return 1
     settings = get_settings()
+    host = listen_host(settings)
+    if host != settings.host:
+        print(f"agentgen-runtime: no authentication (AUTH_REQUIRED=false, no api_keys, no auth.path): "
+              f"listening on {host} only, not HOST={settings.host} (UNAUTHENTICATED_REMOTE=true to "
+              "serve it there anyway)", file=sys.stderr)
     if settings.workers > 1 and "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
         # Several worker processes: their metrics are aggregated through files (prometheus-client).
         directory = os.path.join(tempfile.gettempdir(), f"prometheus-multiproc-{os.getpid()}")
@@ -110,12 +133,13 @@ def serve() -> int:
     uvicorn.run(
         "agentgen_runtime.app:create_app",
         factory=True,
-        host=settings.host,
+        host=host,
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level.lower(),
         log_config=None,  # the app logs JSON (observability.configure_logging)
         proxy_headers=True,
+        ws_max_size=settings.max_request_bytes + 1024,  # a frame is held to a body's limit (+ framing)
         # SIGTERM: runs get shutdown_grace_seconds, then go back to the queue and the requests
         # waiting on them are closed (their clients reconnect to another replica); keep
         # terminationGracePeriodSeconds above this.

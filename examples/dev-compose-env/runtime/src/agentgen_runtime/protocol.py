@@ -547,6 +547,7 @@ class SocketSession:
     ends one."""
 
     BUFFER = 10_000
+    MAX_SUBSCRIPTIONS = 64  # per connection: each one is matched against every event
 
     def __init__(self, numbering: Numbering, send: Callable[[dict[str, Any]], Any]) -> None:
         self.numbering, self.send = numbering, send
@@ -582,6 +583,9 @@ class SocketSession:
         subscription = subscription_of(method, params)
         given = params.get("subscription_id") if method == "subscription.reconnect" else None
         sub_id = given if isinstance(given, str) and given else str(uuid.uuid4())
+        if sub_id not in self.subscriptions and len(self.subscriptions) >= self.MAX_SUBSCRIPTIONS:
+            raise Refused("invalid_argument", f"at most {self.MAX_SUBSCRIPTIONS} subscriptions per "
+                                              "connection: unsubscribe one first")
         async with self._lock:
             since = subscription.since or 0
             if subscription.since is not None and self.kept and since + 1 < self.kept[0]["seq"]:

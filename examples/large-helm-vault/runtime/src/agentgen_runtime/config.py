@@ -162,15 +162,14 @@ ROUTE_SWITCHES = ("disable_assistants", "disable_threads", "disable_runs", "disa
 SERVED_HTTP = {"app", "cors", "mount_prefix", "configurable_headers", "logging_headers",
                "enable_custom_route_auth", "middleware_order", *ROUTE_SWITCHES}
 MIDDLEWARE_ORDERS = ("auth_first", "middleware_first")
-# Never copied into a run's config or a log line, whatever the patterns say.
-SECRET_HEADERS = frozenset({"authorization", "x-api-key", "x-service-key", "x-tenant-id"})
 
 
 @dataclass(frozen=True)
 class HeaderPatterns:
     """langgraph.json http.configurable_headers (which request headers a run's config gets, under
     `configurable`) and http.logging_headers (which ones the access log line shows), by their
-    lower-case names. Patterns are literals with `*` wildcards."""
+    lower-case names. Patterns are literals with `*` wildcards. Credentials are never admitted,
+    whatever the patterns say: the caller asks `credentials.Credentials` too."""
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
 
@@ -182,7 +181,7 @@ class HeaderPatterns:
             return any(fnmatch.fnmatchcase(name, p.replace("[", "[[]").replace("?", "[?]"))
                        for p in patterns)
 
-        return name not in SECRET_HEADERS and not matched(self.exclude) and matched(self.include)
+        return not matched(self.exclude) and matched(self.include)
 CORS_KEYS = {"allow_origins": list, "allow_methods": list, "allow_headers": list,
              "allow_credentials": bool, "allow_origin_regex": str, "expose_headers": list,
              "max_age": int}

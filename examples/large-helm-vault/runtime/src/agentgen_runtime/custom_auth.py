@@ -33,6 +33,7 @@ from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 
 from .config import Config, ConfigError, import_object
+from .credentials import Credentials
 
 log = logging.getLogger(__name__)
 
@@ -198,6 +199,7 @@ class Handlers:
                               f"{', '.join(PARAMETERS)})")
         self.names = {name for name in parameters if name in PARAMETERS}
         self._cache: dict[tuple[str, str], Any] = {}
+        self.credentials = Credentials()  # (the app's own, set by the app)
 
     @classmethod
     def load(cls, config: Config) -> Handlers | None:
@@ -267,6 +269,8 @@ class Handlers:
             log.exception("custom auth: the authenticate handler failed")
             raise HTTPException(500, f"authentication failed: the authenticate handler raised "
                                      f"{type(exc).__name__}") from None
+        finally:  # what the server reads later (content-type, ...) is not the handler's
+            vars(request).pop("_headers", None)
         try:
             return AuthUser(user_data(result))
         except ValueError as exc:
@@ -279,9 +283,11 @@ class Handlers:
         given: dict[str, Any] = {}
         for name in self.names:
             if name == "request":
+                # the headers it reads by name are credentials (credentials.py)
+                request._headers = self.credentials.recording_headers(scope)
                 given[name] = request
             elif name == "headers":
-                given[name] = dict(scope.get("headers", []))
+                given[name] = self.credentials.recording_dict(scope.get("headers", []))
             elif name == "authorization":
                 given[name] = request.headers.get("authorization")
             elif name == "path":

@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import psycopg
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, OperationalError
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -399,6 +399,47 @@ def serialize_on_the_loop(module: Any) -> None:
     module.asyncio = types.SimpleNamespace(**{**vars(asyncio), "to_thread": _on_the_loop})
 
 
+SAVE_RETRY_SECONDS = 60.0  # how long a run's save is retried through a database outage
+SAVE_RETRY_FIRST, SAVE_RETRY_MAX = 0.2, 2.0  # the back-off between tries
+
+
+def retried(method: Any) -> Any:
+    """A run's checkpoint write retried through a database outage (a restart, a failover) for up
+    to SAVE_RETRY_SECONDS. Under the `async` durability LangGraph chains each save on the previous
+    one and keeps executing nodes while they are made: one failed save skips every later one and
+    the attempt ends in an error after running steps it could not save, then is run again from its
+    input, every side effect twice. Retried, the step is saved once the database is back and a
+    takeover (the lease lapsed meanwhile: the retry is then fenced off) resumes from it. The writes
+    are idempotent (upserts). A write outside a run (an API state update) is not retried: its
+    client gets its 503."""
+    import asyncio
+    import logging
+
+    from psycopg_pool import PoolTimeout
+
+    from .fencing import is_fenced
+
+    log = logging.getLogger("agentgen_runtime.checkpoints")
+
+    async def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        if FENCE.get() is None:
+            return await method(self, *args, **kwargs)
+        deadline = time.monotonic() + SAVE_RETRY_SECONDS
+        delay = SAVE_RETRY_FIRST
+        while True:
+            try:
+                return await method(self, *args, **kwargs)
+            except (OperationalError, PoolTimeout) as exc:
+                if is_fenced(exc) or time.monotonic() + delay > deadline:
+                    raise
+                log.warning("run %s: a checkpoint save failed (%s): retried", FENCE.get()[0],
+                            type(exc).__name__)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, SAVE_RETRY_MAX)
+
+    return wrapper
+
+
 def measured_saver(pool: AsyncConnectionPool):
     """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus), and whose
     checkpoint and pending-write statements are fenced by the lease of the run making them (see
@@ -428,8 +469,8 @@ def measured_saver(pool: AsyncConnectionPool):
 
     class MeasuredSaver(AsyncPostgresSaver):
         aget_tuple = measured("read", AsyncPostgresSaver.aget_tuple)
-        aput = measured("write", AsyncPostgresSaver.aput)
-        aput_writes = measured("write_pending", AsyncPostgresSaver.aput_writes)
+        aput = retried(measured("write", AsyncPostgresSaver.aput))
+        aput_writes = retried(measured("write_pending", AsyncPostgresSaver.aput_writes))
 
         @asynccontextmanager
         async def _cursor(self, *, pipeline: bool = False) -> AsyncIterator[Any]:

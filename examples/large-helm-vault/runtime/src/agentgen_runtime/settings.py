@@ -64,10 +64,25 @@ class Settings(BaseSettings):
     api_key_header: str = "X-API-Key"
     api_keys: SecretStr | None = Field(None, description="Comma-separated API keys")
     auth_required: bool = Field(True, description="Refuse to start without api_keys when true")
+    # A server that authenticates nobody (AUTH_REQUIRED=false, no keys, no custom auth) listens on
+    # 127.0.0.1 only, whatever HOST says, unless this is true (on purpose: e.g. a trusted network
+    # in front of it that authenticates).
+    unauthenticated_remote: bool = False
     # Requests per minute per identity (the API key): usually one key per application backend, so
     # this is the whole application's budget (100 per second); lower it for keys given to clients.
     rate_limit_per_minute: int = Field(6000, ge=1)
     max_request_bytes: int = Field(1_048_576, ge=1024)
+    # A run created with an Idempotency-Key: the same key and body within this window answers the
+    # first request's run (never a second run); the same key with another body is a 422.
+    idempotency_window_seconds: float = Field(86400.0, ge=1)
+    # A resume (command.resume) that answers no interrupt waiting on the thread (it was answered
+    # already, or never asked) is refused with 409 naming it. False: accepted and run, the value
+    # dropped, as the Platform and `langgraph dev` do unless the client asks for strict_resume.
+    strict_resume: bool = True
+    # Crons: schedules firing more often than once a minute (a sixth, seconds field) are refused
+    # unless allowed; each identity (API key, custom auth user) may hold at most this many.
+    cron_allow_seconds: bool = False
+    max_crons_per_owner: int = Field(100, ge=1)
     run_timeout_seconds: float = Field(120.0, gt=0)
     # The run engine (engine.py): a run's lease is renewed every third of it; a run whose process
     # died is noticed within lease + lease/2 and resumed elsewhere, at most run_max_attempts times.

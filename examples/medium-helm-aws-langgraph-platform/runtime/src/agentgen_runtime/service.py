@@ -122,6 +122,7 @@ class Service:
         self.assistants = Assistants(pool)
         self.crons = Crons(pool)
         self.webhooks = Policy()  # langgraph.json `webhooks` (set by the app)
+        self.limiter: Any = None  # the requests' rate limiter (set by the app): crons' ticks count
 
     webhooks_disabled = False  # langgraph.json http.disable_webhooks
 
@@ -377,7 +378,8 @@ class Service:
         RUNS_ACTIVE.labels(graph_id).inc()
         try:
             graph = await self.runnable(graph_id, config, stateful)
-            if body.strict_resume and stateful and isinstance(run_input, Command):
+            if (body.strict_resume or self.settings.strict_resume) and stateful \
+                    and isinstance(run_input, Command):
                 await refuse_unknown_resume(graph, config, run_input)
             async with asyncio.timeout(self.settings.run_timeout_seconds):
                 if row["record_events"] and is_protocol_run(row["kwargs"]):

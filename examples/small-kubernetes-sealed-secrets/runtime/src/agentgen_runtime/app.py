@@ -25,6 +25,7 @@ from . import crons
 from .api import build_router
 from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, ConfigError, HeaderPatterns, apply, import_object, load_config
+from .credentials import Credentials
 from .custom_auth import Handlers
 from .db import (
     create_pool,
@@ -102,8 +103,10 @@ class AccessLogMiddleware:
     """Request id (X-Request-ID in and out), one JSON access log line (with the request headers
     langgraph.json http.logging_headers names), and HTTP metrics."""
 
-    def __init__(self, app: ASGIApp, logged: HeaderPatterns | None = None) -> None:
+    def __init__(self, app: ASGIApp, logged: HeaderPatterns | None = None,
+                 credentials: Credentials | None = None) -> None:
         self.app, self.logged = app, logged
+        self.credentials = credentials or Credentials()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -135,7 +138,8 @@ class AccessLogMiddleware:
                           "status": status, "latency_ms": round(elapsed * 1000, 2)}
                 if self.logged is not None:
                     fields["headers"] = {name: value.decode("latin-1") for raw, value in headers.items()
-                                         if self.logged.admits(name := raw.decode("latin-1").lower())}
+                                         if self.logged.admits(name := raw.decode("latin-1").lower())
+                                         and not self.credentials.secret(name)}
                 access_log.info("%s %s %d", scope["method"], scope["path"], status,
                                 extra={"fields": fields})
 
@@ -382,6 +386,9 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     config = prepare(settings, config)
     handlers = Handlers.load(config)  # (after prepare: the handler module may read the env)
     keys = ApiKeys(settings, custom_auth=handlers is not None)
+    credentials = Credentials(settings.api_key_header)
+    if handlers is not None:
+        handlers.credentials = credentials  # the headers its authenticate reads are credentials
     webhook_policy = Policy.from_config(config.webhooks)
     stored = store_options(config)  # (once: an embedding given by name is built here)
     configure_integrations(settings)
@@ -408,18 +415,19 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
             app.state.service = Service(settings, app.state.pool, await load_graphs(config),
                                         measured_saver(app.state.pool), store)
             app.state.service.webhooks = webhook_policy
+            app.state.service.limiter = app.state.limiter
             try:
                 await app.state.checks.checkpointer()
             except Exception as exc:  # noqa: BLE001
                 log.warning("schema not set up yet (database unavailable?): %s", exc)
             app.state.service.engine.start()
             tasks.append(crons.start(app.state.service))  # every process takes due ticks
-            if "webhooks" not in config.http.disabled:
+            if "webhooks" in config.http.disabled:
+                app.state.service.webhooks_disabled = True
+            elif settings.webhook_secret is not None:  # (without it: left to processes that sign)
                 deliverer = Deliverer(settings, app.state.pool, webhook_policy)
                 app.state.service.engine.on_webhook = deliverer.wake.set
                 tasks.append(asyncio.create_task(deliverer.run(), name="webhooks"))
-            else:
-                app.state.service.webhooks_disabled = True
             if getattr(store, "supports_ttl", False):  # every replica sweeps (idempotent)
                 tasks.append(await store.start_ttl_sweeper())
             if config.checkpointer.get("ttl"):
@@ -448,6 +456,7 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.state.config = config
     app.state.checks = Checks(app, settings, stored.get("index"))
     app.state.handlers = handlers
+    app.state.credentials = credentials
     app.state.user_app = None
     if config.auth.get("openapi") and docs:
         _document_security(app, config.auth["openapi"])
@@ -518,7 +527,8 @@ def create_app(settings: Settings | None = None, config: Config | None = None) -
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_request_bytes)
     app.add_middleware(ErrorMiddleware)
     app.add_middleware(DrainMiddleware, drain=drain)
-    app.add_middleware(AccessLogMiddleware, logged=config.http.logging_headers)
+    app.add_middleware(AccessLogMiddleware, logged=config.http.logging_headers,
+                       credentials=credentials)
     if around and config.http.middleware_order == "auth_first":
         app.add_middleware(AroundServer, middleware=around, authenticate=authenticate,
                            routes=app.router.routes, user_app=user_app)

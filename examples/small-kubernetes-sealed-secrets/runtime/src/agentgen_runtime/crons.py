@@ -11,7 +11,8 @@
   down) runs once; its next run is the schedule's next time after now, as on the Platform.
 - **A tick that cannot start** (its assistant's graph left langgraph.json, its thread busy under
   `multitask_strategy=reject`) is consumed, logged, counted (`agent_cron_runs_total{outcome=
-  "failed"}`) and recorded on the cron (`last_error`); the next tick tries again.
+  "failed"}`) and recorded on the cron (`last_error`); the next tick tries again. A tick counts
+  against its creator's rate limit like a request (beyond it: not run, recorded as such).
 - A cron without a thread runs each tick statelessly (`on_run_completed=delete`, the default: no
   thread is kept) or on a new thread that is kept (`keep`).
 """
@@ -172,12 +173,15 @@ class CronScheduler:
         run_id = str(uuid.uuid4())
         kwargs = body.model_dump(mode="json", exclude_none=True)
         user = AuthUser(cron["auth_user"]) if cron.get("auth_user") else None
+        if self.svc.limiter is not None:  # a tick is a request of its creator's (429: not run)
+            await self.svc.limiter.check(cron["owner"] if user is None else f"user:{user.identity}")
         kwargs["config"] = stamp_user(kwargs.get("config"), user)  # run as its creator
         await self.svc.engine.queue(
             conn, run_id=run_id, thread_id=thread_id, assistant_id=assistant["assistant_id"],
             graph_id=graph.graph_id, kwargs=kwargs, metadata=body.metadata,
             strategy=body.multitask_strategy, owner=cron["owner"],
-            create_thread=create_thread)
+            create_thread=create_thread,
+            webhook_policy=self.svc.webhooks.fingerprint if body.webhook else None)
         return run_id
 
 

@@ -84,6 +84,11 @@ ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS cancel text;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS output jsonb;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS not_before timestamptz;
 ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS owner text;
+ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS idempotency_key text;
+ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS request_hash text;
+ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS webhook_policy text;
+CREATE UNIQUE INDEX IF NOT EXISTS agent_runs_idempotency ON agent_runs (coalesce(owner, ''), idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
 UPDATE agent_runs r SET owner = t.owner FROM agent_threads t
     WHERE r.owner IS NULL AND r.thread_id = t.thread_id AND r.status IN ('pending', 'running');
 CREATE UNIQUE INDEX IF NOT EXISTS agent_runs_one_running ON agent_runs (thread_id)
@@ -123,8 +128,14 @@ RETURNING r.*, extract(epoch FROM now() - r.created_at) AS waited
 # after the lock (not the transaction's start): it orders a thread's runs as the engine takes them.
 # Notifies `c:<id>` for each cancelled running run, `d:<id>` for each cancelled pending one and
 # `q:<worker>` when the run is pending. SQLSTATE AGR01: rejected (multitask_strategy=reject);
-# AGR02: a resume (command.resume) sent while a run is in progress on the thread (enqueue).
-FUNCTIONS = ["""
+# AGR02: a resume (command.resume) sent while a run is in progress on the thread (enqueue); AGR03:
+# an Idempotency-Key already used (within the window) for a request with another body. A key used
+# for the same request returns the run it created (RunCreate's `idempotency`).
+FUNCTIONS = [
+    # (0.3's signature: replaced by the one with the idempotency key and the webhook policy, whose
+    # defaults still answer a call in the old form)
+    "DROP FUNCTION IF EXISTS agent_run_create(text, text, text, text, jsonb, jsonb, text, boolean, "
+    "text, text, double precision, text, boolean, jsonb)", """
 CREATE OR REPLACE FUNCTION agent_run_cancel(p_ids text[], p_action text)
 RETURNS SETOF text LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -152,13 +163,33 @@ $fn$
 CREATE OR REPLACE FUNCTION agent_run_create(
     p_run_id text, p_thread_id text, p_assistant_id text, p_graph_id text, p_metadata jsonb,
     p_kwargs jsonb, p_strategy text, p_record_events boolean, p_worker text, p_caller text,
-    p_lease double precision, p_owner text, p_create_thread boolean, p_thread_filter jsonb)
+    p_lease double precision, p_owner text, p_create_thread boolean, p_thread_filter jsonb,
+    p_idempotency_key text DEFAULT NULL, p_request_hash text DEFAULT NULL,
+    p_idempotency_window double precision DEFAULT 86400, p_webhook_policy text DEFAULT NULL)
 RETURNS SETOF agent_runs LANGUAGE plpgsql AS $fn$
 DECLARE
     v_active text[] := '{}';
     v_claim boolean;
     v_delay double precision := coalesce((p_kwargs ->> 'after_seconds')::double precision, 0);
+    v_prior agent_runs;
 BEGIN
+    IF p_idempotency_key IS NOT NULL THEN
+        -- one creator of a key at a time (until it commits); a key older than the window is free
+        PERFORM pg_advisory_xact_lock(hashtextextended(coalesce(p_owner, '') || '/' || p_idempotency_key, 7));
+        UPDATE agent_runs SET idempotency_key = NULL
+        WHERE coalesce(owner, '') = coalesce(p_owner, '') AND idempotency_key = p_idempotency_key
+          AND created_at < clock_timestamp() - make_interval(secs => p_idempotency_window);
+        SELECT * INTO v_prior FROM agent_runs
+        WHERE coalesce(owner, '') = coalesce(p_owner, '') AND idempotency_key = p_idempotency_key;
+        IF FOUND THEN
+            IF v_prior.request_hash IS DISTINCT FROM p_request_hash THEN
+                RAISE EXCEPTION 'Idempotency-Key % was used for another request (its run is %)',
+                    p_idempotency_key, v_prior.run_id USING ERRCODE = 'AGR03';
+            END IF;
+            RETURN NEXT v_prior;  -- the first request's run: created once
+            RETURN;
+        END IF;
+    END IF;
     IF p_thread_id IS NOT NULL THEN
         -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's; one it
         -- creates starts with the run's metadata (as on the Platform)
@@ -186,7 +217,7 @@ BEGIN
     RETURN QUERY INSERT INTO agent_runs (
         run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy,
         record_events, created_at, updated_at, worker, attempt, lease_until, started_at,
-        not_before, owner)
+        not_before, owner, idempotency_key, request_hash, webhook_policy)
     VALUES (p_run_id, p_thread_id, p_assistant_id, p_graph_id,
         CASE WHEN v_claim THEN 'running' ELSE 'pending' END, p_metadata, p_kwargs, p_strategy,
         p_record_events, clock_timestamp(), clock_timestamp(),
@@ -194,14 +225,15 @@ BEGIN
         CASE WHEN v_claim THEN now() + make_interval(secs => p_lease) END,
         CASE WHEN v_claim THEN clock_timestamp() END,
         CASE WHEN v_delay > 0 THEN clock_timestamp() + make_interval(secs => v_delay) END,
-        p_owner)
+        p_owner, p_idempotency_key, p_request_hash, p_webhook_policy)
     RETURNING *;
 END
 $fn$
 """]
 _CREATE = ("SELECT * FROM agent_run_create(%(run_id)s, %(thread_id)s, %(assistant_id)s, "
            "%(graph_id)s, %(metadata)s, %(kwargs)s, %(strategy)s, %(record_events)s, %(worker)s, "
-           "%(caller)s, %(lease)s, %(owner)s, %(create_thread)s, %(thread_filter)s)")
+           "%(caller)s, %(lease)s, %(owner)s, %(create_thread)s, %(thread_filter)s, "
+           "%(idempotency_key)s, %(request_hash)s, %(idempotency_window)s, %(webhook_policy)s)")
 
 # A run's outcome, fenced by the worker and attempt holding it; wakes its remote readers, and the
 # workers when a run of the same thread waits for this one.
@@ -222,6 +254,10 @@ FROM done
 class RunRejected(Exception):
     """multitask_strategy=reject on a busy thread, or a resume queued behind a run in progress
     (answered 409)."""
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key already used for another request (answered 422)."""
 
 
 class ThreadNotFound(LookupError):
@@ -551,12 +587,16 @@ class Engine:
                      kwargs: dict[str, Any], metadata: dict[str, Any], strategy: str,
                      record_events: bool, owner: str | None = None,
                      create_thread: bool = False,
-                     thread_filter: dict[str, Any] | None = None) -> dict[str, Any]:
+                     thread_filter: dict[str, Any] | None = None,
+                     idempotency: tuple[str, str] | None = None,
+                     webhook_policy: str | None = None) -> dict[str, Any]:
         """Insert the run on `owner`'s thread (created first with `create_thread`; one that passes
         `thread_filter`, custom auth's), applying the strategy on it. When nothing is ahead of it on
         its thread and this process has room, it is inserted already claimed by this process and
         starts at once (no queue hop, nobody woken); otherwise it is pending and the workers are
-        woken. Raises RunRejected, ThreadNotFound."""
+        woken. With `idempotency` (key, the request's hash) a key this owner used within the window
+        for the same request returns that request's run instead (its `run_id` is not `run_id`).
+        Raises RunRejected, ThreadNotFound, IdempotencyConflict."""
         here = self._reserve()
         try:
             async with self.pool.connection() as conn:
@@ -565,10 +605,13 @@ class Engine:
                     graph_id=graph_id, kwargs=kwargs, metadata=metadata, strategy=strategy,
                     record_events=record_events, worker=self.worker if here else None,
                     caller=self.worker, owner=owner, create_thread=create_thread,
-                    thread_filter=thread_filter))
+                    thread_filter=thread_filter, idempotency=idempotency,
+                    webhook_policy=webhook_policy))
         finally:
             if here:
                 self._reserved -= 1
+        if row["run_id"] != run_id:  # the run an earlier request with the same key created
+            return row
         if row["status"] == "running":
             QUEUE_WAIT.observe(0.0)
             self._spawn(row)
@@ -581,24 +624,37 @@ class Engine:
                 asyncio.get_running_loop().call_later(delay, self._wake_for_pending)
         return row
 
+    async def keyed(self, owner: str | None, key: str) -> bool:
+        """Whether `owner` created a run with this Idempotency-Key within the window (a retry)."""
+        async with self.pool.connection() as conn:
+            return await (await conn.execute(
+                "SELECT 1 FROM agent_runs WHERE coalesce(owner, '') = coalesce(%s, '') "
+                "AND idempotency_key = %s AND created_at >= now() - make_interval(secs => %s)",
+                (owner, key, self.settings.idempotency_window_seconds))).fetchone() is not None
+
     async def queue(self, conn: AsyncConnection, *, run_id: str, thread_id: str | None,
                     assistant_id: str, graph_id: str, kwargs: dict[str, Any],
                     metadata: dict[str, Any], strategy: str, owner: str,
-                    create_thread: bool = False) -> dict[str, Any]:
+                    create_thread: bool = False, webhook_policy: str | None = None) -> dict[str, Any]:
         """Insert a pending run on `conn`, inside its caller's transaction (the run exists if and
         only if that transaction commits); every process is woken when it commits. Raises
         RunRejected, ThreadNotFound (the caller's transaction is then aborted: use a savepoint)."""
         return await self._insert(conn, self._params(
             run_id=run_id, thread_id=thread_id, assistant_id=assistant_id, graph_id=graph_id,
             kwargs=kwargs, metadata=metadata, strategy=strategy, record_events=False, worker=None,
-            caller="", owner=owner, create_thread=create_thread, thread_filter=None))
+            caller="", owner=owner, create_thread=create_thread, thread_filter=None,
+            webhook_policy=webhook_policy))
 
     def _params(self, *, kwargs: dict[str, Any], metadata: dict[str, Any],
-                thread_filter: dict[str, Any] | None, **values: Any) -> dict[str, Any]:
+                thread_filter: dict[str, Any] | None, idempotency: tuple[str, str] | None = None,
+                **values: Any) -> dict[str, Any]:
         """agent_run_create's parameters."""
-        return {**values, "kwargs": Jsonb(kwargs), "metadata": Jsonb(metadata),
+        key, digest = idempotency or (None, None)
+        return {"webhook_policy": None, **values, "kwargs": Jsonb(kwargs),
+                "metadata": Jsonb(metadata),
                 "thread_filter": None if thread_filter is None else Jsonb(thread_filter),
-                "lease": self.lease}
+                "lease": self.lease, "idempotency_key": key, "request_hash": digest,
+                "idempotency_window": self.settings.idempotency_window_seconds}
 
     @staticmethod
     async def _insert(conn: AsyncConnection, params: dict[str, Any]) -> dict[str, Any]:
@@ -607,6 +663,8 @@ class Engine:
         except errors.DatabaseError as exc:
             if exc.sqlstate in ("AGR01", "AGR02"):
                 raise RunRejected(exc.diag.message_primary) from None
+            if exc.sqlstate == "AGR03":
+                raise IdempotencyConflict(exc.diag.message_primary) from None
             if exc.sqlstate == THREAD_NOT_FOUND:
                 raise ThreadNotFound(params["thread_id"]) from None
             raise

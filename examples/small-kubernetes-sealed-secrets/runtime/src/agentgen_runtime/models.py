@@ -3,6 +3,7 @@ non-finite numbers and over-deep values are a 422 naming the field, before anyth
 
 from __future__ import annotations
 
+import json
 import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -17,6 +18,7 @@ StreamMode = Literal["values", "updates", "messages", "messages-tuple", "custom"
 # NaN/Infinity in jsonb, and a deeply nested value would fail whoever reads it back.
 MAX_JSON_DEPTH = 32
 MAX_OFFSET = 2**31 - 1
+MAX_TTL_MINUTES = 10**7  # ~19 years: beyond it, a timestamp PostgreSQL cannot hold
 
 
 def json_problem(value: Any, where: str) -> str | None:
@@ -40,6 +42,21 @@ def json_problem(value: Any, where: str) -> str | None:
         elif isinstance(item, list | tuple):
             stack.extend((inner, f"{path}[{i}]", depth + 1) for i, inner in enumerate(item))
     return None
+
+
+def parse_json(raw: bytes | str, where: str = "body") -> Any:
+    """A client's JSON text that no pydantic model reads, held to what every body is
+    (json_problem): raises ValueError naming why, never RecursionError."""
+    try:
+        value = json.loads(raw)
+    except RecursionError:
+        raise ValueError(f"{where}: nested deeper than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # (JSONDecodeError, UnicodeDecodeError)
+        raise ValueError(f"{where}: not valid JSON ({exc})") from None
+    problem = json_problem(value, where)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
 
 
 class _Body(BaseModel):
@@ -336,7 +353,7 @@ class StorePut(_Body):
     key: str = Field(min_length=1, max_length=1024)
     value: dict[str, Any]
     index: Literal[False] | list[str] | None = None  # fields to embed (False: none)
-    ttl: float | None = Field(None, gt=0)  # minutes
+    ttl: float | None = Field(None, gt=0, le=MAX_TTL_MINUTES)  # minutes
 
 
 class StoreDelete(_Body):

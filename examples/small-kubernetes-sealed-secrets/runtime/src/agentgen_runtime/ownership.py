@@ -246,6 +246,11 @@ class Threads(_Rows):
             raise thread_not_found(thread_id)
         return row
 
+    async def exists(self, thread_id: str) -> bool:
+        """Whether a thread of that id exists, whoever's (never answered to a client as such)."""
+        return await self._one(sql.SQL("SELECT 1 AS found FROM agent_threads WHERE thread_id = "
+                                       "%(thread_id)s"), {"thread_id": thread_id}) is not None
+
     async def graph_id(self, scope: Scope, thread_id: str) -> str | None:
         """The graph the caller's thread runs (None before its first run); 404 if not the caller's."""
         row = await self._one(sql.SQL(
@@ -564,10 +569,18 @@ class Crons(_Rows):
     a cron on a thread only on one of the caller's threads (and deleted with it)."""
 
     async def create(self, scope: Scope, thread_scope: Scope | None,
-                     cron: dict[str, Any]) -> dict[str, Any]:
-        """The caller's new cron; on a thread, one `thread_scope` reaches (404 otherwise)."""
+                     cron: dict[str, Any], limit: int = 2**31 - 1) -> dict[str, Any]:
+        """The caller's new cron; on a thread, one `thread_scope` reaches (404 otherwise); a 422
+        when the owner holds `limit` crons already (counted under a lock of the owner's)."""
         thread_scope = thread_scope or scope
-        async with self.pool.connection() as conn:
+        async with self.pool.connection() as conn, conn.transaction():
+            held = await (await conn.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended('agent_crons/' || %(owner)s, 0)), "
+                "(SELECT count(*) FROM agent_crons WHERE owner = %(owner)s) AS n",
+                {"owner": scope.owner or ""})).fetchone()
+            if held["n"] >= limit:
+                raise HTTPException(422, f"crons: this identity holds {held['n']} crons, the most "
+                                         f"this server allows (MAX_CRONS_PER_OWNER={limit}): delete one")
             row = await (await conn.execute(sql.SQL(
                 "INSERT INTO agent_crons (cron_id, owner, assistant_id, thread_id, schedule, "
                 "timezone, end_time, enabled, on_run_completed, payload, metadata, next_run_date, "

@@ -4,8 +4,12 @@ URL policy forbids.
 
 - **Durable.** A run's end writes its delivery in the same transaction (a trigger on the run's
   status: whatever ends it, its worker, a cancel, the reaper): a process that dies after the run
-  ended loses no call. Every process delivers (rows claimed with `FOR UPDATE SKIP LOCKED` and a
-  lease): at least once; receivers deduplicate by `webhook-id` (the run's id).
+  ended loses no call. Every process that has `WEBHOOK_SECRET` delivers (rows claimed with `FOR
+  UPDATE SKIP LOCKED` and a lease): at least once; receivers deduplicate by `webhook-id` (the run's
+  id). A delivery is claimed by a process of the URL policy that accepted it (its fingerprint is
+  kept with the run): a process with another (stricter) policy leaves it to one that can, unless
+  no such process took it for ORPHAN_SECONDS (a deployment changed the policy: then any process
+  decides); a process without the secret claims none.
 - **Signed** as Standard Webhooks (standardwebhooks): `webhook-id`, `webhook-timestamp`,
   `webhook-signature: v1,<HMAC-SHA256 of id.timestamp.body>` with `WEBHOOK_SECRET` (`whsec_`
   and base64, as the scheme's libraries expect). Without a secret webhooks are refused (422).
@@ -62,6 +66,7 @@ CREATE TABLE IF NOT EXISTS agent_webhooks (
     created_at timestamptz NOT NULL DEFAULT now(),
     delivered_at timestamptz
 );
+ALTER TABLE agent_webhooks ADD COLUMN IF NOT EXISTS policy text;
 CREATE INDEX IF NOT EXISTS agent_webhooks_due ON agent_webhooks (due_at) WHERE state = 'pending';
 """
 # The payload is the Platform's: the run, its status, when it started and ended, its final values
@@ -69,8 +74,8 @@ CREATE INDEX IF NOT EXISTS agent_webhooks_due ON agent_webhooks (due_at) WHERE s
 FUNCTIONS = ["""
 CREATE OR REPLACE FUNCTION agent_webhook_on_end() RETURNS trigger LANGUAGE plpgsql AS $fn$
 BEGIN
-    INSERT INTO agent_webhooks (run_id, url, payload) VALUES (NEW.run_id, NEW.kwargs ->> 'webhook',
-        jsonb_build_object(
+    INSERT INTO agent_webhooks (run_id, url, policy, payload) VALUES (NEW.run_id,
+        NEW.kwargs ->> 'webhook', NEW.webhook_policy, jsonb_build_object(
             'run_id', NEW.run_id, 'thread_id', NEW.thread_id, 'assistant_id', NEW.assistant_id,
             'created_at', NEW.created_at, 'updated_at', NEW.updated_at, 'metadata', NEW.metadata,
             'kwargs', NEW.kwargs, 'multitask_strategy', NEW.multitask_strategy,
@@ -101,6 +106,7 @@ LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "host.docker.internal"}
 MAX_REDIRECTS = 3
 BATCH = 20
 LEASE_SECONDS = 120  # a delivery claimed by a process that died is taken again after this
+ORPHAN_SECONDS = 600  # a delivery no process of its policy took is taken by any after this
 _TEMPLATE = re.compile(r"\$\{\{\s*env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -119,6 +125,16 @@ class Policy:
     disable_private_ips: bool = True
     headers: dict[str, str] = field(default_factory=dict)
     allowed_fields: frozenset[str] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """What decides whether a URL is refused, hashed: a run's webhook is delivered by a process
+        of the policy it was accepted under (another, stricter one leaves it alone)."""
+        import hashlib
+
+        decisive = (self.require_https, sorted(self.allowed_domains), sorted(self.allowed_ports),
+                    self.max_url_length, self.disable_loopback, self.disable_private_ips)
+        return hashlib.sha256(json.dumps(decisive).encode()).hexdigest()[:16]
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> Policy:
@@ -186,10 +202,19 @@ class Policy:
         return scheme, host, port
 
     def check_address(self, host: str, address: str) -> None:
+        """Raises Refused for an address the policy forbids. An IPv6 address that carries IPv4
+        ones (IPv4-mapped and -compatible, 6to4, Teredo, NAT64) is judged by those: it is where
+        its packets go."""
         ip = ipaddress.ip_address(address.split("%")[0])
-        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-            ip = ip.ipv4_mapped
         where = host if host == address else f"{host} resolves to {address}, which"
+        embedded = embedded_ipv4(ip)
+        for inner in embedded:
+            self._check_ip(inner, f"{host} carries {inner}, which" if host == address
+                           else f"{host} resolves to {address}, which carries {inner}, which")
+        if not embedded:
+            self._check_ip(ip, where)
+
+    def _check_ip(self, ip: ipaddress.IPv4Address | ipaddress.IPv6Address, where: str) -> None:
         if ip.is_link_local:
             raise Refused(f"{where} is link-local (cloud metadata and the like are never called)")
         if ip.is_loopback:
@@ -213,6 +238,28 @@ class Policy:
         for address in addresses:
             self.check_address(host, address)
         return scheme, host, addresses[0]
+
+
+NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
+IPV4_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> list[ipaddress.IPv4Address]:
+    """The IPv4 addresses an IPv6 address carries to whoever routes it: IPv4-mapped
+    (::ffff:a.b.c.d), IPv4-compatible (::a.b.c.d), 6to4 (2002:AABB:CCDD::), Teredo (the client,
+    2001:0::/32) and NAT64 (64:ff9b::/96, 64:ff9b:1::/48: the low 32 bits)."""
+    if not isinstance(ip, ipaddress.IPv6Address):
+        return []
+    found = []
+    if ip.ipv4_mapped is not None:
+        found.append(ip.ipv4_mapped)
+    if ip.sixtofour is not None:
+        found.append(ip.sixtofour)
+    if ip.teredo is not None:
+        found.extend(ip.teredo)
+    if any(ip in net for net in NAT64) or (ip in IPV4_COMPATIBLE and int(ip) > 1):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return found
 
 
 def signer(settings: Settings) -> Any:
@@ -281,9 +328,14 @@ class Deliverer:
                 "UPDATE agent_webhooks SET attempts = attempts + 1, "
                 "locked_until = now() + make_interval(secs => %(lease)s) WHERE run_id IN ("
                 "SELECT run_id FROM agent_webhooks WHERE state = 'pending' AND due_at <= now() "
-                "AND (locked_until IS NULL OR locked_until < now()) ORDER BY due_at "
+                "AND (locked_until IS NULL OR locked_until < now()) "
+                # a process of the policy that accepted it, or any once it waited ORPHAN_SECONDS
+                # (no process of that policy is left: a deployment changed it)
+                "AND (policy IS NULL OR policy = %(policy)s "
+                "     OR due_at < now() - make_interval(secs => %(orphan)s)) ORDER BY due_at "
                 "LIMIT %(batch)s FOR UPDATE SKIP LOCKED) RETURNING *",
-                {"lease": LEASE_SECONDS, "batch": BATCH})).fetchall()
+                {"lease": LEASE_SECONDS, "batch": BATCH, "policy": self.policy.fingerprint,
+                 "orphan": ORPHAN_SECONDS})).fetchall()
 
     def _body(self, payload: dict[str, Any]) -> str:
         payload = {**payload, "webhook_sent_at": datetime.now(UTC).isoformat()}

@@ -19,7 +19,18 @@ from .deps import Caller, Svc
 router = APIRouter(tags=["crons"])
 
 
+def _bounded(svc: Service, schedule: str | None) -> None:
+    """A schedule firing more than once a minute (a seconds field other than one number) is a 422
+    unless CRON_ALLOW_SECONDS is true: one request would otherwise start 60 runs a minute."""
+    fields = (schedule or "").split()
+    if len(fields) > 5 and not svc.settings.cron_allow_seconds and not (
+            fields[5].isdigit() and int(fields[5]) < 60):
+        raise HTTPException(422, f"schedule: {schedule!r} fires more than once a minute (its sixth, "
+                                 "seconds field): refused unless the server sets CRON_ALLOW_SECONDS=true")
+
+
 async def _create(svc: Service, caller: Scope, body: CronCreate, thread_id: str | None) -> dict[str, Any]:
+    _bounded(svc, body.schedule)
     cron_id = str(uuid.uuid4())
     value = {"payload": body.model_dump(mode="json", exclude_none=True), "schedule": body.schedule,
              "cron_id": cron_id, "thread_id": thread_id,
@@ -43,7 +54,7 @@ async def _create(svc: Service, caller: Scope, body: CronCreate, thread_id: str 
         "payload": run_payload(body, cron_id, assistant["assistant_id"]),
         "metadata": body.metadata or {},
         "next_run_date": first_run(body.schedule, body.timezone),
-        "auth_user": caller.user.dict() if caller.user else None})
+        "auth_user": caller.user.dict() if caller.user else None}, limit=svc.settings.max_crons_per_owner)
     return cron_json(row)
 
 
@@ -100,6 +111,7 @@ async def get_cron(cron_id: str, svc: Svc, caller: Caller) -> dict[str, Any]:
 async def update_cron(cron_id: str, body: CronUpdate, svc: Svc, caller: Caller) -> dict[str, Any]:
     if not body.model_fields_set:
         raise HTTPException(400, "nothing to update: send at least one field")
+    _bounded(svc, body.schedule)
     given = body.model_dump(mode="json", include=body.model_fields_set)
     value = {"cron_id": cron_id, **{k: given.get(k) for k in (
         "payload", "schedule", "end_time", "enabled", "metadata")}}

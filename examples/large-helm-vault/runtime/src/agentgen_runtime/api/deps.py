@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import Depends, HTTPException
+from fastapi import Depends, Header, HTTPException
 from starlette.requests import HTTPConnection
 
 from ..ownership import Scope
@@ -38,13 +38,24 @@ def sse(event: str, data: Any, seq: int | str | None = None) -> bytes:
 
 
 def run_headers(request: HTTPConnection) -> dict[str, str]:
-    """The request headers langgraph.json http.configurable_headers gives a run's config."""
+    """The request headers langgraph.json http.configurable_headers gives a run's config (never a
+    credential: `credentials.py`)."""
     wanted = request.app.state.config.http.configurable_headers
     if wanted is None:
         return {}
-    return {name: value for name, value in request.headers.items() if wanted.admits(name)}
+    credentials = request.app.state.credentials
+    return {name: value for name, value in request.headers.items()
+            if wanted.admits(name) and not credentials.secret(name)}
+
+
+def idempotency_key(key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> str | None:
+    """A run creation's Idempotency-Key (the IETF draft's header): 1-255 visible ASCII characters."""
+    if key is not None and not (0 < len(key) <= 255 and key.isascii() and key.isprintable()):
+        raise HTTPException(422, "Idempotency-Key: 1 to 255 visible ASCII characters (e.g. a UUID)")
+    return key
 
 
 Svc = Annotated[Service, Depends(service)]
+IdempotencyKey = Annotated[str | None, Depends(idempotency_key)]
 Caller = Annotated[Scope, Depends(scope)]
 Headers = Annotated[dict[str, str], Depends(run_headers)]

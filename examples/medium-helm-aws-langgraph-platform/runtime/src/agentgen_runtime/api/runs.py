@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import uuid
 from collections.abc import AsyncIterator
@@ -12,15 +13,16 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
+from langgraph.types import Command
 
 from ..custom_auth import stamp_user
-from ..engine import RunRejected, RunReleased, ThreadNotFound
+from ..engine import IdempotencyConflict, RunRejected, RunReleased, ThreadNotFound
 from ..errors import dependency_failure
 from ..models import MAX_OFFSET, CancelMany, RunCreate
-from ..ownership import Scope, thread_not_found
-from ..service import Service, with_assistant
+from ..ownership import Scope, checkpoint_config, thread_not_found
+from ..service import Service, UnknownInterruptError, refuse_unknown_resume, with_assistant
 from ..stream import RUN_MODES, parse_modes, run_event_wanted
-from .deps import Caller, Headers, Svc, sse
+from .deps import Caller, Headers, IdempotencyKey, Svc, sse
 
 KEEPALIVE_SECONDS = 10.0
 WAIT_RETRY_SECONDS = 1.0  # a waiting client's read of its run's outcome, retried during an outage
@@ -31,11 +33,18 @@ router = APIRouter(tags=["runs"])
 
 async def new_run(
     svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, record_events: bool,
-    headers: dict[str, str],
+    headers: dict[str, str], idempotency_key: str | None = None, route: str = "create",
 ) -> dict[str, Any]:
     """Create the run (a row, claimed here when this process has capacity) on the caller's thread
-    (created first with if_not_exists=create), or stateless."""
+    (created first with if_not_exists=create), or stateless. With an Idempotency-Key: the run the
+    same request (`route`, thread and body) created under that key within the window, marked
+    `replayed` (422 when the key went with another request). A resume that answers no waiting
+    interrupt is a 409 (settings.strict_resume), unless the client asked for `strict_resume`
+    itself: then the run fails as on the Platform (UnknownInterruptError)."""
     run_id = str(uuid.uuid4())
+    idempotency = None
+    if idempotency_key is not None:
+        idempotency = (idempotency_key, request_hash(route, thread_id, body))
     scope = caller
     if caller.handlers is not None:  # custom auth: threads.create_run, as on the Platform
         value = {"thread_id": thread_id, "assistant_id": body.assistant_id, "run_id": run_id,
@@ -53,13 +62,17 @@ async def new_run(
         raise HTTPException(422, "a command (resume) needs a thread: use /threads/{id}/runs")
     body = with_assistant(body, assistant)
     await svc.check_webhook(body.webhook)
+    if thread_id is not None and body.command is not None and body.command.resume is not None \
+            and svc.settings.strict_resume and not body.strict_resume \
+            and not (idempotency and await svc.engine.keyed(scope.owner, idempotency[0])):
+        await _refuse_late_resume(svc, scope, thread_id, body)
     kwargs = body.model_dump(mode="json", exclude_none=True)
     if headers:  # langgraph.json http.configurable_headers, over the client's values
         config = kwargs.setdefault("config", {})
         config["configurable"] = {**(config.get("configurable") or {}), **headers}
     kwargs["config"] = stamp_user(kwargs.get("config"), scope.user)
     try:
-        return await svc.engine.create(
+        row = await svc.engine.create(
             run_id=run_id,
             thread_id=thread_id,
             graph_id=graph.graph_id,
@@ -71,11 +84,45 @@ async def new_run(
             owner=scope.owner,
             create_thread=body.if_not_exists == "create",
             thread_filter=scope.filter,
+            idempotency=idempotency,
+            webhook_policy=svc.webhooks.fingerprint if body.webhook else None,
         )
     except RunRejected as exc:
         raise HTTPException(409, str(exc)) from None
+    except IdempotencyConflict as exc:
+        raise HTTPException(422, f"Idempotency-Key: {exc}") from None
     except ThreadNotFound:
         raise thread_not_found(str(thread_id)) from None
+    return row if row["run_id"] == run_id else {**row, "replayed": True}
+
+
+def request_hash(route: str, thread_id: str | None, body: RunCreate) -> str:
+    """What makes two run creations the same request: the route, the thread and the body as the
+    client sent it (fields it left out stay out)."""
+    sent = body.model_dump(mode="json", exclude_unset=True)
+    canonical = json.dumps([route, thread_id, sent], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+async def _refuse_late_resume(svc: Service, scope: Scope, thread_id: str, body: RunCreate) -> None:
+    """409 when the resume answers no interrupt waiting on the caller's thread (404 when the
+    thread is not the caller's): the value it carries is never dropped silently. A run in
+    progress on the thread may still stop at the interrupt: then the engine's own 409 (AGR02)."""
+    try:
+        graph_id = await svc.threads.graph_id(scope, thread_id)
+    except HTTPException:
+        if body.if_not_exists == "create":
+            raise HTTPException(409, f"thread {thread_id} has no interrupt waiting for a resume "
+                                     "(it does not exist yet)") from None
+        raise
+    try:
+        await refuse_unknown_resume(svc.graph_of(graph_id), checkpoint_config(thread_id, None),
+                                    Command(resume=body.command.resume))
+    except UnknownInterruptError as exc:
+        if await svc.threads.active_runs(scope, thread_id, None, None):
+            return  # (its run may be about to stop there: the engine answers)
+        raise HTTPException(409, f"thread {thread_id}: {exc}: the resume was not applied (it was "
+                                 "answered already, or never asked for)") from None
 
 
 def _path(row: dict[str, Any]) -> str:
@@ -85,11 +132,12 @@ def _path(row: dict[str, Any]) -> str:
 
 
 async def _wait(
-    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str]
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str],
+    key: str | None = None,
 ) -> StreamingResponse:
     """The final values, sent when the run ends; the headers go at once, with `Location` (the
     run's join): a client whose connection drops (this process died) joins it there."""
-    row = await new_run(svc, caller, body, thread_id, False, headers)
+    row = await new_run(svc, caller, body, thread_id, False, headers, key, "wait")
     run_id = row["run_id"]
 
     async def body_when_done() -> AsyncIterator[bytes]:
@@ -113,10 +161,15 @@ async def _wait(
         finally:
             waiting.cancel()
 
-    headers = {"Content-Location": _path(row)}
+    headers = {"Content-Location": _path(row), **replayed(row)}
     if thread_id is not None:
         headers["Location"] = f"{_path(row)}/join"
     return StreamingResponse(body_when_done(), media_type="application/json", headers=headers)
+
+
+def replayed(row: dict[str, Any]) -> dict[str, str]:
+    """The answer's header saying it is the first request's (a retry with its Idempotency-Key)."""
+    return {"Idempotent-Replayed": "true"} if row.get("replayed") else {}
 
 
 def _events(
@@ -149,62 +202,73 @@ def _events(
 
 
 async def _stream(
-    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str]
+    svc: Service, caller: Scope, body: RunCreate, thread_id: str | None, headers: dict[str, str],
+    key: str | None = None,
 ) -> StreamingResponse:
-    row = await new_run(svc, caller, body, thread_id, True, headers)
+    row = await new_run(svc, caller, body, thread_id, True, headers, key, "stream")
     location = f"{_path(row)}/stream" if thread_id is not None else None
-    return _events(svc, row, 0, body.on_disconnect == "cancel", location)
+    response = _events(svc, row, 0, body.on_disconnect == "cancel", location)
+    response.headers.update(replayed(row))
+    return response
 
 
 @router.post("/threads/{thread_id}/runs/wait")
 async def wait_on_thread(
-    thread_id: str, body: RunCreate, svc: Svc, caller: Caller, headers: Headers
+    thread_id: str, body: RunCreate, svc: Svc, caller: Caller, headers: Headers, key: IdempotencyKey
 ) -> StreamingResponse:
-    return await _wait(svc, caller, body, thread_id, headers)
+    return await _wait(svc, caller, body, thread_id, headers, key)
 
 
 @router.post("/runs/wait")
 async def wait_stateless(body: RunCreate, svc: Svc, caller: Caller,
-                         headers: Headers) -> StreamingResponse:
-    return await _wait(svc, caller, body, None, headers)
+                         headers: Headers, key: IdempotencyKey) -> StreamingResponse:
+    return await _wait(svc, caller, body, None, headers, key)
 
 
 @router.post("/threads/{thread_id}/runs/stream")
 async def stream_on_thread(
-    thread_id: str, body: RunCreate, svc: Svc, caller: Caller, headers: Headers
+    thread_id: str, body: RunCreate, svc: Svc, caller: Caller, headers: Headers, key: IdempotencyKey
 ) -> StreamingResponse:
-    return await _stream(svc, caller, body, thread_id, headers)
+    return await _stream(svc, caller, body, thread_id, headers, key)
 
 
 @router.post("/runs/stream")
 async def stream_stateless(body: RunCreate, svc: Svc, caller: Caller,
-                           headers: Headers) -> StreamingResponse:
-    return await _stream(svc, caller, body, None, headers)
+                           headers: Headers, key: IdempotencyKey) -> StreamingResponse:
+    return await _stream(svc, caller, body, None, headers, key)
 
 
 @router.post("/threads/{thread_id}/runs")
 async def create_run(thread_id: str, body: RunCreate, svc: Svc, caller: Caller,
-                     headers: Headers) -> dict[str, Any]:
-    return Service.run_json(await new_run(svc, caller, body, thread_id, True, headers))
+                     headers: Headers, key: IdempotencyKey, response: Response) -> dict[str, Any]:
+    row = await new_run(svc, caller, body, thread_id, True, headers, key)
+    response.headers.update(replayed(row))
+    return Service.run_json(row)
 
 
 @router.post("/runs")
-async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller,
-                               headers: Headers) -> dict[str, Any]:
-    return Service.run_json(await new_run(svc, caller, body, None, True, headers))
+async def create_stateless_run(body: RunCreate, svc: Svc, caller: Caller, headers: Headers,
+                               key: IdempotencyKey, response: Response) -> dict[str, Any]:
+    row = await new_run(svc, caller, body, None, True, headers, key)
+    response.headers.update(replayed(row))
+    return Service.run_json(row)
 
 
 @router.post("/runs/batch")
-async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller,
-                       headers: Headers) -> list[dict[str, Any]]:
+async def create_batch(bodies: list[RunCreate], svc: Svc, caller: Caller, headers: Headers,
+                       key: IdempotencyKey, response: Response) -> list[dict[str, Any]]:
+    """With an Idempotency-Key, the batch's i-th run is keyed `<key>#<i>`: a retried batch
+    creates the runs its first attempt did not."""
     if len(bodies) > MAX_BATCH:
         raise HTTPException(422, f"at most {MAX_BATCH} runs per batch")
     for body in bodies:  # all or none: a refused webhook before any run is created
         await svc.check_webhook(body.webhook)
-    return [
-        Service.run_json(await new_run(svc, caller, body, None, True, headers))
-        for body in bodies
-    ]
+    rows = [await new_run(svc, caller, body, None, True, headers,
+                          None if key is None else f"{key}#{i}", "batch")
+            for i, body in enumerate(bodies)]
+    if rows and all(row.get("replayed") for row in rows):
+        response.headers.update(replayed(rows[0]))
+    return [Service.run_json(row) for row in rows]
 
 
 @router.get("/threads/{thread_id}/runs")

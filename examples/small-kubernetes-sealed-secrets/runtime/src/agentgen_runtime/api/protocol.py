@@ -20,7 +20,7 @@ from fastapi import APIRouter, HTTPException, Request, WebSocket, WebSocketDisco
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import ValidationError
 
-from ..models import RunCreate
+from ..models import RunCreate, parse_json
 from ..ownership import Scope, thread_not_found
 from ..protocol import (
     MARK,
@@ -42,15 +42,18 @@ SETTLE_SECONDS = 5.0
 # a socket opened before its thread exists looks for it again after 0.25 s, 0.5 s, ... 4 s (at once
 # after a run.start it sent)
 SOCKET_POLL_SECONDS, SOCKET_POLL_MAX_SECONDS = 0.25, 4.0
+# a socket whose thread is not the caller's this long after it opened (or after its last
+# run.start) is closed (1008): a socket is never kept open polling for nothing
+SOCKET_WAIT_SECONDS = 60.0
 COMMANDS = frozenset({"run.start", "input.respond", "agent.getTree", "subscription.subscribe",
                       "subscription.unsubscribe", "subscription.reconnect"})
 
 
 async def _body(request: Request) -> Any:
     try:
-        return json.loads(await request.body())
-    except ValueError:
-        raise HTTPException(400, "Invalid JSON body") from None
+        return parse_json(await request.body())
+    except ValueError as exc:
+        raise HTTPException(400, f"Invalid JSON body: {exc}") from None
 
 
 def _malformed(payload: Any) -> dict[str, Any] | None:
@@ -257,6 +260,23 @@ async def stream_events(thread_id: str, request: Request, svc: Svc,
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
+class _Close(Exception):
+    """Ends a WebSocket: an error frame, then the close code."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code, self.reason = code, reason
+
+
+async def _anothers(svc: Service, scope: Scope, thread_id: str) -> bool:
+    """Whether the thread exists and is not the caller's (a subscription to it is refused)."""
+    try:
+        await svc.threads.get(scope, thread_id)
+        return False
+    except HTTPException:
+        return await svc.threads.exists(thread_id)
+
+
 def _run_of(svc: Service, scope: Scope, thread_id: str) -> Any:
     async def run_of(run_id: str) -> dict[str, Any] | None:
         try:
@@ -290,13 +310,19 @@ async def stream_socket(thread_id: str, websocket: WebSocket, svc: Svc, caller: 
 
     async def pump() -> None:
         wait = SOCKET_POLL_SECONDS
-        while True:  # until the thread is the caller's (created later, or another's: never)
+        deadline = time.monotonic() + SOCKET_WAIT_SECONDS
+        while True:  # until the thread is the caller's (created later; another's: never)
             try:
                 await svc.threads.get(scope, thread_id)
                 break
             except HTTPException:
+                if time.monotonic() > deadline:  # nobody created it: the socket is not kept
+                    with contextlib.suppress(Exception):
+                        await websocket.close(code=1008, reason=f"thread {thread_id} not found")
+                    return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(started.wait(), wait)
+                    if await asyncio.wait_for(started.wait(), wait):
+                        deadline = time.monotonic() + SOCKET_WAIT_SECONDS
                 started.clear()
                 wait = min(wait * 2, SOCKET_POLL_MAX_SECONDS)
         reason = "thread stream ended"  # the thread was deleted
@@ -318,21 +344,47 @@ async def stream_socket(thread_id: str, websocket: WebSocket, svc: Svc, caller: 
                 return result
             except HTTPException as exc:  # another identity's thread, a limit
                 raise Refused("unknown_error", f"{exc.status_code}: {exc.detail}") from None
+        if method.startswith("subscription.") and await _anothers(svc, scope, thread_id):
+            raise _Close(1008, f"thread {thread_id} not found")  # (as a 404 would say it)
         return await session.command(method, params)
 
     follower = asyncio.create_task(pump())
+    limit = svc.settings.max_request_bytes
     try:
         while True:
-            raw = await websocket.receive_text()
-            try:
-                payload = json.loads(raw)
-            except ValueError:
+            message = await websocket.receive()
+            if message["type"] == "websocket.disconnect":
+                break
+            raw = message.get("text")
+            refusal = None
+            if raw is None:
+                refusal = (1003, "Protocol commands are text frames (JSON), not binary.")
+            elif len(raw) > limit // 4 and len(raw.encode()) > limit:
+                refusal = (1009, f"A command is at most {limit} bytes (MAX_REQUEST_BYTES).")
+            else:
+                try:
+                    payload = parse_json(raw, "command")
+                except ValueError as exc:
+                    if "not valid JSON" not in str(exc):  # (too deep, NaN, NUL: not a mistake)
+                        refusal = (1007, f"Protocol commands must be plain JSON: {exc}.")
+                    else:  # a malformed frame is answered and the connection kept, as langgraph-api does
+                        await send({"type": "error", "id": None, "error": "invalid_argument",
+                                    "message": "Protocol commands must be valid JSON."})
+                        continue
+            if refusal is not None:
                 await send({"type": "error", "id": None, "error": "invalid_argument",
-                            "message": "Protocol commands must be valid JSON."})
-                continue
+                            "message": refusal[1]})
+                await websocket.close(code=refusal[0], reason=refusal[1][:120])
+                break
             malformed = _malformed(payload)
-            await send(malformed if malformed is not None
-                       else await _answer(payload, handle, lambda: numbering.seq))
+            try:
+                await send(malformed if malformed is not None
+                           else await _answer(payload, handle, lambda: numbering.seq))
+            except _Close as refused:
+                await send({"type": "error", "id": payload.get("id"), "error": "no_such_thread",
+                            "message": refused.reason})
+                await websocket.close(code=refused.code, reason=refused.reason[:120])
+                break
     except WebSocketDisconnect:
         pass
     finally:

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
-from ..models import StoreDelete, StoreNamespaces, StorePut, StoreSearch
+from ..models import MAX_TTL_MINUTES, StoreDelete, StoreNamespaces, StorePut, StoreSearch
 from ..ownership import Scope
 from ..store import OwnedStore, item_json
 from .deps import Caller
@@ -55,7 +55,10 @@ async def put_item(body: StorePut, request: Request, caller: Caller) -> Response
         if not getattr(store, "supports_ttl", False):
             raise HTTPException(422, "ttl: this server's store has no item TTLs (its "
                                      "langgraph-checkpoint-postgres is too old); put it without")
-        options["ttl"] = value["ttl"]
+        ttl = value["ttl"]
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or not 0 < ttl <= MAX_TTL_MINUTES:
+            raise HTTPException(422, f"ttl: minutes, more than 0 and at most {MAX_TTL_MINUTES}")
+        options["ttl"] = ttl
     if value["index"] is not None:
         options["index"] = value["index"]
     await store.aput(value["namespace"], value["key"], value["value"], **options)
