@@ -33,8 +33,9 @@ def _swallowing_once(coro_fn):
 
 
 async def _engine(database: str, executor):
-    from agentgen_runtime.db import create_pool, setup_schema
+    from agentgen_runtime.db import create_pool
     from agentgen_runtime.engine import Engine
+    from agentgen_runtime.schema import setup_schema
     from agentgen_runtime.settings import Settings
 
     settings = Settings(database_url=database, api_keys="k", run_lease_seconds=3)

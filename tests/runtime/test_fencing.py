@@ -39,7 +39,8 @@ def _settings(database: str):
 
 async def _pool(settings):
     """The runtime's pool on the test database, its schema set up."""
-    from agentgen_runtime.db import create_pool, setup_schema
+    from agentgen_runtime.db import create_pool
+    from agentgen_runtime.schema import setup_schema
 
     pool = create_pool(settings)
     await pool.open(wait=True)

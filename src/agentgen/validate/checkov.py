@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 import yaml
 
 from .._git import tool_environment
-from . import Context, Finding, tool_missing
+from ._base import Context, Finding, tool_missing
 from ._k8s import INSTALL_TOOLS, helm_template, kustomize, run
 from ._paths import is_chart, is_overlay, is_workflow
 from ._tools import which

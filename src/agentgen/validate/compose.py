@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import Context, Finding, finding, tool_missing
+from ._base import Context, Finding, finding, tool_missing
 from ._schemas import schema_findings, vendored_validator
 
 NAME = "compose-spec"

@@ -6,7 +6,7 @@ import json
 import subprocess
 from pathlib import Path, PurePosixPath
 
-from . import Context, Finding, finding, tool_missing
+from ._base import Context, Finding, finding, tool_missing
 from ._tools import which
 
 NAME = "hadolint"

@@ -7,7 +7,7 @@ import subprocess
 from concurrent.futures import Future
 from pathlib import Path, PurePosixPath
 
-from . import Context, Finding, finding, skipped, tool_missing
+from ._base import Context, Finding, finding, skipped, tool_missing
 from ._k8s import INSTALL_TOOLS, helm_template, run
 from ._paths import is_chart
 from ._tools import which

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path, PurePosixPath
 
-from . import Context, Finding, finding, skipped, tool_missing
+from ._base import Context, Finding, finding, skipped, tool_missing
 from ._k8s import INSTALL_TOOLS, kustomize
 
 NAME = "kubernetes"

@@ -11,7 +11,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from types import ModuleType
 
-from . import Context, Finding, Level, finding
+from ._base import Context, Finding, Level, finding
 
 NAME = "langgraph-cli"
 

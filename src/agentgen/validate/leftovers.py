@@ -10,7 +10,7 @@ import json
 import re
 from pathlib import Path, PurePosixPath
 
-from . import Context, Finding, finding
+from ._base import Context, Finding, finding
 from ._paths import is_helm_template
 
 NAME = "unrendered-jinja"

@@ -7,7 +7,7 @@ from functools import cache
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from . import Context, Finding, finding
+from ._base import Context, Finding, finding
 
 NAME = "validate-pyproject"
 

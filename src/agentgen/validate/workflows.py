@@ -8,7 +8,7 @@ from pathlib import Path, PurePosixPath
 
 import yaml
 
-from . import Context, Finding, finding
+from ._base import Context, Finding, finding
 from ._paths import is_workflow
 from ._schemas import schema_findings, vendored_validator
 

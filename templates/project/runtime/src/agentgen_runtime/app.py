@@ -31,7 +31,6 @@ from .db import (
     create_pool,
     fenced_store,
     measured_saver,
-    setup_schema,
     sweep_checkpoints,
     sweep_expired_threads,
 )
@@ -48,6 +47,7 @@ from .observability import (
     request_id,
     thread_id,
 )
+from .schema import setup_schema
 from .secrets import export_agent_secrets
 from .service import Service
 from .settings import Settings, get_settings, secrets_dir

@@ -33,8 +33,8 @@ from ..protocol import (
     subscription_of,
 )
 from ..service import Service
-from ..stream import follow_thread
 from .deps import Caller, Headers, Svc, sse
+from .follow import follow_thread
 from .runs import new_run
 
 router = APIRouter(tags=["threads"])
