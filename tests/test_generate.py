@@ -70,7 +70,7 @@ def test_init_secrets_makes_every_secret_compose_mounts_and_the_runtime_takes_th
     import subprocess
 
     from agentgen_runtime.settings import Settings
-    from agentgen_runtime.webhooks import signer
+    from agentgen_runtime.surfaces.webhooks import signer
 
     out = render({"targets": ["compose"]})
     done = subprocess.run(["sh", "scripts/init-secrets.sh"], cwd=out, capture_output=True, text=True,

@@ -101,6 +101,7 @@ def test_the_check_sees_a_deferred_circle(tmp_path):
     (package / "__init__.py").write_text("")
     (package / "a.py").write_text("from .b import thing\n")
     (package / "b.py").write_text("thing = 1\n\ndef later():\n    from . import a\n    return a\n")
-    (package / "c.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pkg import d\n")
+    (package / "c.py").write_text("from typing import TYPE_CHECKING\n"
+                                  "if TYPE_CHECKING:\n    from pkg import d\n")
     (package / "d.py").write_text("import pkg.c\n")
     assert cycles(import_graph("pkg", package)) == [["pkg.a", "pkg.b"], ["pkg.c", "pkg.d"]]

@@ -15,7 +15,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from agentgen_runtime.webhooks import Policy, Refused
+from agentgen_runtime.surfaces.webhooks import Policy, Refused
 
 from ..servers import output, wait_until
 from .helpers import WEATHER, runtime_server

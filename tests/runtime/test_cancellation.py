@@ -34,7 +34,7 @@ def _swallowing_once(coro_fn):
 
 async def _engine(database: str, executor):
     from agentgen_runtime.db import create_pool
-    from agentgen_runtime.engine import Engine
+    from agentgen_runtime.engine.runs import Engine
     from agentgen_runtime.schema import setup_schema
     from agentgen_runtime.settings import Settings
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agentgen_runtime.credentials import Credentials
+from agentgen_runtime.auth.credentials import Credentials
 from langgraph_sdk import get_client
 
 from ..servers import output, wait_until

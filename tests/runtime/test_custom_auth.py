@@ -34,13 +34,13 @@ INPUT = {"question": "rain?", "answers": []}
 # --- the library: handlers' answers, filters ---------------------------------------------------
 
 def _handlers(auth: Any):
-    from agentgen_runtime.custom_auth import Handlers
+    from agentgen_runtime.auth.handlers import Handlers
 
     return Handlers(auth, "test")
 
 
 def _user(identity: str = "alice", **extra: Any):
-    from agentgen_runtime.custom_auth import AuthUser, user_data
+    from agentgen_runtime.auth.handlers import AuthUser, user_data
 
     return AuthUser(user_data({"identity": identity, **extra}))
 
@@ -103,7 +103,7 @@ def test_what_a_handler_returns_decides_and_failures_close():
 def test_the_authenticate_handler_user_shapes():
     """A string, a dict with identity, (permissions, user), an object with .identity: each a user;
     anything else (or an empty identity) is refused."""
-    from agentgen_runtime.custom_auth import user_data
+    from agentgen_runtime.auth.handlers import user_data
 
     class Account:
         identity = "dave"
@@ -148,7 +148,7 @@ def test_a_filter_means_the_same_in_sql_and_in_python(database):
     applied to what is not a row (the graphs' system assistants) agree, case by case, and match the
     Platform's meaning (equality, not containment)."""
     import psycopg
-    from agentgen_runtime.custom_auth import check_filter, matches
+    from agentgen_runtime.auth.handlers import check_filter, matches
     from agentgen_runtime.ownership import MATCH_FUNCTION
     from psycopg.types.json import Jsonb
 

@@ -313,7 +313,7 @@ def _max_in_any_window(times: list[float], window: float) -> int:
 @pytest.mark.parametrize("backend", ["process", "redis"])
 def test_rate_limit_is_a_sliding_window_without_edge_bursts(backend, monkeypatch):
     """At most `limit` requests in any window (a fixed window lets 2x through at its edge)."""
-    from agentgen_runtime import auth
+    from agentgen_runtime.auth import keys as auth
 
     window = 1.0
     monkeypatch.setattr(auth, "WINDOW_SECONDS", window)

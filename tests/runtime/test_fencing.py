@@ -62,8 +62,8 @@ async def _running_run(pool, attempt: int) -> tuple[str, str]:
 
 def test_every_write_of_an_attempt_that_lost_its_run_is_refused(database):
     from agentgen_runtime.db import fenced_store, measured_saver
-    from agentgen_runtime.engine import Engine, LocalRun
-    from agentgen_runtime.fencing import FENCE, is_fenced
+    from agentgen_runtime.engine.fencing import FENCE, is_fenced
+    from agentgen_runtime.engine.runs import Engine, LocalRun
     from langgraph.checkpoint.base import empty_checkpoint
 
     async def scenario() -> None:

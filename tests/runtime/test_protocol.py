@@ -471,7 +471,7 @@ def test_a_threads_followed_events_become_protocol_events():
     a protocol run's events are numbered and enveloped, a run that is not a protocol run (or made
     no events) is left out, `since` and the channels filter, a failed run ends `failed` with its
     error, and a run rolled back (its row gone) tells no outcome."""
-    from agentgen_runtime.protocol import MARK, Subscription, envelopes
+    from agentgen_runtime.streaming.protocol import MARK, Subscription, envelopes
 
     protocol = {"config": {"configurable": {MARK: True}}}
     rows = {"r1": {"graph_id": "g", "kwargs": protocol, "status": "success"},
@@ -539,8 +539,8 @@ def test_a_protocol_runs_output_is_what_a_values_stream_ends_with():
     values with the interrupts it stopped at as `__interrupt__`, as on every other stream."""
     from typing import TypedDict
 
-    from agentgen_runtime.protocol import run_protocol
-    from agentgen_runtime.stream import jsonable
+    from agentgen_runtime.streaming.protocol import run_protocol
+    from agentgen_runtime.streaming.stream import jsonable
     from langgraph.checkpoint.memory import InMemorySaver
     from langgraph.graph import END, START, StateGraph
     from langgraph.types import Command, interrupt
@@ -587,7 +587,7 @@ def test_a_sockets_subscriptions_replay_send_once_and_refuse_a_gap():
     subscription replays the current run's kept events it takes (before its answer); reconnect
     replays what follows `since`, or answers `resume_gap` when that is no longer kept; unsubscribe
     ends one; agent.getTree answers the last run's tree."""
-    from agentgen_runtime.protocol import MARK, Numbering, Refused, SocketSession
+    from agentgen_runtime.streaming.protocol import MARK, Numbering, Refused, SocketSession
 
     protocol = {"config": {"configurable": {MARK: True}}}
     rows = {"r1": {"graph_id": "g", "kwargs": protocol, "status": "success"},

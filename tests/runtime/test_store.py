@@ -9,7 +9,7 @@ import asyncio
 import os
 
 import pytest
-from agentgen_runtime.store import OWNER, NoOwner, OwnedStore
+from agentgen_runtime.surfaces.store import OWNER, NoOwner, OwnedStore
 from langgraph.store.memory import InMemoryStore
 
 

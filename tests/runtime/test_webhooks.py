@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psycopg
 import pytest
 from agentgen_runtime.config import ConfigError
-from agentgen_runtime.webhooks import Policy, Refused
+from agentgen_runtime.surfaces.webhooks import Policy, Refused
 from langgraph_sdk import get_client
 from standardwebhooks import Webhook
 

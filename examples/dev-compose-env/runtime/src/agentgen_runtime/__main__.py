@@ -19,7 +19,7 @@ def _startup_problem() -> str | None:
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
-    from .auth import ApiKeys, AuthConfigError
+    from .auth.keys import ApiKeys, AuthConfigError
     from .config import ConfigError, load_config
     from .secrets import SecretSourceError
     from .settings import get_settings
@@ -35,7 +35,7 @@ def _startup_problem() -> str | None:
         # at import is one line here, not a traceback from the application's start-up; the same
         # for the custom auth handlers
         from .app import prepare
-        from .custom_auth import Handlers
+        from .auth.handlers import Handlers
         from .graphs import load_graphs
 
         prepare(settings, config)

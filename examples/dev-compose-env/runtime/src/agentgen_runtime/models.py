@@ -252,7 +252,7 @@ class RunCreate(_Body):
     # A delayed run: pending until this many seconds after it was created (at most a week), then
     # run by whichever process claims it first.
     after_seconds: float | None = Field(None, ge=0, le=7 * 24 * 3600)
-    # Called when the run ends (webhooks.py), if the URL policy admits it.
+    # Called when the run ends (surfaces/webhooks.py), if the URL policy admits it.
     webhook: str | None = Field(None, min_length=1, max_length=65_536)
 
     def checkpoint_ref(self) -> str | None:

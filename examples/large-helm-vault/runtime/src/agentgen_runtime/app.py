@@ -21,22 +21,20 @@ from starlette.requests import HTTPConnection
 from starlette.routing import BaseRoute, Match, Mount, NoMatchFound
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import crons
 from .api import build_router
-from .auth import ApiKeys, BodyLimitMiddleware, RateLimiter
+from .auth.credentials import Credentials
+from .auth.handlers import Handlers
+from .auth.keys import ApiKeys, BodyLimitMiddleware, RateLimiter
 from .config import Config, ConfigError, HeaderPatterns, apply, import_object, load_config
-from .credentials import Credentials
-from .custom_auth import Handlers
 from .db import (
     create_pool,
     fenced_store,
     measured_saver,
-    setup_schema,
     sweep_checkpoints,
     sweep_expired_threads,
 )
 from .drain import Drain, DrainMiddleware
-from .engine import cancel_tasks
+from .engine.runs import cancel_tasks
 from .errors import ErrorMiddleware, install_handlers
 from .graphs import load_graphs
 from .observability import (
@@ -48,11 +46,13 @@ from .observability import (
     request_id,
     thread_id,
 )
+from .schema import setup_schema
 from .secrets import export_agent_secrets
 from .service import Service
 from .settings import Settings, get_settings, secrets_dir
-from .store import OwnedStore
-from .webhooks import Deliverer, Policy, signer
+from .surfaces import crons
+from .surfaces.store import OwnedStore
+from .surfaces.webhooks import Deliverer, Policy, signer
 
 log = logging.getLogger(__name__)
 access_log = logging.getLogger("access")

@@ -49,8 +49,8 @@ def _custom_auth() -> bool:
 
 def _graphs(settings: Settings) -> list[str]:
     from .app import prepare
+    from .auth.handlers import Handlers
     from .config import ConfigError
-    from .custom_auth import Handlers
     from .graphs import load_graphs
 
     try:

@@ -16,20 +16,20 @@ from langgraph.types import Command, StateUpdate
 from psycopg import OperationalError
 from psycopg_pool import PoolTimeout
 
-from .custom_auth import AuthUser
-from .engine import Engine, Transient
+from .auth.handlers import AuthUser
+from .engine.fencing import FENCE, Fenced, is_fenced
+from .engine.runs import Engine, Transient
 from .errors import dependency_failure
-from .fencing import FENCE, Fenced, is_fenced
 from .graphs import Graph
 from .models import RunCreate, ThreadCount, ThreadCreate, ThreadSearch
 from .observability import RUN_DURATION, RUNS_ACTIVE, record_usage
 from .observability import thread_id as thread_context
 from .ownership import Assistants, Crons, Scope, Threads, assistant_not_found, checkpoint_config
-from .protocol import is_protocol_run, run_protocol
 from .settings import Settings
-from .store import OWNER
-from .stream import jsonable, stream_run
-from .webhooks import Policy, check_webhook
+from .streaming.protocol import is_protocol_run, run_protocol
+from .streaming.stream import jsonable, stream_run
+from .surfaces.store import OWNER
+from .surfaces.webhooks import Policy, check_webhook
 
 
 class UnknownInterruptError(Exception):

@@ -118,7 +118,7 @@ def load_config(path: Path | None = None) -> Config:
     )
 
 
-# langgraph.json `auth` keys served (custom_auth.py); `disable_studio_auth` is accepted either way:
+# langgraph.json `auth` keys served (auth/handlers.py); `disable_studio_auth` is accepted either way:
 # this server has no LangSmith sign-in for Studio to bypass the handlers with, so Studio's
 # requests always go through them (what true asks for).
 AUTH_KEYS = {"path": str, "disable_studio_auth": bool, "openapi": dict}

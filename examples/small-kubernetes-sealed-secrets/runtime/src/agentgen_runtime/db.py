@@ -17,8 +17,7 @@ from psycopg import AsyncConnection, OperationalError
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .fencing import FENCE, FencingCursor, fenced_statement
-from .fencing import FUNCTION as FENCE_FUNCTION
+from .engine.fencing import FENCE, FencingCursor, fenced_statement
 from .settings import Settings
 
 
@@ -160,100 +159,6 @@ async def connect(settings: Settings) -> AsyncConnection:
         **CONNECTION_KWARGS)
 
 
-# Threads, background runs and created assistants (with their versions) of the API; checkpoints
-# live in the checkpointer's own tables.
-API_SCHEMA = """
-CREATE TABLE IF NOT EXISTS agent_threads (
-    thread_id text PRIMARY KEY,
-    owner text NOT NULL,
-    metadata jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS agent_threads_owner ON agent_threads (owner, created_at DESC);
-CREATE TABLE IF NOT EXISTS agent_runs (
-    run_id text PRIMARY KEY,
-    thread_id text NOT NULL REFERENCES agent_threads ON DELETE CASCADE,
-    assistant_id text NOT NULL,
-    status text NOT NULL,
-    metadata jsonb NOT NULL DEFAULT '{}',
-    error text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS agent_runs_thread ON agent_runs (thread_id, created_at DESC);
-CREATE TABLE IF NOT EXISTS agent_assistants (
-    assistant_id text PRIMARY KEY,
-    owner text NOT NULL,
-    graph_id text NOT NULL,
-    version integer NOT NULL DEFAULT 1,
-    name text NOT NULL,
-    description text,
-    config jsonb NOT NULL DEFAULT '{}',
-    context jsonb NOT NULL DEFAULT '{}',
-    metadata jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
-CREATE INDEX IF NOT EXISTS agent_assistants_owner ON agent_assistants (owner, created_at DESC);
-CREATE TABLE IF NOT EXISTS agent_assistant_versions (
-    assistant_id text NOT NULL REFERENCES agent_assistants ON DELETE CASCADE,
-    version integer NOT NULL,
-    graph_id text NOT NULL,
-    name text NOT NULL,
-    description text,
-    config jsonb NOT NULL DEFAULT '{}',
-    context jsonb NOT NULL DEFAULT '{}',
-    metadata jsonb NOT NULL DEFAULT '{}',
-    created_at timestamptz NOT NULL DEFAULT now(),
-    PRIMARY KEY (assistant_id, version)
-);
-ALTER TABLE agent_threads ADD COLUMN IF NOT EXISTS ttl jsonb;
-ALTER TABLE agent_threads ADD COLUMN IF NOT EXISTS expires_at timestamptz;
-CREATE INDEX IF NOT EXISTS agent_threads_expiry ON agent_threads (expires_at)
-    WHERE expires_at IS NOT NULL;
-CREATE TABLE IF NOT EXISTS agent_crons (
-    cron_id text PRIMARY KEY,
-    owner text NOT NULL,
-    assistant_id text NOT NULL,
-    thread_id text REFERENCES agent_threads ON DELETE CASCADE,
-    schedule text NOT NULL,
-    timezone text,
-    end_time timestamptz,
-    enabled boolean NOT NULL DEFAULT true,
-    on_run_completed text,
-    payload jsonb NOT NULL DEFAULT '{}',
-    metadata jsonb NOT NULL DEFAULT '{}',
-    next_run_date timestamptz NOT NULL,
-    runs integer NOT NULL DEFAULT 0,
-    last_run_id text,
-    last_error text,
-    created_at timestamptz NOT NULL DEFAULT now(),
-    updated_at timestamptz NOT NULL DEFAULT now()
-);
--- custom auth: the user who created the cron, whom its runs run as
-ALTER TABLE agent_crons ADD COLUMN IF NOT EXISTS auth_user jsonb;
-CREATE INDEX IF NOT EXISTS agent_crons_owner ON agent_crons (owner, created_at DESC);
-CREATE INDEX IF NOT EXISTS agent_crons_due ON agent_crons (next_run_date) WHERE enabled;
-"""
-
-
-# One key for every process of every replica: schema setup runs in one of them at a time.
-SCHEMA_LOCK_KEY = 0x6167656E7467656E  # "agentgen"
-
-
-async def setup_schema(conn: AsyncConnectionPool | AsyncConnection,
-                       store_index: dict[str, Any] | None = None) -> None:
-    """Create or migrate the checkpointer, store and API tables (idempotent); with `store_index`
-    (langgraph.json store.index) the store's vector tables too (pgvector). Serialized across
-    processes by a PostgreSQL advisory lock: concurrent first starts would race on the migrations."""
-    if isinstance(conn, AsyncConnectionPool):
-        async with conn.connection() as connection:
-            await _setup_locked(connection, store_index)
-    else:
-        await _setup_locked(conn, store_index)
-
-
 async def lacks_extension(settings: Settings, name: str) -> bool | None:
     """Whether the database cannot provide extension `name` (None: it cannot be reached now)."""
     try:
@@ -266,36 +171,6 @@ async def lacks_extension(settings: Settings, name: str) -> bool | None:
     return row is None
 
 
-async def _setup_locked(conn: AsyncConnection, store_index: dict[str, Any] | None = None) -> None:
-    from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver
-    from langgraph.store.postgres.aio import AsyncPostgresStore
-
-    # Poll instead of waiting in pg_advisory_lock: the migrations create indexes CONCURRENTLY, which
-    # wait for every open transaction, including one blocked on the lock (a deadlock).
-    while not (await (await conn.execute("SELECT pg_try_advisory_lock(%s) AS got",  # noqa: ASYNC110
-                                         (SCHEMA_LOCK_KEY,))).fetchone())["got"]:
-        await asyncio.sleep(0.1)
-    try:
-        await AsyncPostgresSaver(conn).setup()
-        # (the oldest checkpointer the runtime admits has no `index` argument: only when asked)
-        store = AsyncPostgresStore(conn, index=store_index) if store_index else AsyncPostgresStore(conn)
-        await store.setup()
-        from .engine import FUNCTIONS
-        from .engine import SCHEMA as ENGINE_SCHEMA
-        from .ownership import FUNCTION as OWNERSHIP_FUNCTION
-        from .ownership import MATCH_FUNCTION
-        from .webhooks import FUNCTIONS as WEBHOOK_FUNCTIONS
-        from .webhooks import SCHEMA as WEBHOOK_SCHEMA
-
-        for statement in (s for s in (API_SCHEMA + ENGINE_SCHEMA + WEBHOOK_SCHEMA).split(";")
-                          if s.strip()):
-            await conn.execute(statement)
-        for function in (FENCE_FUNCTION, MATCH_FUNCTION, OWNERSHIP_FUNCTION, *FUNCTIONS, *WEBHOOK_FUNCTIONS):
-            await conn.execute(function)
-    finally:
-        await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK_KEY,))
-
-
 # Threads whose newest checkpoint is older than a number of minutes.
 IDLE_THREADS = """
     SELECT thread_id FROM checkpoints
@@ -303,7 +178,7 @@ IDLE_THREADS = """
     GROUP BY thread_id
     HAVING max((checkpoint ->> 'ts')::timestamptz) < now() - make_interval(secs => %s)
 """
-SWEEP_LOCK_KEY = SCHEMA_LOCK_KEY + 1
+SWEEP_LOCK_KEY = 0x6167656E7467656F  # (the schema's lock key + 1: schema.py)
 
 
 async def idle_threads(conn: AsyncConnection, minutes: float) -> list[str]:
@@ -417,7 +292,7 @@ def retried(method: Any) -> Any:
 
     from psycopg_pool import PoolTimeout
 
-    from .fencing import is_fenced
+    from .engine.fencing import is_fenced
 
     log = logging.getLogger("agentgen_runtime.checkpoints")
 
@@ -443,7 +318,7 @@ def retried(method: Any) -> Any:
 def measured_saver(pool: AsyncConnectionPool):
     """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus), and whose
     checkpoint and pending-write statements are fenced by the lease of the run making them (see
-    fencing.py); its (de)serialization runs in place (`serialize_on_the_loop`). Raises RuntimeError
+    engine/fencing.py); its (de)serialization runs in place (`serialize_on_the_loop`). Raises RuntimeError
     when the installed checkpointer's SQL cannot be fenced."""
     import langgraph.checkpoint.postgres.aio as upstream
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .db import connect, delete_threads, idle_threads, setup_schema
+from .db import connect, delete_threads, idle_threads
+from .schema import setup_schema
 from .settings import Settings, get_settings
 
 

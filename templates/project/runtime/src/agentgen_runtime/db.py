@@ -17,7 +17,7 @@ from psycopg import AsyncConnection, OperationalError
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from .fencing import FENCE, FencingCursor, fenced_statement
+from .engine.fencing import FENCE, FencingCursor, fenced_statement
 from .settings import Settings
 
 
@@ -292,7 +292,7 @@ def retried(method: Any) -> Any:
 
     from psycopg_pool import PoolTimeout
 
-    from .fencing import is_fenced
+    from .engine.fencing import is_fenced
 
     log = logging.getLogger("agentgen_runtime.checkpoints")
 
@@ -318,7 +318,7 @@ def retried(method: Any) -> Any:
 def measured_saver(pool: AsyncConnectionPool):
     """An AsyncPostgresSaver whose reads and writes are counted and timed (Prometheus), and whose
     checkpoint and pending-write statements are fenced by the lease of the run making them (see
-    fencing.py); its (de)serialization runs in place (`serialize_on_the_loop`). Raises RuntimeError
+    engine/fencing.py); its (de)serialization runs in place (`serialize_on_the_loop`). Raises RuntimeError
     when the installed checkpointer's SQL cannot be fenced."""
     import langgraph.checkpoint.postgres.aio as upstream
     from langgraph.checkpoint.postgres.aio import AsyncPostgresSaver

@@ -25,7 +25,7 @@ from psycopg.types.json import Jsonb
 from .db import keep_latest_checkpoints
 
 if TYPE_CHECKING:
-    from .custom_auth import AuthUser, Handlers
+    from .auth.handlers import AuthUser, Handlers
 
 # Whether a row's metadata passes a custom auth handler's filter (checked by custom_auth.check_filter
 # before it gets here; custom_auth.matches is the same for what is not a row): a key equal to a
@@ -180,7 +180,7 @@ class Scope:
 
     def visible(self, metadata: dict[str, Any]) -> bool:
         """Whether something that is not a row (a graph's system assistant) passes the filter."""
-        from .custom_auth import matches
+        from .auth.handlers import matches
 
         return matches(metadata, self.filter)
 

@@ -11,13 +11,13 @@ from typing import Any
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from .engine import FUNCTIONS
-from .engine import SCHEMA as ENGINE_SCHEMA
-from .fencing import FUNCTION as FENCE_FUNCTION
+from .engine.fencing import FUNCTION as FENCE_FUNCTION
+from .engine.sql import FUNCTIONS
+from .engine.sql import SCHEMA as ENGINE_SCHEMA
 from .ownership import FUNCTION as OWNERSHIP_FUNCTION
 from .ownership import MATCH_FUNCTION
-from .webhooks import FUNCTIONS as WEBHOOK_FUNCTIONS
-from .webhooks import SCHEMA as WEBHOOK_SCHEMA
+from .surfaces.webhooks import FUNCTIONS as WEBHOOK_FUNCTIONS
+from .surfaces.webhooks import SCHEMA as WEBHOOK_SCHEMA
 
 # Threads, background runs and created assistants (with their versions) of the API; checkpoints
 # live in the checkpointer's own tables.

@@ -84,7 +84,7 @@ class Settings(BaseSettings):
     cron_allow_seconds: bool = False
     max_crons_per_owner: int = Field(100, ge=1)
     run_timeout_seconds: float = Field(120.0, gt=0)
-    # The run engine (engine.py): a run's lease is renewed every third of it; a run whose process
+    # The run engine (engine/runs.py): a run's lease is renewed every third of it; a run whose process
     # died is noticed within lease + lease/2 and resumed elsewhere, at most run_max_attempts times.
     run_lease_seconds: float = Field(15.0, ge=1, le=300)
     run_max_attempts: int = Field(3, ge=1)
@@ -109,7 +109,7 @@ class Settings(BaseSettings):
     store_scope: Literal["key", "shared"] = "key"
     # How often expired threads (their own `ttl`) are swept, by whichever process gets there.
     thread_ttl_sweep_seconds: float = Field(60.0, gt=0)
-    # Webhooks (webhooks.py): signed with this Standard Webhooks secret (whsec_ and base64; without
+    # Webhooks (surfaces/webhooks.py): signed with this Standard Webhooks secret (whsec_ and base64; without
     # it runs and crons with a webhook are refused), each call given this long, retried with
     # back-off up to this many attempts.
     webhook_secret: SecretStr | None = None

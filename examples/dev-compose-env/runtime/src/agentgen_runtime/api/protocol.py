@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from ..models import RunCreate, parse_json
 from ..ownership import Scope, thread_not_found
-from ..protocol import (
+from ..service import Service
+from ..streaming.protocol import (
     MARK,
     MULTITASK,
     Numbering,
@@ -32,9 +33,8 @@ from ..protocol import (
     envelopes,
     subscription_of,
 )
-from ..service import Service
-from ..stream import follow_thread
 from .deps import Caller, Headers, Svc, sse
+from .follow import follow_thread
 from .runs import new_run
 
 router = APIRouter(tags=["threads"])

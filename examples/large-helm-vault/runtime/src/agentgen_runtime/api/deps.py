@@ -39,7 +39,7 @@ def sse(event: str, data: Any, seq: int | str | None = None) -> bytes:
 
 def run_headers(request: HTTPConnection) -> dict[str, str]:
     """The request headers langgraph.json http.configurable_headers gives a run's config (never a
-    credential: `credentials.py`)."""
+    credential: `auth/credentials.py`)."""
     wanted = request.app.state.config.http.configurable_headers
     if wanted is None:
         return {}

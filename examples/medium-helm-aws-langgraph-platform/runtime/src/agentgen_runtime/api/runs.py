@@ -15,13 +15,13 @@ from fastapi import APIRouter, Header, HTTPException, Query, Response
 from fastapi.responses import JSONResponse, StreamingResponse
 from langgraph.types import Command
 
-from ..custom_auth import stamp_user
-from ..engine import IdempotencyConflict, RunRejected, RunReleased, ThreadNotFound
+from ..auth.handlers import stamp_user
+from ..engine.runs import IdempotencyConflict, RunRejected, RunReleased, ThreadNotFound
 from ..errors import dependency_failure
 from ..models import MAX_OFFSET, CancelMany, RunCreate
 from ..ownership import Scope, checkpoint_config, thread_not_found
 from ..service import Service, UnknownInterruptError, refuse_unknown_resume, with_assistant
-from ..stream import RUN_MODES, parse_modes, run_event_wanted
+from ..streaming.stream import RUN_MODES, parse_modes, run_event_wanted
 from .deps import Caller, Headers, IdempotencyKey, Svc, sse
 
 KEEPALIVE_SECONDS = 10.0

@@ -1,6 +1,6 @@
 """The store (long-term memory) as the SDK's `client.store` reaches it: put, get, delete, search
 (with `query` when `langgraph.json` `store.index` is set) and list namespaces; each identity its own
-items (see store.py), the same its runs' graphs read and write."""
+items (see surfaces/store.py), the same its runs' graphs read and write."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, HTTPException, Query, Request, Response
 
 from ..models import MAX_TTL_MINUTES, StoreDelete, StoreNamespaces, StorePut, StoreSearch
 from ..ownership import Scope
-from ..store import OwnedStore, item_json
+from ..surfaces.store import OwnedStore, item_json
 from .deps import Caller
 
 router = APIRouter(tags=["store"])

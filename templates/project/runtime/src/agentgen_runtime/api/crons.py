@@ -1,5 +1,5 @@
 """Crons: schedules of runs (without a thread, or on one of the caller's threads): create, get,
-update, delete, search, count; each the caller's own. The ticks are taken by crons.py."""
+update, delete, search, count; each the caller's own. The ticks are taken by surfaces/crons.py."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 
 from fastapi import APIRouter, HTTPException, Response
 
-from ..crons import cron_json, first_run, next_run, run_payload
-from ..custom_auth import stamp_user
+from ..auth.handlers import stamp_user
 from ..models import CronCount, CronCreate, CronRun, CronSearch, CronUpdate
 from ..ownership import Scope
 from ..service import Service
+from ..surfaces.crons import cron_json, first_run, next_run, run_payload
 from .deps import Caller, Svc
 
 router = APIRouter(tags=["crons"])

@@ -9,7 +9,7 @@ from typing import Any
 
 from ..ownership import Scope
 from ..service import Service
-from ..stream import KEEPALIVE_SECONDS, POLL_SECONDS, RUN_DONE, thread_event_wanted
+from ..streaming.stream import KEEPALIVE_SECONDS, POLL_SECONDS, RUN_DONE, thread_event_wanted
 
 
 async def follow_thread(svc: Service, caller: Scope, thread_id: str, modes: set[str],

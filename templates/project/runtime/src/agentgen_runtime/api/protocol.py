@@ -22,7 +22,8 @@ from pydantic import ValidationError
 
 from ..models import RunCreate, parse_json
 from ..ownership import Scope, thread_not_found
-from ..protocol import (
+from ..service import Service
+from ..streaming.protocol import (
     MARK,
     MULTITASK,
     Numbering,
@@ -32,7 +33,6 @@ from ..protocol import (
     envelopes,
     subscription_of,
 )
-from ..service import Service
 from .deps import Caller, Headers, Svc, sse
 from .follow import follow_thread
 from .runs import new_run

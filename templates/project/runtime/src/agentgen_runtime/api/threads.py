@@ -22,7 +22,7 @@ from ..models import (
 )
 from ..ownership import Scope, checkpoint_config
 from ..service import Service
-from ..stream import THREAD_MODES, parse_modes, parse_thread_event_id
+from ..streaming.stream import THREAD_MODES, parse_modes, parse_thread_event_id
 from .deps import Caller, Svc, sse
 from .follow import follow_thread
 

@@ -32,7 +32,7 @@ from typing import Any
 from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 
-from .config import Config, ConfigError, import_object
+from ..config import Config, ConfigError, import_object
 from .credentials import Credentials
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,7 @@ class Handlers:
         given: dict[str, Any] = {}
         for name in self.names:
             if name == "request":
-                # the headers it reads by name are credentials (credentials.py)
+                # the headers it reads by name are credentials (credentials.py, here)
                 request._headers = self.credentials.recording_headers(scope)
                 given[name] = request
             elif name == "headers":

@@ -22,8 +22,8 @@ from fastapi import HTTPException
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .observability import RATE_LIMIT_FALLBACKS
-from .settings import Settings
+from ..observability import RATE_LIMIT_FALLBACKS
+from ..settings import Settings
 
 log = logging.getLogger(__name__)
 ANONYMOUS = "anonymous"
@@ -215,7 +215,7 @@ class BodyLimitMiddleware:
         await self.app(scope, _replay([whole], receive), send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from .errors import error_response
+        from ..errors import error_response
 
         response = error_response(413, f"request body larger than {self.max_bytes} bytes")
         await response(scope, receive, send)

@@ -29,14 +29,10 @@ and starting the next run of that key once it stopped), nor run-level fencing of
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import logging
 import os
-import queue
 import socket
-import sys
-import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -47,208 +43,22 @@ from typing import Any
 from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
-from .fencing import Fenced, is_fenced
-from .observability import (
-    LOOP_STALLS,
+from ..observability import (
     QUEUE_DEPTH,
     QUEUE_WAIT,
     RUNS_ABANDONED,
     RUNS_FENCED,
     RUNS_RETRIED,
 )
-from .ownership import NOT_FOUND as THREAD_NOT_FOUND
-from .settings import Settings
+from ..ownership import NOT_FOUND as THREAD_NOT_FOUND
+from ..settings import Settings
+from .fencing import Fenced, is_fenced
+from .leases import LeaseKeeper
+from .sql import ACTIVE, CHANNEL, CLAIM, CREATE, FINISH
 
 log = logging.getLogger("agentgen_runtime.engine")
 
-CHANNEL = "agent_runs"
-ACTIVE = ("pending", "running")
-TERMINAL = ("success", "error", "timeout", "interrupted")
-STRATEGIES = ("reject", "enqueue", "interrupt", "rollback")
 RECENT_RUNS = 1024  # runs that ended in this process kept for their late waiters
-
-# Idempotent migrations of the runs table (0.2 had run_id, thread_id, assistant_id, status,
-# metadata, error, created_at, updated_at).
-SCHEMA = """
-ALTER TABLE agent_runs ALTER COLUMN thread_id DROP NOT NULL;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS seq bigserial;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS graph_id text;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS kwargs jsonb NOT NULL DEFAULT '{}';
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS multitask_strategy text NOT NULL DEFAULT 'enqueue';
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS record_events boolean NOT NULL DEFAULT false;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS attempt integer NOT NULL DEFAULT 0;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS worker text;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS lease_until timestamptz;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS started_at timestamptz;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS cancel text;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS output jsonb;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS not_before timestamptz;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS owner text;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS idempotency_key text;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS request_hash text;
-ALTER TABLE agent_runs ADD COLUMN IF NOT EXISTS webhook_policy text;
-CREATE UNIQUE INDEX IF NOT EXISTS agent_runs_idempotency ON agent_runs (coalesce(owner, ''), idempotency_key)
-    WHERE idempotency_key IS NOT NULL;
-UPDATE agent_runs r SET owner = t.owner FROM agent_threads t
-    WHERE r.owner IS NULL AND r.thread_id = t.thread_id AND r.status IN ('pending', 'running');
-CREATE UNIQUE INDEX IF NOT EXISTS agent_runs_one_running ON agent_runs (thread_id)
-    WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS agent_runs_pending ON agent_runs (seq) WHERE status = 'pending';
-CREATE INDEX IF NOT EXISTS agent_runs_lease ON agent_runs (lease_until) WHERE status = 'running';
-CREATE TABLE IF NOT EXISTS agent_run_events (
-    run_id text NOT NULL REFERENCES agent_runs ON DELETE CASCADE,
-    seq integer NOT NULL,
-    event text NOT NULL,
-    data jsonb,
-    PRIMARY KEY (run_id, seq)
-);
-"""
-
-# A pending run is claimable when its thread has no running run and no older pending one, and its
-# delay (after_seconds) has passed. A delayed run holds its thread's later runs behind it.
-_CLAIM = """
-UPDATE agent_runs r SET status = 'running', worker = %(worker)s, attempt = r.attempt + 1,
-    lease_until = now() + make_interval(secs => %(lease)s), started_at = now(), updated_at = now()
-WHERE r.run_id IN (
-    SELECT c.run_id FROM agent_runs c
-    WHERE c.status = 'pending' AND (c.not_before IS NULL OR c.not_before <= now())
-      AND NOT EXISTS (SELECT 1 FROM agent_runs o
-                      WHERE o.thread_id = c.thread_id AND o.status = 'running')
-      AND NOT EXISTS (SELECT 1 FROM agent_runs o
-                      WHERE o.thread_id = c.thread_id AND o.status = 'pending' AND o.seq < c.seq)
-    ORDER BY c.seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
-RETURNING r.*, extract(epoch FROM now() - r.created_at) AS waited
-"""
-
-# Creating a run is one call (one round trip): the thread's row is locked, the strategy applied to
-# its active runs (each statement of a PL/pgSQL function sees what committed before it, so the runs
-# a concurrent creator inserted before it released the lock are seen), the run inserted: `running`,
-# claimed by the caller (attempt 1, its lease), when nothing is ahead of it on its thread and the
-# caller passed its worker (it has room), `pending` otherwise. created_at is clock_timestamp(), taken
-# after the lock (not the transaction's start): it orders a thread's runs as the engine takes them.
-# Notifies `c:<id>` for each cancelled running run, `d:<id>` for each cancelled pending one and
-# `q:<worker>` when the run is pending. SQLSTATE AGR01: rejected (multitask_strategy=reject);
-# AGR02: a resume (command.resume) sent while a run is in progress on the thread (enqueue); AGR03:
-# an Idempotency-Key already used (within the window) for a request with another body. A key used
-# for the same request returns the run it created (RunCreate's `idempotency`).
-FUNCTIONS = [
-    # (0.3's signature: replaced by the one with the idempotency key and the webhook policy, whose
-    # defaults still answer a call in the old form)
-    "DROP FUNCTION IF EXISTS agent_run_create(text, text, text, text, jsonb, jsonb, text, boolean, "
-    "text, text, double precision, text, boolean, jsonb)", """
-CREATE OR REPLACE FUNCTION agent_run_cancel(p_ids text[], p_action text)
-RETURNS SETOF text LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_pending text[];
-    v_running text[];
-BEGIN
-    SELECT coalesce(array_agg(run_id) FILTER (WHERE status = 'pending'), '{}'),
-           coalesce(array_agg(run_id) FILTER (WHERE status = 'running'), '{}')
-      INTO v_pending, v_running
-      FROM (SELECT run_id, status FROM agent_runs
-            WHERE run_id = ANY(p_ids) AND status IN ('pending', 'running') FOR UPDATE) active;
-    IF p_action = 'rollback' THEN
-        DELETE FROM agent_runs WHERE run_id = ANY(v_pending);
-    ELSE
-        UPDATE agent_runs SET status = 'interrupted', updated_at = now()
-        WHERE run_id = ANY(v_pending);
-    END IF;
-    UPDATE agent_runs SET cancel = p_action WHERE run_id = ANY(v_running);
-    PERFORM pg_notify('agent_runs', 'd:' || id) FROM unnest(v_pending) id;
-    PERFORM pg_notify('agent_runs', 'c:' || id) FROM unnest(v_running) id;
-    RETURN QUERY SELECT unnest(v_pending || v_running);
-END
-$fn$
-""", """
-CREATE OR REPLACE FUNCTION agent_run_create(
-    p_run_id text, p_thread_id text, p_assistant_id text, p_graph_id text, p_metadata jsonb,
-    p_kwargs jsonb, p_strategy text, p_record_events boolean, p_worker text, p_caller text,
-    p_lease double precision, p_owner text, p_create_thread boolean, p_thread_filter jsonb,
-    p_idempotency_key text DEFAULT NULL, p_request_hash text DEFAULT NULL,
-    p_idempotency_window double precision DEFAULT 86400, p_webhook_policy text DEFAULT NULL)
-RETURNS SETOF agent_runs LANGUAGE plpgsql AS $fn$
-DECLARE
-    v_active text[] := '{}';
-    v_claim boolean;
-    v_delay double precision := coalesce((p_kwargs ->> 'after_seconds')::double precision, 0);
-    v_prior agent_runs;
-BEGIN
-    IF p_idempotency_key IS NOT NULL THEN
-        -- one creator of a key at a time (until it commits); a key older than the window is free
-        PERFORM pg_advisory_xact_lock(hashtextextended(coalesce(p_owner, '') || '/' || p_idempotency_key, 7));
-        UPDATE agent_runs SET idempotency_key = NULL
-        WHERE coalesce(owner, '') = coalesce(p_owner, '') AND idempotency_key = p_idempotency_key
-          AND created_at < clock_timestamp() - make_interval(secs => p_idempotency_window);
-        SELECT * INTO v_prior FROM agent_runs
-        WHERE coalesce(owner, '') = coalesce(p_owner, '') AND idempotency_key = p_idempotency_key;
-        IF FOUND THEN
-            IF v_prior.request_hash IS DISTINCT FROM p_request_hash THEN
-                RAISE EXCEPTION 'Idempotency-Key % was used for another request (its run is %)',
-                    p_idempotency_key, v_prior.run_id USING ERRCODE = 'AGR03';
-            END IF;
-            RETURN NEXT v_prior;  -- the first request's run: created once
-            RETURN;
-        END IF;
-    END IF;
-    IF p_thread_id IS NOT NULL THEN
-        -- the caller's thread, locked (see ownership.py): AGT04 when it is not the caller's; one it
-        -- creates starts with the run's metadata (as on the Platform)
-        PERFORM agent_thread_for_run(p_thread_id, p_owner, p_graph_id, p_assistant_id,
-            p_create_thread, p_metadata, p_thread_filter);
-        SELECT coalesce(array_agg(run_id), '{}') INTO v_active FROM agent_runs
-        WHERE thread_id = p_thread_id AND status IN ('pending', 'running');
-        IF cardinality(v_active) > 0 AND p_strategy = 'reject' THEN
-            RAISE EXCEPTION 'thread % already has a run in progress (multitask_strategy=reject)',
-                p_thread_id USING ERRCODE = 'AGR01';
-        ELSIF cardinality(v_active) > 0 AND p_strategy = 'enqueue'
-              AND coalesce(p_kwargs -> 'command' ? 'resume', false) THEN
-            -- a resume queued behind a run would answer an interrupt that run may already have
-            -- resumed: the client must learn that its decision was not applied
-            RAISE EXCEPTION 'thread % already has a run in progress: resume the interrupt it '
-                'leaves once it ends', p_thread_id USING ERRCODE = 'AGR02';
-        ELSIF cardinality(v_active) > 0 AND p_strategy IN ('interrupt', 'rollback') THEN
-            PERFORM agent_run_cancel(v_active, p_strategy);
-        END IF;
-    END IF;
-    v_claim := p_worker IS NOT NULL AND cardinality(v_active) = 0 AND v_delay <= 0;
-    IF NOT v_claim THEN
-        PERFORM pg_notify('agent_runs', 'q:' || p_caller);
-    END IF;
-    RETURN QUERY INSERT INTO agent_runs (
-        run_id, thread_id, assistant_id, graph_id, status, metadata, kwargs, multitask_strategy,
-        record_events, created_at, updated_at, worker, attempt, lease_until, started_at,
-        not_before, owner, idempotency_key, request_hash, webhook_policy)
-    VALUES (p_run_id, p_thread_id, p_assistant_id, p_graph_id,
-        CASE WHEN v_claim THEN 'running' ELSE 'pending' END, p_metadata, p_kwargs, p_strategy,
-        p_record_events, clock_timestamp(), clock_timestamp(),
-        CASE WHEN v_claim THEN p_worker END, CASE WHEN v_claim THEN 1 ELSE 0 END,
-        CASE WHEN v_claim THEN now() + make_interval(secs => p_lease) END,
-        CASE WHEN v_claim THEN clock_timestamp() END,
-        CASE WHEN v_delay > 0 THEN clock_timestamp() + make_interval(secs => v_delay) END,
-        p_owner, p_idempotency_key, p_request_hash, p_webhook_policy)
-    RETURNING *;
-END
-$fn$
-"""]
-_CREATE = ("SELECT * FROM agent_run_create(%(run_id)s, %(thread_id)s, %(assistant_id)s, "
-           "%(graph_id)s, %(metadata)s, %(kwargs)s, %(strategy)s, %(record_events)s, %(worker)s, "
-           "%(caller)s, %(lease)s, %(owner)s, %(create_thread)s, %(thread_filter)s, "
-           "%(idempotency_key)s, %(request_hash)s, %(idempotency_window)s, %(webhook_policy)s)")
-
-# A run's outcome, fenced by the worker and attempt holding it; wakes its remote readers, and the
-# workers when a run of the same thread waits for this one.
-_FINISH = """
-WITH done AS (
-    UPDATE agent_runs SET status = %(status)s, output = %(output)s, error = %(error)s, worker = NULL,
-        lease_until = NULL, cancel = NULL, updated_at = now()
-    WHERE run_id = %(run_id)s AND worker = %(worker)s AND attempt = %(attempt)s
-      AND status = 'running'
-    RETURNING *)
-SELECT done.*, pg_notify(%(channel)s, 'd:' || done.run_id)::text AS notified,
-    (SELECT pg_notify(%(channel)s, 'q')::text FROM agent_runs p
-     WHERE p.thread_id = done.thread_id AND p.status = 'pending' LIMIT 1) AS woken
-FROM done
-"""
 
 
 class RunRejected(Exception):
@@ -323,182 +133,6 @@ async def cancel_tasks(tasks: list[asyncio.Task[Any]], within: float = 5.0) -> N
             task.exception()  # retrieved: a loop's failure at shutdown is not worth a warning
     if pending:
         log.warning("%d task(s) still running %.0f s after they were cancelled", len(pending), within)
-
-
-# the engine's running rows among some ids, locked for their renewal (those free only, or waiting)
-_LOCK_HELD = ("SELECT run_id FROM agent_runs WHERE run_id = ANY(%s) AND worker = %s "
-              "AND status = 'running' ORDER BY run_id FOR NO KEY UPDATE")
-_LOCK_HELD_FREE = _LOCK_HELD + " SKIP LOCKED"
-
-
-class LeaseKeeper(threading.Thread):
-    """Renews the leases of the engine's runs from a thread of its own, on a connection of its own,
-    so that a node blocking the event loop (blocking code in an async node) does not let its run's
-    lease lapse while its process is alive: a second execution would follow. A process that is
-    truly frozen (SIGSTOP, a paused VM) renews nothing: its runs are taken over, and fencing keeps
-    it from writing when it wakes. The keeper also reports loop stalls (log naming the graph and
-    node, metric); it stops renewing once the loop has been stalled for longer than a run may last
-    (run_timeout_seconds), so that a wedged process cannot hold runs forever.
-
-    A run row can be held by a write of the run still open (a checkpoint transaction whose commit
-    a blocked loop has not sent yet: the fence's share lock, see fencing.py). The reaper skips such
-    a row (its holder is writing); the renewal renews the free rows at once, and for each held one
-    a waiter (a thread and a connection of its own) queues for the row, so that it is first when
-    the write commits, and counts the lease from then: locking before computing the lease (one
-    UPDATE would compute it before waiting, and renew into the past)."""
-
-    WAITERS = 4  # rows waited for at once (each a connection while it waits)
-
-    def __init__(self, engine: Engine, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(name="agentgen-lease-keeper", daemon=True)
-        self.engine, self.loop = engine, loop
-        self.loop_thread = threading.get_ident()
-        self._stopping = threading.Event()
-        self._conn: Any = None
-        self._spares: queue.SimpleQueue[Any] = queue.SimpleQueue()  # the waiters' connections
-        self._waiting: set[str] = set()
-        self._waiting_lock = threading.Lock()
-        self._stall_reported = False
-
-    def stop(self) -> None:
-        self._stopping.set()
-        self.join(timeout=5)
-
-    def run(self) -> None:
-        settings = self.engine.settings
-        tick = min(0.25, settings.run_lease_seconds / 6)
-        last_renewal = time.monotonic()
-        renewal: concurrent.futures.Future[None] | None = None
-        renewer = concurrent.futures.ThreadPoolExecutor(1, "agentgen-lease-renewal")
-        waiters = concurrent.futures.ThreadPoolExecutor(self.WAITERS, "agentgen-lease-wait")
-        try:
-            while not self._stopping.wait(tick):
-                stalled = time.monotonic() - self.engine.loop_beat
-                self._watch_loop(stalled)
-                if time.monotonic() - last_renewal < settings.run_lease_seconds / 3:
-                    continue
-                if renewal is not None and not renewal.done():
-                    continue  # (the database is slow to answer)
-                last_renewal = time.monotonic()
-                if stalled > settings.run_timeout_seconds:
-                    log.error("event loop stalled for %.0f s (longer than run_timeout_seconds): "
-                              "leases no longer renewed, the runs will be taken over", stalled)
-                    continue
-                renewal = renewer.submit(self._renew_or_retry, waiters)
-        finally:
-            renewer.shutdown(wait=False, cancel_futures=True)
-            waiters.shutdown(wait=False, cancel_futures=True)
-
-    def _renew_or_retry(self, waiters: concurrent.futures.Executor) -> None:
-        try:
-            self._renew(waiters)
-        except Exception as exc:  # noqa: BLE001 - the database is down: the next tick retries
-            log.warning("lease renewal failed (%s); retrying", exc)
-            self._close(self._conn)
-            self._conn = None
-
-    def _connect(self) -> Any:
-        import psycopg
-
-        settings = self.engine.settings
-        conn = psycopg.connect(settings.database_conninfo(), autocommit=True,
-                               connect_timeout=max(1, int(settings.db_connect_timeout)))
-        # frozen between its two statements, this process would hold its rows out of reach of
-        # the reaper (which skips locked rows): the server ends such a transaction
-        conn.execute("SELECT set_config('idle_in_transaction_session_timeout', %s, false)",
-                     (f"{int(self.engine.lease * 1000)}ms",))
-        return conn
-
-    def _renew(self, waiters: concurrent.futures.Executor) -> None:
-        ids = [r.run_id for r in list(self.engine.local.values()) if not r.done]
-        if not ids:
-            return
-        if self._conn is None or self._conn.closed:
-            self._conn = self._connect()
-        worker = self.engine.worker
-        with self._conn.transaction():
-            ours = {row[0] for row in self._conn.execute(
-                "SELECT run_id FROM agent_runs WHERE run_id = ANY(%s) AND worker = %s "
-                "AND status = 'running'", (ids, worker)).fetchall()}
-            free = [row[0] for row in self._conn.execute(_LOCK_HELD_FREE, (ids, worker))]
-            held = self._renew_locked(self._conn, free)
-        self._report([run_id for run_id in ids if run_id not in ours or run_id in free], held)
-        for run_id in ours.difference(free):  # held by a write under way
-            with self._waiting_lock:
-                if run_id in self._waiting:
-                    continue
-                self._waiting.add(run_id)
-            waiters.submit(self._wait_and_renew, run_id)
-
-    def _wait_and_renew(self, run_id: str) -> None:
-        conn = None
-        try:
-            try:
-                conn = self._spares.get_nowait()
-            except queue.Empty:
-                conn = self._connect()
-            with conn.transaction():
-                locked = [row[0] for row in conn.execute(
-                    _LOCK_HELD, ([run_id], self.engine.worker)).fetchall()]
-                held = self._renew_locked(conn, locked)
-            self._report([run_id], held)
-            self._spares.put(conn)
-        except Exception as exc:  # noqa: BLE001 - the next renewal tries again
-            log.warning("lease renewal of run %s failed (%s); retrying", run_id, exc)
-            self._close(conn)
-        finally:
-            with self._waiting_lock:
-                self._waiting.discard(run_id)
-
-    def _renew_locked(self, conn: Any, ids: list[str]) -> dict[str, str | None]:
-        """Renew the leases of rows this transaction locked, counted from now: renewed id -> its
-        cancel request."""
-        if not ids:
-            return {}
-        return {row[0]: row[1] for row in conn.execute(
-            "UPDATE agent_runs SET lease_until = statement_timestamp() + make_interval(secs => %s) "
-            "WHERE run_id = ANY(%s) RETURNING run_id, cancel", (self.engine.lease, ids))}
-
-    def _report(self, ids: list[str], held: dict[str, str | None]) -> None:
-        if ids:
-            with contextlib.suppress(RuntimeError):  # the loop closed: the process is stopping
-                self.loop.call_soon_threadsafe(self.engine._renewed, ids, held)
-
-    @staticmethod
-    def _close(conn: Any) -> None:
-        if conn is not None:
-            with contextlib.suppress(Exception):
-                conn.close()
-
-    def _watch_loop(self, stalled: float) -> None:
-        if stalled <= self.engine.settings.loop_stall_warn_seconds:
-            self._stall_reported = False
-            return
-        if self._stall_reported:
-            return
-        self._stall_reported = True
-        LOOP_STALLS.inc()
-        graph, node, where = blocking_node(sys._current_frames().get(self.loop_thread))
-        log.warning("event loop blocked for %.1f s by graph %s, node %s (%s): blocking code in an "
-                    "async node stalls every request and run of this process; await it or run it "
-                    "in a thread (asyncio.to_thread)", stalled, graph or "?", node or "?", where,
-                    extra={"fields": {"event": "loop_stall", "graph_id": graph, "node": node,
-                                      "where": where}})
-
-
-def blocking_node(frame: Any) -> tuple[str | None, str | None, str]:
-    """(graph id, node name, innermost code location) of what the loop thread is running: the node
-    is named by the nearest LangGraph task config on the stack (metadata langgraph_node)."""
-    where = "unknown"
-    if frame is not None:
-        where = f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}"
-    while frame is not None:
-        config = frame.f_locals.get("config")
-        metadata = config.get("metadata") if isinstance(config, dict) else None
-        if isinstance(metadata, dict) and metadata.get("langgraph_node"):
-            return metadata.get("graph_id"), str(metadata["langgraph_node"]), where
-        frame = frame.f_back
-    return None, None, where
 
 
 class Engine:
@@ -659,7 +293,7 @@ class Engine:
     @staticmethod
     async def _insert(conn: AsyncConnection, params: dict[str, Any]) -> dict[str, Any]:
         try:
-            return await (await conn.execute(_CREATE, params)).fetchone()
+            return await (await conn.execute(CREATE, params)).fetchone()
         except errors.DatabaseError as exc:
             if exc.sqlstate in ("AGR01", "AGR02"):
                 raise RunRejected(exc.diag.message_primary) from None
@@ -687,7 +321,7 @@ class Engine:
             return []
         try:
             async with self.pool.connection() as conn:
-                rows = await (await conn.execute(_CLAIM, {
+                rows = await (await conn.execute(CLAIM, {
                     "worker": self.worker, "lease": self.lease, "limit": limit})).fetchall()
         except errors.UniqueViolation:
             return []  # another process claimed a run of the same thread first
@@ -770,7 +404,7 @@ class Engine:
         await self._finish_events(run, flusher)
         try:
             async with self.pool.connection() as conn:
-                done = await (await conn.execute(_FINISH, {
+                done = await (await conn.execute(FINISH, {
                     "status": status, "output": Jsonb(output), "error": error, "run_id": run.run_id,
                     "worker": self.worker, "attempt": row["attempt"], "channel": CHANNEL,
                 })).fetchone()
@@ -999,7 +633,7 @@ class Engine:
 
     async def _listen(self) -> None:
         """LISTEN on a connection of its own; reconnects after failures (the pollers cover the gap)."""
-        from .db import connect
+        from ..db import connect
 
         while True:
             try:

@@ -24,7 +24,7 @@ from typing import Any, get_args
 from langchain_core.messages import BaseMessageChunk
 from pydantic import BaseModel
 
-from .models import RunCreate, StreamMode
+from ..models import RunCreate, StreamMode
 
 Emit = Callable[[str, Any], None]
 

@@ -28,12 +28,12 @@ from zoneinfo import ZoneInfo
 
 from fastapi import HTTPException
 
-from .custom_auth import AuthUser, stamp_user
-from .engine import RunRejected, ThreadNotFound
-from .models import CronCreate, CronRun, RunCreate
-from .observability import CRON_RUNS
-from .ownership import Scope
-from .service import Service, with_assistant
+from ..auth.handlers import AuthUser, stamp_user
+from ..engine.runs import RunRejected, ThreadNotFound
+from ..models import CronCreate, CronRun, RunCreate
+from ..observability import CRON_RUNS
+from ..ownership import Scope
+from ..service import Service, with_assistant
 
 log = logging.getLogger("agentgen_runtime.crons")
 

@@ -45,9 +45,9 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
-from .config import ConfigError
-from .observability import WEBHOOK_DELIVERIES
-from .settings import Settings
+from ..config import ConfigError
+from ..observability import WEBHOOK_DELIVERIES
+from ..settings import Settings
 
 log = logging.getLogger("agentgen_runtime.webhooks")
 
