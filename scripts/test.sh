@@ -1,18 +1,43 @@
 #!/usr/bin/env bash
-# The test command: set up (idempotent) and run the whole suite. Extra arguments go to pytest.
-# The property tests (marker `properties`: hypothesis draws, CPU-bound) run in a second pytest on
-# every core (pytest-xdist, one shard per worker); the rest runs serially, because it starts real
-# servers whose fault tests must not compete for the CPU. Exit status: the first failure's.
+# The test command: set up (idempotent), then the suite in stages, each a pytest run; extra
+# arguments go to every stage (a path selects within each; a stage that selects nothing passes).
+#   1. quick     the CLI, spec, validators, the import check and the runtime's library tests: no
+#                server, no project rendered whole (marker `renders`), on every core
+#   2. parallel  whole projects rendered and installed (`renders`) and the runtime's server tests
+#                (`slow`), on every core (one PostgreSQL cluster per worker, a module per worker)
+#   3. serial    the fault tests whose timing needs the CPU (`serial`: leases, stalls, outages)
+#                and the image build (`container`), one at a time
+#   4. properties  hypothesis draws (CPU-bound), on every core
+# `--quick` runs stage 1 only (the inner loop: a few minutes). The first failing stage ends the run
+# with its status: a broken change fails in minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+quick=0
+if [ "${1:-}" = "--quick" ]; then
+    quick=1
+    shift
+fi
 ./scripts/setup.sh --test
 
-status=0
-.venv/bin/python -m pytest -m "not properties" "$@" || status=$?
-# Exit 5 is "no test selected" (arguments that name only one of the two halves).
-[ "$status" -eq 5 ] && status=0
-properties=0
-.venv/bin/python -m pytest -m properties -n "${AGENTGEN_TEST_WORKERS:-auto}" "$@" || properties=$?
-[ "$properties" -eq 5 ] && properties=0
-[ "$status" -ne 0 ] && exit "$status"
-exit "$properties"
+workers="${AGENTGEN_TEST_WORKERS:-auto}"
+stage() {
+    local name=$1
+    shift
+    echo "=== stage: $name"
+    local status=0
+    .venv/bin/python -m pytest "$@" || status=$?
+    # Exit 5 is "no test selected" (arguments that name tests of other stages only).
+    if [ "$status" -ne 0 ] && [ "$status" -ne 5 ]; then
+        echo "=== stage $name failed ($status)" >&2
+        exit "$status"
+    fi
+}
+
+stage quick -m "not slow and not serial and not container and not properties and not renders" \
+    -n "$workers" --dist loadfile "$@"
+[ "$quick" = 1 ] && exit 0
+stage parallel -m "(renders or slow) and not serial and not container and not properties" \
+    -n "$workers" --dist loadfile "$@"
+stage serial -m "(serial or container) and not properties" "$@"
+stage properties -m properties -n "$workers" "$@"

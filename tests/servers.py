@@ -204,7 +204,10 @@ def project_python(project: Path, *extra: str) -> str:
          (project / "constraints.txt").read_text(),
          (project / "runtime" / "pyproject.toml").read_text()]).encode()).hexdigest()[:16]
     if key not in _VENVS:
-        venv = Path(tempfile.gettempdir()) / f"agentgen-test-venv-{key}"
+        # one per test worker: a shared one's editable install would be pointed at another
+        # worker's checkout while a test of this one runs
+        worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+        venv = Path(tempfile.gettempdir()) / f"agentgen-test-venv-{key}-{worker}"
         if not (venv / "bin" / "python").is_file():
             subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)],
                            check=True)

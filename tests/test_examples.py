@@ -12,6 +12,8 @@ from agentgen.spec import Target, load_spec, read_answers_file
 
 from .conftest import snapshot
 
+pytestmark = pytest.mark.renders
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 CONFIGS = sorted(EXAMPLES.glob("*.yml"))
 REGENERATE = "stale: run ./scripts/regenerate-examples.sh and commit examples/"

@@ -23,6 +23,8 @@ from agentgen.validate import validate_tree
 from .conftest import snapshot
 from .servers import project_python, venv_tool
 
+pytestmark = pytest.mark.renders
+
 TARGET_SETS = [["compose"], ["langgraph-platform"], ["compose", "langgraph-platform"],
                ["kubernetes"], ["helm"], ["compose", "kubernetes", "helm", "langgraph-platform"]]
 

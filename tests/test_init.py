@@ -20,6 +20,8 @@ from agentgen.cli import app
 from .conftest import snapshot
 from .servers import free_port, http_status, process
 
+pytestmark = pytest.mark.renders
+
 FIXTURES = Path(__file__).parent / "fixtures" / "byo"
 IDENTITY = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.com",
             "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.com"}

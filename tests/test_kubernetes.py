@@ -18,6 +18,8 @@ from agentgen.validate._k8s import node_modules
 
 from .servers import venv_tool
 
+pytestmark = pytest.mark.renders
+
 K8S_BACKENDS = [b.value for b in SecretsBackend if b is not SecretsBackend.ENV]
 DIGEST = "sha256:" + "c" * 64
 

@@ -24,6 +24,8 @@ from agentgen.cli import app
 from agentgen.history import HISTORY_ENV, PUBLIC_SOURCE
 from agentgen.render import render
 
+pytestmark = pytest.mark.renders
+
 ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
 ANSWERS = {"name": "demo", "scale": "dev", "targets": ["compose"], "secrets": "env"}

@@ -9,6 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.renders
+
 FIXTURES = Path(__file__).parent / "fixtures" / "byo"
 USER_WORKFLOW = """name: ours
 on: [push]

@@ -109,12 +109,26 @@ def js_sdk() -> Path:
     if npm is None or shutil.which("node") is None:
         pytest.skip("node and npm are not installed (apt-get install -y nodejs npm)")
     home = Path(tempfile.gettempdir()) / f"agentgen-js-{hashlib.sha256(JS_SDK.encode()).hexdigest()[:12]}"
-    if not (home / "node_modules" / "@langchain" / "langgraph-sdk" / "package.json").is_file():
-        home.mkdir(exist_ok=True)
-        (home / "package.json").write_text('{"private": true, "type": "module"}\n')
-        subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", JS_SDK], cwd=home,
-                       check=True, timeout=600)
+    with _exclusive(home):  # (test workers share it: one installs, the others wait)
+        if not (home / "node_modules" / "@langchain" / "langgraph-sdk" / "package.json").is_file():
+            home.mkdir(exist_ok=True)
+            (home / "package.json").write_text('{"private": true, "type": "module"}\n')
+            subprocess.run([npm, "install", "--silent", "--no-audit", "--no-fund", JS_SDK], cwd=home,
+                           check=True, timeout=600)
     return home
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Held by one process at a time (pytest-xdist workers building the same cached directory)."""
+    import fcntl
+
+    with open(f"{path}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def side_venv(*requirements: str) -> str:
@@ -126,10 +140,13 @@ def side_venv(*requirements: str) -> str:
     key = hashlib.sha256(json.dumps([sorted(requirements), CONSTRAINTS.read_text()]).encode()).hexdigest()
     if key not in _VENVS:
         venv = Path(tempfile.gettempdir()) / f"agentgen-side-venv-{key[:16]}"
-        if not (venv / "bin" / "python").is_file():
-            subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)], check=True)
-        subprocess.run([str(uv), "pip", "install", "--quiet", "--python", str(venv / "bin" / "python"),
-                        "-c", str(CONSTRAINTS), *requirements], check=True)
+        with _exclusive(venv):
+            if not (venv / "bin" / "python").is_file():
+                subprocess.run([str(uv), "venv", "--quiet", "--python", sys.executable, str(venv)],
+                               check=True)
+            subprocess.run([str(uv), "pip", "install", "--quiet", "--python",
+                            str(venv / "bin" / "python"), "-c", str(CONSTRAINTS), *requirements],
+                           check=True)
         _VENVS[key] = str(venv / "bin" / "python")
     return _VENVS[key]
 

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 
 
 def _swallowing_once(coro_fn):

@@ -21,7 +21,7 @@ from langgraph_sdk import get_client
 from ..servers import free_port, http_status, stop_process, wait_until
 from .helpers import runtime_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 PAIRS = 50
 ENGINE = {"RUN_LEASE_SECONDS": "3", "RATE_LIMIT_PER_MINUTE": "1000000", "MAX_CONCURRENT_RUNS": "10"}
 

@@ -16,7 +16,7 @@ import pytest
 from ..servers import free_port, http_status, postgres_cluster, stop_process, wait_until
 from .helpers import WEATHER, redis_server, runtime_env, runtime_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 RUN = {"assistant_id": "weather", "input": {"question": "q"}}
 
 

@@ -26,7 +26,7 @@ from langgraph_sdk import get_client
 from ..servers import output, wait_until
 from .helpers import runtime_server
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.serial]
 LEASE = 2
 ENGINE = {"RUN_LEASE_SECONDS": str(LEASE), "RATE_LIMIT_PER_MINUTE": "1000000", "LOG_LEVEL": "INFO"}
 
