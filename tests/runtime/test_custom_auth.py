@@ -457,11 +457,28 @@ def test_configurable_headers_and_the_users_own_routes_behind_the_same_auth(data
             assert ("x-webapp-middleware" in answer_headers) == (order == "middleware_first"), order
             status, body, answer_headers = custom("token-bob")
             assert (status, body, answer_headers["x-webapp-middleware"]) == (200, {"identity": "bob"}, "ran")
+            # the app's WebSocket routes are behind the same authentication
+            assert asyncio.run(_custom_socket(server.base, None)) == 401
+            assert asyncio.run(_custom_socket(server.base, "token-bob")) == {"identity": "bob"}
             # http.logging_headers: the access log shows the headers it names, never credentials
             logged = [json.loads(line) for line in output(server.proc).splitlines()
                       if line.startswith("{") and '"logger": "access"' in line]
             runs = [entry for entry in logged if entry.get("path") == "/runs/wait"]
             assert runs and runs[0]["headers"] == {"x-tenant-region": "eu", "x-tenant-secret": "s3cret"}
+
+
+async def _custom_socket(base: str, token: str | None) -> Any:
+    """What http.app's WebSocket route sends, or the handshake's refusal status."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        async with connect(base.replace("http://", "ws://") + "/custom/socket",
+                           additional_headers=headers) as connection:
+            return json.loads(await connection.recv())
+    except InvalidStatus as refused:
+        return refused.response.status_code
 
 
 @pytest.mark.slow

@@ -65,9 +65,9 @@ def _cases(tid: str, rid: str, own: str, cid: str) -> list[tuple[str, str, str, 
     run = {"assistant_id": "weather", "input": {"question": "mine now?"}}
     return [
         ("/threads/{thread_id}/runs/crons", "POST", f"/threads/{tid}/runs/crons",
-         {**run, "schedule": "* * * * * *"}),
+         {**run, "schedule": "* * * * *"}),
         ("/runs/crons/{cron_id}", "GET", f"/runs/crons/{cid}", None),
-        ("/runs/crons/{cron_id}", "PATCH", f"/runs/crons/{cid}", {"schedule": "* * * * * *"}),
+        ("/runs/crons/{cron_id}", "PATCH", f"/runs/crons/{cid}", {"schedule": "* * * * *"}),
         ("/runs/crons/{cron_id}", "DELETE", f"/runs/crons/{cid}", None),
         ("/threads/{thread_id}", "GET", f"/threads/{tid}", None),
         ("/threads/{thread_id}", "DELETE", f"/threads/{tid}", None),

@@ -240,26 +240,32 @@ async def _lifespan_of(user_app: Any) -> AsyncIterator[None]:
 
 class RouteAuth:
     """langgraph.json http.enable_custom_route_auth: the API's authentication (keys, custom auth,
-    rate limits) in front of the user's own routes; the user reaches them as `request.user` (None
-    without custom auth) and their failures are the API's JSON errors."""
+    rate limits) in front of the user's own routes, WebSocket ones included (a refused handshake
+    gets the API's JSON error); the user reaches them as `request.user` (None without custom auth)
+    and their failures are the API's JSON errors."""
 
     def __init__(self, app: ASGIApp, authenticate: Any) -> None:
         self.app, self.authenticate = app, authenticate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":  # (lifespan; websockets are not authenticated by the API)
+        if scope["type"] not in ("http", "websocket"):  # (lifespan)
             await self.app(scope, receive, send)
             return
-        from .errors import error_response
+        from starlette.websockets import WebSocket
 
-        request = Request(scope, receive)
+        from .errors import error_response, refuse_socket
+
+        connection = Request(scope, receive) if scope["type"] == "http" else WebSocket(scope, receive, send)
         try:
-            await self.authenticate(request)
+            await self.authenticate(connection)
         except HTTPException as exc:
-            await error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))(
-                scope, receive, send)
+            answer = error_response(exc.status_code, str(exc.detail), dict(exc.headers or {}))
+            if scope["type"] == "http":
+                await answer(scope, receive, send)
+            else:  # the handshake refused: the API's JSON error, as for the API's own sockets
+                await refuse_socket(connection, answer)
             return
-        scope["user"] = request.state.user
+        scope["user"] = connection.state.user
         await self.app(scope, receive, send)
 
 

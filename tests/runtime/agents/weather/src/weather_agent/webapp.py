@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 STARTED: list[str] = []
 
@@ -31,6 +31,14 @@ async def me(request):
     return JSONResponse({"identity": getattr(user, "identity", None)})
 
 
+async def socket_me(websocket):
+    """The same over a WebSocket: who the handshake was authenticated as."""
+    await websocket.accept()
+    user = websocket.scope.get("user")
+    await websocket.send_json({"identity": getattr(user, "identity", None)})
+    await websocket.close()
+
+
 class Mark:
     def __init__(self, app):
         self.app = app
@@ -45,5 +53,6 @@ class Mark:
         await self.app(scope, receive, marked if scope["type"] == "http" else send)
 
 
-app = Starlette(routes=[Route("/custom/hello", hello), Route("/custom/me", me)],
+app = Starlette(routes=[Route("/custom/hello", hello), Route("/custom/me", me),
+                        WebSocketRoute("/custom/socket", socket_me)],
                 middleware=[Middleware(Mark)], lifespan=lifespan)
