@@ -127,6 +127,20 @@ def test_a_deeply_nested_accepted_file_is_one_line(project, tmp_path):
     assert "accepted.json" in _one_line(stderr)
 
 
+def test_a_deeply_nested_langgraph_json_is_one_line_for_init(tmp_path):
+    """A user's langgraph.json nested 100k deep: `init` refuses it in one line naming the file
+    (it ended in a RecursionError traceback), and writes nothing."""
+    project = tmp_path / "deep"
+    project.mkdir()
+    (project / "langgraph.json").write_text('{"graphs": {"a": "./a.py:g"}, "env": '
+                                            + "[" * 100_000 + "]" * 100_000 + "}")
+    before = _tree(project)
+    code, stderr, seconds, _ = run_cli(["init", str(project), "--no-input"], tmp_path)
+    assert code == 1 and seconds < LIMIT_SECONDS * 4  # (a user error)
+    assert "langgraph.json" in _one_line(stderr) and "nested" in stderr, stderr
+    assert _tree(project) == before
+
+
 def test_an_alias_bomb_in_the_recorded_answers_does_not_hang_check(project, tmp_path):
     from .test_hostile import _billion_laughs
 

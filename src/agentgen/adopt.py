@@ -78,6 +78,8 @@ def _read_config(root: Path) -> dict[str, Any]:
     path = root / CONFIG
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise UserError(f"{path}: cannot read: nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise UserError(f"{path}: cannot read: {exc}") from None
     if not isinstance(data, dict) or not isinstance(data.get("graphs"), dict) or not data["graphs"]:

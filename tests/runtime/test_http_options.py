@@ -83,7 +83,8 @@ def test_disabled_runs_take_their_crons_and_keep_the_rest(database, tmp_path):
                 ("POST", "/runs/crons", {"assistant_id": "weather", "schedule": "0 0 * * *"}),
                 ("POST", "/assistants/search", {})):
             assert server.call(method, path, body)[0] in (404, 405), path
-        assert server.call("GET", "/info")[0] == 200
+        status, info, _ = server.call("GET", "/info")
+        assert status == 200 and info["flags"]["crons"] is False and info["flags"]["assistants"] is False
         assert server.call("GET", f"/threads/{thread['thread_id']}/state")[0] == 200
 
 

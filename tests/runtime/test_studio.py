@@ -110,6 +110,7 @@ def test_studio_reads_the_same_graph_as_from_langgraph_dev(database):
     assert set(ours["info"]) == set(theirs["info"]) and set(ours["info"]["flags"]) <= set(
         theirs["info"]["flags"])
     assert ours["info"]["host"]["kind"] == "self-hosted"
+    assert ours["info"]["flags"]["crons"] is True  # every cron method is served: Studio shows them
     for drawing in ("graph", "xray", "xray1"):
         assert ours[drawing] == theirs[drawing], drawing
     assert {n["id"] for n in ours["xray"]["nodes"]} >= {"draft", "editor:polish", "review"}

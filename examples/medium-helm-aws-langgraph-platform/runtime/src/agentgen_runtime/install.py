@@ -69,6 +69,8 @@ def plan(config: Path) -> tuple[list[list[str]], list[Path]]:
     file]), and the requirements files named (for their pins)."""
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
+    except RecursionError:
+        raise InstallError(f"{config}: nested too deeply") from None
     except (OSError, ValueError) as exc:
         raise InstallError(f"{config}: {exc}") from None
     dependencies = data.get("dependencies") if isinstance(data, dict) else None
